@@ -1,0 +1,97 @@
+namespace Hoard.Core.Configuration;
+
+/// <summary>Everything `hoard serve` is configured with, validated once at start-up.</summary>
+public sealed class HoardOptions
+{
+    public const string DefaultListen = "http://0.0.0.0:8080";
+    public const string DefaultPypi = "https://pypi.org/simple/";
+    public const long DefaultMaxSize = 20_000_000_000;
+
+    public string Listen { get; set; } = DefaultListen;
+    public string DataDir { get; set; } = DefaultDataDir();
+    public long MaxSizeBytes { get; set; } = DefaultMaxSize;
+
+    /// <summary>PyPI upstreams; the first is the default served at /simple/.</summary>
+    public List<UpstreamSpec> Pypi { get; } = [];
+    public List<UpstreamSpec> Files { get; } = [];
+
+    /// <summary>Generic upstreams whose files are mutable: revalidated after this TTL instead of kept forever.</summary>
+    public Dictionary<string, TimeSpan> FilesTtl { get; } = new(StringComparer.Ordinal);
+
+    public TimeSpan IndexTtl { get; set; } = TimeSpan.FromMinutes(5);
+    public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(10);
+    public TimeSpan FirstByteTimeout { get; set; } = TimeSpan.FromSeconds(30);
+    public TimeSpan IdleTimeout { get; set; } = TimeSpan.FromSeconds(60);
+    public int IndexRetries { get; set; } = 2;
+    public string? CaBundle { get; set; }
+    public string LogLevel { get; set; } = "information";
+    public bool AccessLog { get; set; } = true;
+
+    /// <summary>Blobs at most this large are kept in memory once read, up to <see cref="HotCacheBytes"/> in all.</summary>
+    public int HotBlobMaxBytes { get; set; } = 64 * 1024;
+    public long HotCacheBytes { get; set; } = 64L * 1024 * 1024;
+
+    public static string DefaultDataDir()
+    {
+        var env = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
+        var home = Environment.GetFolderPath(Environment.SpecialFolder.UserProfile);
+        var baseDir = !string.IsNullOrEmpty(env) ? env : Path.Combine(string.IsNullOrEmpty(home) ? "." : home, ".cache");
+        return Path.Combine(baseDir, "hoard");
+    }
+
+    public UpstreamSpec DefaultPypiIndex => Pypi[0];
+
+    /// <summary>Checks what cannot be expressed by types. Returns every problem found.</summary>
+    public IReadOnlyList<string> Validate()
+    {
+        var errors = new List<string>();
+        if (!Uri.TryCreate(Listen, UriKind.Absolute, out var listen) || listen.Scheme != Uri.UriSchemeHttp)
+        {
+            errors.Add($"--listen '{Listen}': expected http://HOST:PORT");
+        }
+        if (string.IsNullOrWhiteSpace(DataDir))
+        {
+            errors.Add("--data must not be empty");
+        }
+        if (MaxSizeBytes < 1_000_000)
+        {
+            errors.Add("--max-size must be at least 1MB");
+        }
+        if (Pypi.Count == 0)
+        {
+            errors.Add("at least one --pypi upstream is needed");
+        }
+        foreach (var dup in Pypi.GroupBy(p => p.Name).Where(g => g.Count() > 1))
+        {
+            errors.Add($"--pypi: the name '{dup.Key}' is used twice");
+        }
+        foreach (var dup in Files.GroupBy(p => p.Name).Where(g => g.Count() > 1))
+        {
+            errors.Add($"--files: the name '{dup.Key}' is used twice");
+        }
+        foreach (var name in FilesTtl.Keys.Where(n => Files.All(f => f.Name != n)))
+        {
+            errors.Add($"--files-ttl: no --files upstream is named '{name}'");
+        }
+        if (IndexTtl < TimeSpan.Zero)
+        {
+            errors.Add("--index-ttl must not be negative");
+        }
+        foreach (var (name, t) in new[] { ("--connect-timeout", ConnectTimeout), ("--first-byte-timeout", FirstByteTimeout), ("--idle-timeout", IdleTimeout) })
+        {
+            if (t <= TimeSpan.Zero)
+            {
+                errors.Add($"{name} must be positive");
+            }
+        }
+        if (CaBundle is not null && !File.Exists(CaBundle))
+        {
+            errors.Add($"--ca-bundle '{CaBundle}': no such file");
+        }
+        if (!Enum.TryParse<Microsoft.Extensions.Logging.LogLevel>(LogLevel, ignoreCase: true, out _))
+        {
+            errors.Add($"--log-level '{LogLevel}': expected trace, debug, information, warning, error or none");
+        }
+        return errors;
+    }
+}

@@ -1,0 +1,153 @@
+using System.Text.Json;
+
+namespace Hoard.Core.Configuration;
+
+/// <summary>
+/// One table of settings, read from three layers that override each other in this order:
+/// the JSON config file, HOARD_* environment variables, command-line flags. A setting's
+/// name is the flag's name without dashes ("max-size"); its variable is HOARD_MAX_SIZE.
+/// Repeatable settings take a JSON array in the file and a comma-separated list in the variable;
+/// a later layer replaces the whole list.
+/// </summary>
+public static class SettingsLoader
+{
+    public sealed record Setting(string Name, string Help, bool Repeatable, Func<HoardOptions, IReadOnlyList<string>, string?> Apply)
+    {
+        public string EnvVar => "HOARD_" + Name.Replace('-', '_').ToUpperInvariant();
+    }
+
+    public static readonly Setting[] All =
+    [
+        new("listen", $"URL to listen on (default {HoardOptions.DefaultListen})", false, (o, v) => { o.Listen = v[^1]; return null; }),
+        new("data", "data directory: blobs, index database, temp files (default $XDG_CACHE_HOME/hoard or ~/.cache/hoard)", false, (o, v) => { o.DataDir = v[^1]; return null; }),
+        new("max-size", "size limit of the store, e.g. 50GB; least recently used blobs are evicted above it (default 20GB)", false, (o, v) =>
+            ValueParsers.TryParseSize(v[^1], out var b) ? Set(() => o.MaxSizeBytes = b) : $"--max-size '{v[^1]}': expected a size such as 50GB"),
+        new("pypi", "[NAME=]URL of a PyPI simple index, repeatable; the first is also served at /simple/ (default pypi=https://pypi.org/simple/)", true, (o, v) =>
+        {
+            o.Pypi.Clear();
+            foreach (var item in v)
+            {
+                var err = UpstreamSpec.TryParse(item, nameRequired: false, out var spec, out _);
+                if (err is not null)
+                {
+                    return "--pypi " + err;
+                }
+                o.Pypi.Add(spec!);
+            }
+            return null;
+        }),
+        new("files", "NAME=URL of a generic file upstream served at /files/NAME/<path>, repeatable", true, (o, v) =>
+        {
+            o.Files.Clear();
+            foreach (var item in v)
+            {
+                var err = UpstreamSpec.TryParse(item, nameRequired: true, out var spec, out _);
+                if (err is not null)
+                {
+                    return "--files " + err;
+                }
+                o.Files.Add(spec!);
+            }
+            return null;
+        }),
+        new("files-ttl", "NAME=DURATION: treat that files upstream as mutable, revalidated after DURATION, repeatable", true, (o, v) =>
+        {
+            o.FilesTtl.Clear();
+            foreach (var item in v)
+            {
+                var parts = item.Split('=', 2, StringSplitOptions.TrimEntries);
+                if (parts.Length != 2 || !ValueParsers.TryParseDuration(parts[1], out var ttl))
+                {
+                    return $"--files-ttl '{item}': expected NAME=DURATION, e.g. nightly=10m";
+                }
+                o.FilesTtl[parts[0].ToLowerInvariant()] = ttl;
+            }
+            return null;
+        }),
+        new("index-ttl", "how long an index page is served before it is revalidated upstream (default 5m)", false, (o, v) => Duration(v, "--index-ttl", t => o.IndexTtl = t)),
+        new("connect-timeout", "upstream connect timeout (default 10s)", false, (o, v) => Duration(v, "--connect-timeout", t => o.ConnectTimeout = t)),
+        new("first-byte-timeout", "upstream time to response headers (default 30s)", false, (o, v) => Duration(v, "--first-byte-timeout", t => o.FirstByteTimeout = t)),
+        new("idle-timeout", "longest silence on an upstream body before it counts as broken (default 60s); there is no total timeout", false, (o, v) => Duration(v, "--idle-timeout", t => o.IdleTimeout = t)),
+        new("index-retries", "retries with backoff for index requests (default 2); file downloads resume with Range instead", false, (o, v) =>
+            int.TryParse(v[^1], out var n) && n is >= 0 and <= 10 ? Set(() => o.IndexRetries = n) : $"--index-retries '{v[^1]}': expected 0-10"),
+        new("ca-bundle", "PEM file of extra CA certificates trusted for upstream TLS", false, (o, v) => { o.CaBundle = v[^1]; return null; }),
+        new("log-level", "trace, debug, information, warning or error (default information)", false, (o, v) => { o.LogLevel = v[^1]; return null; }),
+        new("access-log", "one log line per request: true or false (default true)", false, (o, v) =>
+            bool.TryParse(v[^1], out var b) ? Set(() => o.AccessLog = b) : $"--access-log '{v[^1]}': expected true or false"),
+    ];
+
+    private static string? Set(Action a)
+    {
+        a();
+        return null;
+    }
+
+    private static string? Duration(IReadOnlyList<string> v, string flag, Action<TimeSpan> set) =>
+        ValueParsers.TryParseDuration(v[^1], out var t) ? Set(() => set(t)) : $"{flag} '{v[^1]}': expected a duration such as 30s or 5m";
+
+    /// <summary>Builds options from the three layers. Errors are returned, never thrown.</summary>
+    public static (HoardOptions Options, List<string> Errors) Load(
+        string? configFile, IDictionary<string, string?> environment, IReadOnlyDictionary<string, IReadOnlyList<string>> flags)
+    {
+        var errors = new List<string>();
+        var layered = new Dictionary<string, IReadOnlyList<string>>(StringComparer.Ordinal);
+        if (configFile is not null)
+        {
+            ReadConfigFile(configFile, layered, errors);
+        }
+        foreach (var s in All)
+        {
+            if (environment.TryGetValue(s.EnvVar, out var value) && !string.IsNullOrWhiteSpace(value))
+            {
+                layered[s.Name] = s.Repeatable
+                    ? value.Split([',', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                    : [value.Trim()];
+            }
+        }
+        foreach (var (name, values) in flags)
+        {
+            layered[name] = values;
+        }
+
+        var options = new HoardOptions();
+        options.Pypi.Add(new UpstreamSpec("pypi", new Uri(HoardOptions.DefaultPypi)));
+        foreach (var s in All)
+        {
+            if (layered.TryGetValue(s.Name, out var values) && values.Count > 0 && s.Apply(options, values) is { } error)
+            {
+                errors.Add(error);
+            }
+        }
+        if (errors.Count == 0)
+        {
+            errors.AddRange(options.Validate());
+        }
+        return (options, errors);
+    }
+
+    private static void ReadConfigFile(string path, Dictionary<string, IReadOnlyList<string>> into, List<string> errors)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllText(path), new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
+            foreach (var prop in doc.RootElement.EnumerateObject())
+            {
+                var setting = All.FirstOrDefault(s => s.Name == prop.Name);
+                if (setting is null)
+                {
+                    errors.Add($"{path}: unknown setting '{prop.Name}' (known: {string.Join(", ", All.Select(s => s.Name))})");
+                    continue;
+                }
+                into[setting.Name] = prop.Value.ValueKind switch
+                {
+                    JsonValueKind.Array => prop.Value.EnumerateArray().Select(e => e.ToString()).ToArray(),
+                    _ => [prop.Value.ToString()],
+                };
+            }
+        }
+        catch (Exception e) when (e is IOException or JsonException or UnauthorizedAccessException or InvalidOperationException)
+        {
+            errors.Add($"config file '{path}': {e.Message}");
+        }
+    }
+}

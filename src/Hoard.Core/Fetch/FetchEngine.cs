@@ -1,0 +1,545 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Net;
+using System.Security.Cryptography;
+using Hoard.Core.Configuration;
+using Hoard.Core.Metrics;
+using Hoard.Core.Storage;
+using Hoard.Core.Upstream;
+using Microsoft.Extensions.Logging;
+
+namespace Hoard.Core.Fetch;
+
+/// <summary>
+/// The one fetch path. Front-ends describe an artifact; the engine answers from the store, or runs (or joins)
+/// the single download for it and lets every client stream the growing temp file.
+///
+/// A download (<see cref="RunFillAsync"/>):
+///   1. sends the upstream request (conditional when a stale entry is being revalidated);
+///   2. 304: restarts the stale entry's TTL; error: ends the fill, clients get the stale entry or the error;
+///   3. writes the body to a temp file, hashing as it goes, with an idle timeout per read;
+///   4. on a broken body resumes with Range (If-Range pinned to the validator), up to three times;
+///   5. checks size and sha256, fsyncs, renames into the store, records the keys in the index;
+///   6. on a write error gives up storing: clients read what was written and the rest straight from upstream.
+/// The download runs under the engine's lifetime, not a client's, so a client that leaves does not cancel it.
+/// </summary>
+public sealed partial class FetchEngine : IDisposable
+{
+    private const int MaxResumes = 3;
+    private readonly ConcurrentDictionary<string, Fill> _flights = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, (long AtMs, string Message)> _recentMismatches = new(StringComparer.Ordinal);
+    private readonly CancellationTokenSource _shutdown = new();
+    private readonly ContentStore _store;
+    private readonly CacheIndex _index;
+    private readonly UpstreamClient _upstream;
+    private readonly HoardOptions _options;
+    private readonly HoardMetrics _metrics;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private long _storageDegradedUntilMs;
+
+    public FetchEngine(ContentStore store, CacheIndex index, UpstreamClient upstream, HoardOptions options, HoardMetrics metrics, TimeProvider time, ILogger<FetchEngine> logger)
+    {
+        _store = store;
+        _index = index;
+        _upstream = upstream;
+        _options = options;
+        _metrics = metrics;
+        _time = time;
+        _logger = logger;
+    }
+
+    public ContentStore Store => _store;
+    public CacheIndex Index => _index;
+    public int InFlight => _flights.Count;
+
+    private long NowMs => _time.GetUtcNow().ToUnixTimeMilliseconds();
+
+    /// <summary>A committed blob by digest, pinned for the caller, or null.</summary>
+    public BlobRecord? TryAcquireBlob(string digest)
+    {
+        return _index.TryGetBlob(digest, out var blob) && blob.TryAcquire(NowMs) ? blob : null;
+    }
+
+    /// <summary>A committed entry by key, pinned for the caller (immutable content only: no freshness check).</summary>
+    public bool TryAcquireEntry(string key, out EntryRecord entry) =>
+        _index.TryGetEntry(key, out entry) && entry.Blob.TryAcquire(NowMs);
+
+    /// <summary>
+    /// The whole body of a small artifact (an index page), whatever the lookup's outcome. Errors come back as
+    /// a status and message. Used by front-ends that must parse what they serve.
+    /// </summary>
+    public async Task<(byte[]? Body, string? ContentType, string? Digest, int Status, string? Error)> ReadAllAsync(ArtifactRequest request, CacheLookup lookup, CancellationToken ct)
+    {
+        switch (lookup.Outcome)
+        {
+            case CacheOutcome.Hit or CacheOutcome.Revalidated or CacheOutcome.Stale:
+                try
+                {
+                    var blob = lookup.Blob!;
+                    var bytes = blob.Hot ?? await File.ReadAllBytesAsync(_store.BlobPath(blob.Digest), ct);
+                    return (bytes, lookup.Entry?.ContentType, blob.Digest, 200, null);
+                }
+                finally
+                {
+                    lookup.Release();
+                }
+            case CacheOutcome.Miss or CacheOutcome.Coalesced:
+                var fill = lookup.Fill!;
+                var result = await fill.Completed.WaitAsync(ct);
+                if (result is { End: FillEnd.Committed, Blob: { } committed })
+                {
+                    return (await File.ReadAllBytesAsync(_store.BlobPath(committed.Digest), ct), fill.Started.Result.ContentType, committed.Digest, 200, null);
+                }
+                if (result.End == FillEnd.UpstreamFailed)
+                {
+                    return (null, null, null, result.Error?.ClientStatus ?? 502, result.Error?.Message ?? "upstream failed");
+                }
+                goto case CacheOutcome.Bypass;
+            case CacheOutcome.Bypass:
+                try
+                {
+                    var (response, body) = await OpenPassthroughAsync(request, 0, ct);
+                    using (response)
+                    await using (body)
+                    {
+                        using var buffer = new MemoryStream();
+                        await body.CopyToAsync(buffer, ct);
+                        var bytes = buffer.ToArray();
+                        return (bytes, response.Content.Headers.ContentType?.ToString(), Convert.ToHexStringLower(SHA256.HashData(bytes)), 200, null);
+                    }
+                }
+                catch (UpstreamException e)
+                {
+                    return (null, null, null, e.ClientStatus, e.Message);
+                }
+            default:
+                return (null, null, null, lookup.ErrorStatus, lookup.ErrorMessage);
+        }
+    }
+
+    /// <summary>Looks the artifact up and, on a miss, starts or joins its download and waits for upstream's headers.</summary>
+    public async ValueTask<CacheLookup> GetAsync(ArtifactRequest request, CancellationToken ct)
+    {
+        var now = NowMs;
+        EntryRecord? stale = null;
+        if (request.ExpectedSha256 is { } sha && _index.TryGetBlob(sha, out var known) && known.TryAcquire(now))
+        {
+            _index.TryGetEntry(request.Key, out var e);
+            return CacheLookup.Stored(CacheOutcome.Hit, known, e);
+        }
+        if (_index.TryGetEntry(request.Key, out var entry))
+        {
+            var fresh = request.Ttl is not { } ttl || now - entry.FetchedAtMs < ttl.TotalMilliseconds;
+            if (fresh && entry.Blob.TryAcquire(now))
+            {
+                return CacheLookup.Stored(CacheOutcome.Hit, entry.Blob, entry);
+            }
+            stale = fresh ? null : entry;
+        }
+        if (_recentMismatches.TryGetValue(request.FlightKey, out var mismatch) && now - mismatch.AtMs < 60_000)
+        {
+            return CacheLookup.Failed(502, mismatch.Message);
+        }
+        if (now < Interlocked.Read(ref _storageDegradedUntilMs) && stale is null)
+        {
+            return CacheLookup.Bypass();
+        }
+
+        var created = new Fill(request, stale, _store.BlobPath);
+        var fill = _flights.GetOrAdd(request.FlightKey, created);
+        var joined = !ReferenceEquals(fill, created);
+        if (!joined)
+        {
+            _ = Task.Run(() => RunFillAsync(fill), CancellationToken.None);
+        }
+        var alias = new EntryTemplate(request.Key, null, null, null);
+        if (joined && request.Key != fill.Request.Key && !fill.TryAddAlias(alias))
+        {
+            _ = RecordAliasAfterCommitAsync(fill, alias);
+        }
+
+        var start = await fill.Started.WaitAsync(ct);
+        switch (start.Kind)
+        {
+            case FillStartKind.Streaming:
+                return CacheLookup.Streaming(joined ? CacheOutcome.Coalesced : CacheOutcome.Miss, fill);
+            case FillStartKind.NotModified when fill.Stale is { } revalidated && revalidated.Blob.TryAcquire(NowMs):
+                return CacheLookup.Stored(CacheOutcome.Revalidated, revalidated.Blob, revalidated);
+        }
+        var error = start.Error ?? new UpstreamException("status", 502, "upstream failed");
+        if (stale is not null && error.ClientStatus != 404 && stale.Blob.TryAcquire(NowMs))
+        {
+            LogServingStale(_logger, request.Protocol, request.Key, error.Message);
+            _metrics.StaleServed(request.Protocol);
+            return CacheLookup.Stored(CacheOutcome.Stale, stale.Blob, stale);
+        }
+        if (start.Kind == FillStartKind.Failed && error.Reason == "storage")
+        {
+            return CacheLookup.Bypass();
+        }
+        return CacheLookup.Failed(error.ClientStatus, error.Message);
+    }
+
+    private async Task RecordAliasAfterCommitAsync(Fill fill, EntryTemplate alias)
+    {
+        var result = await fill.Completed;
+        if (result is { End: FillEnd.Committed, Blob: { } blob })
+        {
+            _index.Commit(blob.Digest, blob.Size, NowMs, [alias with { ContentType = fill.Started.Result.ContentType }]);
+        }
+    }
+
+    /// <summary>Opens the artifact straight from upstream at an offset, storing nothing (used when the store fails).</summary>
+    public async Task<(HttpResponseMessage Response, Stream Body)> OpenPassthroughAsync(ArtifactRequest request, long offset, CancellationToken ct)
+    {
+        var response = await _upstream.SendAsync(new UpstreamCall(request.UpstreamName, request.UpstreamUrl)
+        {
+            Decompress = request.Decompress,
+            Accept = request.Accept,
+            RangeStart = offset,
+        }, ct);
+        var body = await response.Content.ReadAsStreamAsync(ct);
+        if (offset > 0 && response.StatusCode != HttpStatusCode.PartialContent)
+        {
+            // Upstream ignored Range: skip what the client already has.
+            var skip = offset;
+            var buffer = ArrayPool<byte>.Shared.Rent(StreamCopy.BufferSize);
+            try
+            {
+                while (skip > 0)
+                {
+                    var n = await body.ReadAsync(buffer.AsMemory(0, (int)Math.Min(buffer.Length, skip)), ct);
+                    if (n == 0)
+                    {
+                        throw new UpstreamException("body", 502, "upstream body ended before the resume point");
+                    }
+                    skip -= n;
+                }
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+            }
+        }
+        return (response, body);
+    }
+
+    private async Task RunFillAsync(Fill fill)
+    {
+        var request = fill.Request;
+        var ct = _shutdown.Token;
+        HttpResponseMessage? response = null;
+        Microsoft.Win32.SafeHandles.SafeFileHandle? handle = null;
+        var committed = false;
+        try
+        {
+            // :: Step 1 — the upstream request, conditional when revalidating.
+            var call = new UpstreamCall(request.UpstreamName, request.UpstreamUrl)
+            {
+                Decompress = request.Decompress,
+                Accept = request.Accept,
+                Retries = request.Retries,
+                IfNoneMatch = fill.Stale?.UpstreamETag,
+                IfModifiedSince = fill.Stale?.UpstreamETag is null ? fill.Stale?.UpstreamLastModified : null,
+            };
+            try
+            {
+                response = await _upstream.SendAsync(call, ct);
+            }
+            catch (UpstreamException e)
+            {
+                fill.Complete(new FillResult(FillEnd.UpstreamFailed, 0, null, e));
+                return;
+            }
+
+            // :: Step 2 — 304 keeps the entry we have.
+            if (response.StatusCode == HttpStatusCode.NotModified)
+            {
+                if (fill.Stale is { } stale)
+                {
+                    _index.Touch(stale, NowMs);
+                    fill.SetStarted(new FillStart(FillStartKind.NotModified, null, null, null, null, null));
+                    fill.Complete(new FillResult(FillEnd.Committed, stale.Blob.Size, stale.Blob, null));
+                }
+                else
+                {
+                    fill.Complete(new FillResult(FillEnd.UpstreamFailed, 0, null, new UpstreamException("status", 502, "upstream answered 304 to an unconditional request")));
+                }
+                return;
+            }
+
+            var length = request.Decompress ? null : response.Content.Headers.ContentLength;
+            if (length is { } l && request.ExpectedSize is { } expected && l != expected)
+            {
+                Fail(fill, "size_mismatch", $"upstream sent {l} bytes for {request.Key}, the index says {expected}");
+                return;
+            }
+            var etag = response.Headers.ETag?.ToString();
+            var lastModified = response.Content.Headers.LastModified?.ToString("R");
+            var contentType = response.Content.Headers.ContentType?.ToString();
+
+            // :: Step 3 — a temp file clients can read while it grows.
+            try
+            {
+                (fill.TempPath, handle) = _store.CreateTemp();
+            }
+            catch (IOException e)
+            {
+                StorageFailed(fill, 0, e);
+                return;
+            }
+            if (length is { } incoming)
+            {
+                MakeRoom(incoming);
+            }
+            fill.SetStarted(new FillStart(FillStartKind.Streaming, length, contentType, etag, lastModified, null));
+            var (end, written, digest) = await DownloadAsync(fill, response, handle, call, etag ?? lastModified, length, ct);
+            response = null; // DownloadAsync owns and disposes the responses it used.
+            if (end is not null)
+            {
+                fill.Complete(end);
+                return;
+            }
+
+            // :: Step 5 — verify, flush, rename, index.
+            if (length is { } len && written != len)
+            {
+                Fail(fill, "size_mismatch", $"upstream sent {written} bytes for {request.Key}, its Content-Length said {len}");
+                return;
+            }
+            if (request.ExpectedSha256 is { } sha && !string.Equals(sha, digest, StringComparison.Ordinal))
+            {
+                _metrics.DigestMismatch(request.Protocol);
+                var message = $"sha256 of {request.Key} from upstream '{request.UpstreamName}' is {digest}, the index says {sha}; not stored";
+                _recentMismatches[request.FlightKey] = (NowMs, message);
+                Fail(fill, "digest_mismatch", message);
+                return;
+            }
+            try
+            {
+                RandomAccess.FlushToDisk(handle);
+                handle.Dispose();
+                handle = null;
+                _store.Commit(fill.TempPath, digest);
+            }
+            catch (IOException e)
+            {
+                StorageFailed(fill, written, e);
+                return;
+            }
+            var aliases = fill.TakeAliases();
+            aliases.Insert(0, new EntryTemplate(request.Key, contentType, etag, lastModified));
+            for (var i = 1; i < aliases.Count; i++)
+            {
+                aliases[i] = aliases[i] with { ContentType = contentType };
+            }
+            var blob = _index.Commit(digest, written, NowMs, aliases);
+            committed = true;
+            LogCommitted(_logger, request.Key, digest, written);
+            fill.Complete(new FillResult(FillEnd.Committed, written, blob, null));
+            EvictIfNeeded();
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            fill.Complete(new FillResult(FillEnd.UpstreamFailed, fill.Written, null, new UpstreamException("shutdown", 503, "Hoard is shutting down")));
+        }
+        catch (Exception e)
+        {
+            LogFillCrashed(_logger, e, request.Key);
+            fill.Complete(new FillResult(FillEnd.UpstreamFailed, fill.Written, null, new UpstreamException("internal", 500, "internal error: " + e.Message)));
+        }
+        finally
+        {
+            response?.Dispose();
+            handle?.Dispose();
+            if (!committed && fill.TempPath is { } temp)
+            {
+                if (fill.Completed.IsCompletedSuccessfully && fill.Completed.Result.End == FillEnd.StorageFailed)
+                {
+                    // Clients still read what was written before the failure; give late openers a minute.
+                    _ = Task.Delay(TimeSpan.FromMinutes(1), _time, CancellationToken.None).ContinueWith(_ => TryDelete(temp), TaskScheduler.Default);
+                }
+                else
+                {
+                    TryDelete(temp);
+                }
+            }
+            _flights.TryRemove(new KeyValuePair<string, Fill>(request.FlightKey, fill));
+        }
+    }
+
+    /// <summary>Step 3 and 4: the body loop. Returns a failure, or null with the size and digest on success.</summary>
+    private async Task<(FillResult? Failure, long Written, string Digest)> DownloadAsync(
+        Fill fill, HttpResponseMessage response, Microsoft.Win32.SafeHandles.SafeFileHandle handle, UpstreamCall call, string? validator, long? length, CancellationToken ct)
+    {
+        var request = fill.Request;
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var buffer = ArrayPool<byte>.Shared.Rent(128 * 1024);
+        long written = 0;
+        var resumes = 0;
+        var current = response;
+        try
+        {
+            var body = await current.Content.ReadAsStreamAsync(ct);
+            while (true)
+            {
+                int n;
+                using (var idle = CancellationTokenSource.CreateLinkedTokenSource(ct))
+                {
+                    idle.CancelAfter(_options.IdleTimeout);
+                    try
+                    {
+                        n = await body.ReadAsync(buffer, idle.Token);
+                    }
+                    catch (Exception e) when (!ct.IsCancellationRequested && e is IOException or HttpRequestException or OperationCanceledException)
+                    {
+                        var reason = e is OperationCanceledException ? $"no data for {_options.IdleTimeout.TotalSeconds:0.#}s" : e.Message;
+                        _metrics.UpstreamError(request.UpstreamName, "body");
+                        LogBodyBroken(_logger, request.UpstreamName, request.Key, written, reason);
+                        current.Dispose();
+                        var resumed = resumes < MaxResumes && written > 0 && !request.Decompress
+                            ? await TryResumeAsync(call, written, validator, length, ct)
+                            : null;
+                        if (resumed is null)
+                        {
+                            return (new FillResult(FillEnd.UpstreamFailed, written, null,
+                                new UpstreamException("body", 502, $"upstream '{request.UpstreamName}' broke off after {written} bytes ({reason}) and could not be resumed")), written, "");
+                        }
+                        resumes++;
+                        _metrics.Resumed(request.UpstreamName);
+                        current = resumed;
+                        body = await current.Content.ReadAsStreamAsync(ct);
+                        continue;
+                    }
+                }
+                if (n == 0)
+                {
+                    break;
+                }
+                try
+                {
+                    await RandomAccess.WriteAsync(handle, buffer.AsMemory(0, n), written, ct);
+                }
+                catch (IOException e)
+                {
+                    current.Dispose();
+                    StorageFailed(fill, written, e);
+                    return (fill.Completed.Result, written, "");
+                }
+                hash.AppendData(buffer, 0, n);
+                written += n;
+                _metrics.UpstreamBytes(request.UpstreamName, n);
+                fill.Advance(written);
+            }
+            current.Dispose();
+            return (null, written, Convert.ToHexStringLower(hash.GetHashAndReset()));
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>Asks upstream for the rest. Only a 206 starting exactly where we stopped, for the same validator, counts.</summary>
+    private async Task<HttpResponseMessage?> TryResumeAsync(UpstreamCall call, long written, string? validator, long? length, CancellationToken ct)
+    {
+        if (length is null)
+        {
+            return null;
+        }
+        HttpResponseMessage response;
+        try
+        {
+            response = await _upstream.SendAsync(call with { RangeStart = written, IfRange = validator, IfNoneMatch = null, IfModifiedSince = null, Retries = 0 }, ct);
+        }
+        catch (UpstreamException)
+        {
+            return null;
+        }
+        var range = response.Content.Headers.ContentRange;
+        if (response.StatusCode == HttpStatusCode.PartialContent && range?.From == written && (range.Length is null || range.Length == length))
+        {
+            LogResumed(_logger, call.UpstreamName, UpstreamClient.Redact(call.Url), written);
+            return response;
+        }
+        response.Dispose();
+        return null;
+    }
+
+    private void Fail(Fill fill, string reason, string message)
+    {
+        _metrics.UpstreamError(fill.Request.UpstreamName, reason);
+        LogVerificationFailed(_logger, message);
+        fill.Complete(new FillResult(FillEnd.UpstreamFailed, fill.Written, null, new UpstreamException(reason, 502, message)));
+    }
+
+    private void StorageFailed(Fill fill, long written, IOException e)
+    {
+        _metrics.StoreWriteError();
+        Interlocked.Exchange(ref _storageDegradedUntilMs, NowMs + 30_000);
+        LogStorageFailed(_logger, e, fill.Request.Key, written);
+        fill.SetStarted(new FillStart(FillStartKind.Failed, null, null, null, null, new UpstreamException("storage", 503, "the store could not write: " + e.Message)));
+        fill.Complete(new FillResult(FillEnd.StorageFailed, written, null, new UpstreamException("storage", 503, "the store could not write: " + e.Message)));
+    }
+
+    /// <summary>Evicts ahead of a download of known size so the store stays under its limit.</summary>
+    private void MakeRoom(long incoming) => Evict(Math.Max(0, _options.MaxSizeBytes - incoming));
+
+    public void EvictIfNeeded() => Evict(_options.MaxSizeBytes);
+
+    private void Evict(long target)
+    {
+        if (_index.TotalBytes <= target)
+        {
+            return;
+        }
+        foreach (var blob in _index.EvictTo(target))
+        {
+            _store.Delete(blob.Digest);
+            _metrics.Evicted(blob.Size);
+            LogEvicted(_logger, blob.Digest, blob.Size);
+        }
+    }
+
+    private static void TryDelete(string path)
+    {
+        try
+        {
+            File.Delete(path);
+        }
+        catch (IOException)
+        {
+        }
+    }
+
+    public void Dispose()
+    {
+        _shutdown.Cancel();
+        _shutdown.Dispose();
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Stored {Key} as sha256:{Digest} ({Size} bytes)")]
+    private static partial void LogCommitted(ILogger logger, string key, string digest, long size);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Serving stale {Protocol} {Key}: {Error}")]
+    private static partial void LogServingStale(ILogger logger, string protocol, string key, string error);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Not stored: {Message}")]
+    private static partial void LogVerificationFailed(ILogger logger, string message);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Store write failed for {Key} after {Written} bytes; serving from upstream without storing for 30s")]
+    private static partial void LogStorageFailed(ILogger logger, Exception e, string key, long written);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Upstream {Upstream} broke off {Key} after {Written} bytes: {Reason}")]
+    private static partial void LogBodyBroken(ILogger logger, string upstream, string key, long written, string reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Upstream {Upstream}: resumed {Url} at byte {Offset}")]
+    private static partial void LogResumed(ILogger logger, string upstream, string url, long offset);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Evicted sha256:{Digest} ({Size} bytes)")]
+    private static partial void LogEvicted(ILogger logger, string digest, long size);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Download of {Key} failed unexpectedly")]
+    private static partial void LogFillCrashed(ILogger logger, Exception e, string key);
+}

@@ -1,0 +1,211 @@
+using System.IO.Pipelines;
+using Hoard.Core.Storage;
+using Hoard.Core.Upstream;
+
+namespace Hoard.Core.Fetch;
+
+public enum FillStartKind
+{
+    Streaming,
+    NotModified,
+    Failed,
+}
+
+/// <summary>What upstream's response headers said, once they arrived.</summary>
+public sealed record FillStart(FillStartKind Kind, long? Length, string? ContentType, string? ETag, string? LastModified, UpstreamException? Error);
+
+public enum FillEnd
+{
+    Committed,
+    UpstreamFailed,
+    StorageFailed,
+}
+
+public sealed record FillResult(FillEnd End, long Written, BlobRecord? Blob, UpstreamException? Error);
+
+/// <summary>
+/// One upstream download into one temp file, shared by every client that asked for the same key while it runs.
+/// Clients read the growing temp file; the last byte is held back until the size and digest check out, so a
+/// download that fails verification can never look like a complete, successful body to anyone.
+/// </summary>
+public sealed class Fill
+{
+    private readonly TaskCompletionSource<FillStart> _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource<FillResult> _completed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private TaskCompletionSource _progress = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly List<EntryTemplate> _aliases = [];
+    private long _written;
+    private bool _committed;
+
+    internal Fill(ArtifactRequest request, EntryRecord? stale, Func<string, string> blobPathOf)
+    {
+        Request = request;
+        Stale = stale;
+        BlobPathOf = blobPathOf;
+    }
+
+    public ArtifactRequest Request { get; }
+
+    /// <summary>The entry being revalidated, if any: served again on 304 or when upstream fails.</summary>
+    public EntryRecord? Stale { get; }
+    internal Func<string, string> BlobPathOf { get; }
+    internal string? TempPath { get; set; }
+
+    public Task<FillStart> Started => _started.Task;
+    public Task<FillResult> Completed => _completed.Task;
+    public long Written => Volatile.Read(ref _written);
+
+    internal void SetStarted(FillStart start) => _started.TrySetResult(start);
+
+    internal void Advance(long written)
+    {
+        Volatile.Write(ref _written, written);
+        Interlocked.Exchange(ref _progress, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+    }
+
+    internal void Complete(FillResult result)
+    {
+        _started.TrySetResult(new FillStart(FillStartKind.Failed, null, null, null, null, result.Error));
+        _completed.TrySetResult(result);
+        Interlocked.Exchange(ref _progress, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+    }
+
+    /// <summary>Adds a key to record when the blob is committed. False once committed: the caller records it then.</summary>
+    internal bool TryAddAlias(EntryTemplate alias)
+    {
+        lock (_aliases)
+        {
+            if (_committed)
+            {
+                return false;
+            }
+            if (!_aliases.Exists(a => a.Key == alias.Key))
+            {
+                _aliases.Add(alias);
+            }
+            return true;
+        }
+    }
+
+    internal List<EntryTemplate> TakeAliases()
+    {
+        lock (_aliases)
+        {
+            _committed = true;
+            return [.. _aliases];
+        }
+    }
+
+    /// <summary>How far a reader may read now: everything once committed, else all but the last byte.</summary>
+    private long Readable(out FillResult? result)
+    {
+        var task = _completed.Task;
+        result = task.IsCompleted ? task.Result : null;
+        var written = Written;
+        return result is { End: FillEnd.Committed or FillEnd.StorageFailed } ? result.Written : Math.Max(0, written - 1);
+    }
+
+    /// <summary>
+    /// Copies [offset, end) to the output as it arrives (end = -1: to the end of the download). When storing failed,
+    /// the rest comes from <paramref name="passthrough"/>, straight from upstream. Never throws for upstream trouble:
+    /// the result says whose side failed, as YARP's StreamCopier does.
+    /// </summary>
+    public async Task<CopyOutcome> CopyToAsync(PipeWriter output, long offset, long end, Func<long, CancellationToken, Task<Stream>> passthrough, CancellationToken ct)
+    {
+        var pos = offset;
+        Microsoft.Win32.SafeHandles.SafeFileHandle? handle = null;
+        try
+        {
+            while (end < 0 || pos < end)
+            {
+                var wait = Volatile.Read(ref _progress).Task;
+                var readable = Readable(out var result);
+                if (end >= 0)
+                {
+                    readable = Math.Min(readable, end);
+                }
+                if (pos < readable)
+                {
+                    handle ??= OpenForRead();
+                    var memory = output.GetMemory(StreamCopy.BufferSize);
+                    var want = (int)Math.Min(memory.Length, readable - pos);
+                    var n = await RandomAccess.ReadAsync(handle, memory[..want], pos, ct);
+                    if (n <= 0)
+                    {
+                        return CopyOutcome.UpstreamFailed("the cached download ended early");
+                    }
+                    output.Advance(n);
+                    pos += n;
+                    var flush = await output.FlushAsync(ct);
+                    if (flush.IsCanceled || flush.IsCompleted)
+                    {
+                        return CopyOutcome.ClientGone(pos - offset);
+                    }
+                    continue;
+                }
+                switch (result?.End)
+                {
+                    case FillEnd.Committed:
+                        return CopyOutcome.Done(pos - offset);
+                    case FillEnd.UpstreamFailed:
+                        return CopyOutcome.UpstreamFailed(result.Error?.Message ?? "upstream failed");
+                    case FillEnd.StorageFailed:
+                        return await CopyPassthroughAsync(output, pos, end, offset, passthrough, ct);
+                }
+                await wait.WaitAsync(ct);
+            }
+            return CopyOutcome.Done(pos - offset);
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            return CopyOutcome.ClientGone(pos - offset);
+        }
+        catch (IOException e)
+        {
+            return CopyOutcome.UpstreamFailed("reading the download failed: " + e.Message);
+        }
+        finally
+        {
+            handle?.Dispose();
+        }
+    }
+
+    private static async Task<CopyOutcome> CopyPassthroughAsync(PipeWriter output, long pos, long end, long offset, Func<long, CancellationToken, Task<Stream>> passthrough, CancellationToken ct)
+    {
+        Stream body;
+        try
+        {
+            body = await passthrough(pos, ct);
+        }
+        catch (UpstreamException e)
+        {
+            return CopyOutcome.UpstreamFailed(e.Message);
+        }
+        await using (body)
+        {
+            var limit = end < 0 ? long.MaxValue : end - pos;
+            var copy = await StreamCopy.CopyAsync(body, output, limit, ct);
+            return copy.Kind == CopyKind.Done ? CopyOutcome.Done(pos - offset + copy.Bytes) : copy with { Bytes = pos - offset + copy.Bytes };
+        }
+    }
+
+    private Microsoft.Win32.SafeHandles.SafeFileHandle OpenForRead()
+    {
+        // The temp file is renamed into the store on commit; an open handle survives that, a late opener follows it.
+        if (TempPath is { } temp)
+        {
+            try
+            {
+                return File.OpenHandle(temp, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, FileOptions.Asynchronous);
+            }
+            catch (FileNotFoundException)
+            {
+            }
+        }
+        if (_completed.Task is { IsCompleted: true, Result.Blob: { } blob })
+        {
+            return File.OpenHandle(BlobPathOf(blob.Digest), FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, FileOptions.Asynchronous);
+        }
+        throw new IOException("the download's temp file is gone");
+    }
+}

@@ -1,0 +1,111 @@
+using System.Diagnostics;
+using Hoard.Core.Configuration;
+using Hoard.Core.Fetch;
+using Hoard.Core.Files;
+using Hoard.Core.Http;
+using Hoard.Core.Metrics;
+using Hoard.Core.PyPI;
+using Hoard.Core.Storage;
+using Hoard.Core.Upstream;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace Hoard.Core.Hosting;
+
+/// <summary>Builds the one web application that serves every protocol on one port.</summary>
+public static partial class HoardApp
+{
+    public static WebApplication Build(HoardOptions options, Action<ILoggingBuilder>? configureLogging = null)
+    {
+        Directory.CreateDirectory(options.DataDir);
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ApplicationName = "hoard" });
+        builder.WebHost.UseUrls(options.Listen);
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.AddServerHeader = false;
+            k.Limits.MaxRequestBodySize = 1024 * 1024;
+        });
+        builder.Logging.ClearProviders();
+        builder.Logging.AddSimpleConsole(o =>
+        {
+            o.SingleLine = true;
+            o.UseUtcTimestamp = true;
+            o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
+        });
+        builder.Logging.SetMinimumLevel(Enum.Parse<LogLevel>(options.LogLevel, ignoreCase: true));
+        builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
+        builder.Logging.AddFilter("System.Net.Http", LogLevel.Warning);
+        builder.Logging.AddFilter(AccessLogCategory, options.AccessLog ? LogLevel.Information : LogLevel.None);
+        configureLogging?.Invoke(builder.Logging);
+
+        var services = builder.Services;
+        services.AddSingleton(options);
+        services.AddSingleton(TimeProvider.System);
+        services.AddSingleton<HoardMetrics>();
+        services.AddSingleton(_ => new ContentStore(options.DataDir));
+        services.AddSingleton(sp => new CacheIndex(options.DataDir, sp.GetRequiredService<ILogger<CacheIndex>>()));
+        services.AddSingleton<UpstreamClient>();
+        services.AddSingleton<FetchEngine>();
+        services.AddSingleton<ArtifactResponder>();
+        services.AddSingleton<PypiFrontEnd>();
+        services.AddSingleton<FilesFrontEnd>();
+        services.AddHostedService<Maintenance>();
+        services.AddRouting();
+
+        var app = builder.Build();
+        Prepare(app, options);
+        app.UseMiddleware<AccessLogMiddleware>();
+        app.UseRouting();
+        var metrics = app.Services.GetRequiredService<HoardMetrics>();
+        app.MapGet("/healthz", () => Results.Text("ok\n"));
+        app.MapGet("/metrics", () => Results.Text(metrics.Render(), "text/plain; version=0.0.4; charset=utf-8"));
+        app.MapGet("/", (HttpContext ctx) => Results.Content(Dashboard.Render(ctx, options, app.Services.GetRequiredService<FetchEngine>(), metrics), "text/html; charset=utf-8"));
+        app.Services.GetRequiredService<PypiFrontEnd>().Map(app);
+        app.Services.GetRequiredService<FilesFrontEnd>().Map(app);
+        app.MapFallback((HttpContext ctx) => HttpErrors.WriteAsync(ctx, 404, "no such route: see / for what Hoard serves"));
+        return app;
+    }
+
+    /// <summary>Start-up: clean temp leftovers, reconcile the index with the blob files, wire the store gauge.</summary>
+    private static void Prepare(WebApplication app, HoardOptions options)
+    {
+        var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Hoard");
+        var store = app.Services.GetRequiredService<ContentStore>();
+        var index = app.Services.GetRequiredService<CacheIndex>();
+        var started = Stopwatch.GetTimestamp();
+        var temp = store.CleanTemp();
+        var (dropped, deleted) = index.Reconcile(store);
+        app.Services.GetRequiredService<HoardMetrics>().StoreGauge = () => (index.TotalBytes, index.BlobCount, index.EntryCount);
+        LogStarting(logger, store.DataDir, index.BlobCount, ValueParsers.FormatSize(index.TotalBytes), ValueParsers.FormatSize(options.MaxSizeBytes), temp, dropped, deleted, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        foreach (var p in options.Pypi)
+        {
+            LogUpstream(logger, "pypi", p.Name, UpstreamClient.Redact(p.Url), p == options.DefaultPypiIndex ? " (default, also at /simple/)" : "");
+        }
+        foreach (var f in options.Files)
+        {
+            LogUpstream(logger, "files", f.Name, UpstreamClient.Redact(f.Url), "");
+        }
+        app.Lifetime.ApplicationStarted.Register(() =>
+        {
+            var addresses = app.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>().Features.Get<IServerAddressesFeature>()?.Addresses;
+            LogListening(logger, string.Join(", ", addresses ?? []));
+        });
+        app.Lifetime.ApplicationStopping.Register(() => app.Services.GetRequiredService<FetchEngine>().Dispose());
+    }
+
+    public const string AccessLogCategory = "Hoard.Access";
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Data in {DataDir}: {Blobs} blobs, {Size} of {Max}; removed {Temp} temp files, {Dropped} stale rows, {Deleted} unindexed blobs in {Ms:0} ms")]
+    private static partial void LogStarting(ILogger logger, string dataDir, int blobs, string size, string max, int temp, int dropped, int deleted, double ms);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Upstream {Kind} {Name} = {Url}{Note}")]
+    private static partial void LogUpstream(ILogger logger, string kind, string name, string url, string note);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Hoard listening on {Addresses}")]
+    private static partial void LogListening(ILogger logger, string addresses);
+}

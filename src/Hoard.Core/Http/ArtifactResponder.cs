@@ -1,0 +1,272 @@
+using System.Globalization;
+using Hoard.Core.Configuration;
+using Hoard.Core.Fetch;
+using Hoard.Core.Metrics;
+using Hoard.Core.Storage;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+
+namespace Hoard.Core.Http;
+
+/// <summary>How a front-end wants an artifact presented.</summary>
+public sealed record ResponseShape(string? ContentType, string CacheControl)
+{
+    public static readonly ResponseShape Immutable = new(null, "public, max-age=31536000, immutable");
+}
+
+/// <summary>
+/// Writes a cache answer to a client: committed blobs with ETag, Range and HEAD; downloads in progress as they grow;
+/// upstream straight through when the store cannot write. A body that cannot be completed is aborted, never cut short
+/// with a success status.
+/// </summary>
+public sealed partial class ArtifactResponder(FetchEngine engine, HoardMetrics metrics, HoardOptions options, ILogger<ArtifactResponder> logger)
+{
+    private long _hotBytes;
+
+    public async Task RespondAsync(HttpContext ctx, ArtifactRequest request, ResponseShape shape)
+    {
+        var info = RequestInfo.For(ctx);
+        CacheLookup lookup;
+        try
+        {
+            lookup = await engine.GetAsync(request, ctx.RequestAborted);
+        }
+        catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested)
+        {
+            return;
+        }
+        info.Outcome = lookup.Outcome;
+        switch (lookup.Outcome)
+        {
+            case CacheOutcome.Hit or CacheOutcome.Revalidated or CacheOutcome.Stale:
+                try
+                {
+                    await ServeBlobAsync(ctx, lookup.Blob!, lookup.Entry, shape, lookup.Outcome);
+                }
+                finally
+                {
+                    lookup.Release();
+                }
+                break;
+            case CacheOutcome.Miss or CacheOutcome.Coalesced:
+                await ServeFillAsync(ctx, request, lookup.Fill!, shape, lookup.Outcome);
+                break;
+            case CacheOutcome.Bypass:
+                await ServePassthroughAsync(ctx, request, shape);
+                break;
+            default:
+                await HttpErrors.WriteAsync(ctx, lookup.ErrorStatus, lookup.ErrorMessage ?? "upstream failed");
+                break;
+        }
+    }
+
+    /// <summary>Serves a committed blob. The caller holds the blob's pin.</summary>
+    public async Task ServeBlobAsync(HttpContext ctx, BlobRecord blob, EntryRecord? entry, ResponseShape shape, CacheOutcome outcome)
+    {
+        var response = ctx.Response;
+        var headers = response.Headers;
+        var etag = blob.ETagHeader ??= "\"" + blob.Digest + "\"";
+        CacheStatusHeader.Apply(response, outcome);
+        headers.ETag = etag;
+        headers.LastModified = entry?.UpstreamLastModified ?? (blob.LastModifiedHeader ??= DateTimeOffset.FromUnixTimeSeconds(blob.CreatedUnixSeconds).ToString("R", CultureInfo.InvariantCulture));
+        headers.AcceptRanges = "bytes";
+        headers.CacheControl = shape.CacheControl;
+        response.ContentType = shape.ContentType ?? entry?.ContentType ?? "application/octet-stream";
+
+        var inm = ctx.Request.Headers.IfNoneMatch;
+        if (inm.Count > 0 && Matches(inm.ToString(), etag))
+        {
+            response.StatusCode = StatusCodes.Status304NotModified;
+            return;
+        }
+        long start = 0, end = blob.Size;
+        var range = ctx.Request.Headers.Range;
+        if (range.Count > 0 && IfRangeHolds(ctx, etag))
+        {
+            switch (ByteRange.Parse(range.ToString(), blob.Size, out start, out end))
+            {
+                case RangeKind.Satisfiable:
+                    response.StatusCode = StatusCodes.Status206PartialContent;
+                    headers.ContentRange = $"bytes {start}-{end - 1}/{blob.Size}";
+                    break;
+                case RangeKind.Unsatisfiable:
+                    response.StatusCode = StatusCodes.Status416RangeNotSatisfiable;
+                    headers.ContentRange = $"bytes */{blob.Size}";
+                    return;
+            }
+        }
+        response.ContentLength = end - start;
+        if (HttpMethods.IsHead(ctx.Request.Method) || end == start)
+        {
+            return;
+        }
+
+        var hot = blob.Hot ?? LoadHot(blob);
+        if (hot is not null)
+        {
+            await response.BodyWriter.WriteAsync(hot.AsMemory((int)start, (int)(end - start)), ctx.RequestAborted);
+            metrics.ServedFromCache(end - start);
+            return;
+        }
+        await CopyFileAsync(ctx, engine.Store.BlobPath(blob.Digest), start, end);
+    }
+
+    private byte[]? LoadHot(BlobRecord blob)
+    {
+        if (blob.Size > options.HotBlobMaxBytes || Interlocked.Read(ref _hotBytes) + blob.Size > options.HotCacheBytes)
+        {
+            return null;
+        }
+        var bytes = File.ReadAllBytes(engine.Store.BlobPath(blob.Digest));
+        if (bytes.Length != blob.Size)
+        {
+            return null;
+        }
+        Interlocked.Add(ref _hotBytes, bytes.Length);
+        blob.Hot = bytes;
+        return bytes;
+    }
+
+    /// <summary>Reads the file straight into the response pipe's buffers: no intermediate copy, no stream wrapper.</summary>
+    private async Task CopyFileAsync(HttpContext ctx, string path, long start, long end)
+    {
+        var writer = ctx.Response.BodyWriter;
+        var ct = ctx.RequestAborted;
+        using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        var pos = start;
+        try
+        {
+            while (pos < end)
+            {
+                var memory = writer.GetMemory(StreamCopy.BufferSize);
+                var want = (int)Math.Min(memory.Length, end - pos);
+                var n = RandomAccess.Read(handle, memory.Span[..want], pos);
+                if (n <= 0)
+                {
+                    ctx.Abort();
+                    return;
+                }
+                writer.Advance(n);
+                pos += n;
+                var flush = await writer.FlushAsync(ct);
+                if (flush.IsCanceled || flush.IsCompleted)
+                {
+                    break;
+                }
+            }
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            // The client left; nothing to report.
+        }
+        metrics.ServedFromCache(pos - start);
+    }
+
+    private async Task ServeFillAsync(HttpContext ctx, ArtifactRequest request, Fill fill, ResponseShape shape, CacheOutcome outcome)
+    {
+        var start = fill.Started.Result;
+        var response = ctx.Response;
+        CacheStatusHeader.Apply(response, outcome);
+        response.ContentType = shape.ContentType ?? start.ContentType ?? "application/octet-stream";
+        response.Headers.CacheControl = shape.CacheControl;
+        if (request.ExpectedSha256 is { } sha)
+        {
+            response.Headers.ETag = "\"" + sha + "\"";
+        }
+        if (start.LastModified is { } lm)
+        {
+            response.Headers.LastModified = lm;
+        }
+        long from = 0, to = -1;
+        if (start.Length is { } length)
+        {
+            response.Headers.AcceptRanges = "bytes";
+            to = length;
+            var range = ctx.Request.Headers.Range;
+            if (range.Count > 0)
+            {
+                switch (ByteRange.Parse(range.ToString(), length, out from, out to))
+                {
+                    case RangeKind.Satisfiable:
+                        response.StatusCode = StatusCodes.Status206PartialContent;
+                        response.Headers.ContentRange = $"bytes {from}-{to - 1}/{length}";
+                        break;
+                    case RangeKind.Unsatisfiable:
+                        response.StatusCode = StatusCodes.Status416RangeNotSatisfiable;
+                        response.Headers.ContentRange = $"bytes */{length}";
+                        return;
+                }
+            }
+            response.ContentLength = to - from;
+        }
+        if (HttpMethods.IsHead(ctx.Request.Method))
+        {
+            return;
+        }
+        await response.StartAsync(ctx.RequestAborted);
+        var result = await fill.CopyToAsync(response.BodyWriter, from, to, (pos, ct) => OpenPassthroughBodyAsync(request, pos, ct), ctx.RequestAborted);
+        metrics.ServedFromUpstream(result.Bytes);
+        Finish(ctx, request, result);
+    }
+
+    private async Task<Stream> OpenPassthroughBodyAsync(ArtifactRequest request, long pos, CancellationToken ct)
+    {
+        var (_, body) = await engine.OpenPassthroughAsync(request, pos, ct);
+        return body;
+    }
+
+    private async Task ServePassthroughAsync(HttpContext ctx, ArtifactRequest request, ResponseShape shape)
+    {
+        HttpResponseMessage upstream;
+        Stream body;
+        try
+        {
+            (upstream, body) = await engine.OpenPassthroughAsync(request, 0, ctx.RequestAborted);
+        }
+        catch (Upstream.UpstreamException e)
+        {
+            await HttpErrors.WriteAsync(ctx, e.ClientStatus, e.Message);
+            return;
+        }
+        using (upstream)
+        await using (body)
+        {
+            var response = ctx.Response;
+            CacheStatusHeader.Apply(response, CacheOutcome.Bypass);
+            response.ContentType = shape.ContentType ?? upstream.Content.Headers.ContentType?.ToString() ?? "application/octet-stream";
+            response.Headers.CacheControl = "no-store";
+            var length = request.Decompress ? null : upstream.Content.Headers.ContentLength;
+            response.ContentLength = length;
+            if (HttpMethods.IsHead(ctx.Request.Method))
+            {
+                return;
+            }
+            var result = await StreamCopy.CopyAsync(body, response.BodyWriter, length ?? long.MaxValue, ctx.RequestAborted);
+            metrics.ServedFromUpstream(result.Bytes);
+            Finish(ctx, request, result);
+        }
+    }
+
+    private void Finish(HttpContext ctx, ArtifactRequest request, CopyOutcome result)
+    {
+        if (result.Kind == CopyKind.UpstreamFailed)
+        {
+            // Headers (and maybe a Content-Length) are out: aborting is the only way to say "this body is not whole".
+            RequestInfo.For(ctx).Error = result.Error;
+            LogAborted(logger, request.Key, result.Error ?? "");
+            ctx.Abort();
+        }
+    }
+
+    private static bool Matches(string ifNoneMatch, string etag) =>
+        ifNoneMatch.Trim() == "*" || ifNoneMatch.Contains(etag, StringComparison.Ordinal);
+
+    private static bool IfRangeHolds(HttpContext ctx, string etag)
+    {
+        var ifRange = ctx.Request.Headers.IfRange;
+        return ifRange.Count == 0 || ifRange.ToString() == etag || !ifRange.ToString().StartsWith('"');
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Aborted the response for {Key}: {Error}")]
+    private static partial void LogAborted(ILogger logger, string key, string error);
+}

@@ -1,0 +1,156 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Text;
+
+namespace Hoard.Core.Metrics;
+
+/// <summary>Where a response's bytes came from; the value of Cache-Status and of the metrics' outcome label.</summary>
+public enum CacheOutcome
+{
+    None,
+    Hit,
+    Miss,
+    Coalesced,
+    Revalidated,
+    Stale,
+    Bypass,
+    Error,
+}
+
+/// <summary>
+/// Prometheus counters kept as plain longs. The per-request counters are fixed arrays indexed by
+/// enum so the hot path does one Interlocked.Add; the rarer labelled series (per upstream) use a dictionary.
+/// </summary>
+public sealed class HoardMetrics
+{
+    public static readonly string[] Protocols = ["pypi", "files", "admin"];
+    private static readonly int OutcomeCount = Enum.GetValues<CacheOutcome>().Length;
+
+    private readonly long[] _requests = new long[Protocols.Length * OutcomeCount];
+    private long _bytesFromCache;
+    private long _bytesFromUpstream;
+    private readonly ConcurrentDictionary<string, StrongBox> _labelled = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, Histogram> _latency = new(StringComparer.Ordinal);
+
+    public Func<(long Bytes, long Blobs, long Entries)>? StoreGauge { get; set; }
+
+    public static int ProtocolIndex(string protocol) => Array.IndexOf(Protocols, protocol) is var i and >= 0 ? i : Protocols.Length - 1;
+
+    public void Request(int protocol, CacheOutcome outcome) => Interlocked.Increment(ref _requests[protocol * OutcomeCount + (int)outcome]);
+
+    public void ServedFromCache(long bytes) => Interlocked.Add(ref _bytesFromCache, bytes);
+
+    public void ServedFromUpstream(long bytes) => Interlocked.Add(ref _bytesFromUpstream, bytes);
+
+    public void UpstreamRequest(string upstream, string result, TimeSpan latency)
+    {
+        Add($"hoard_upstream_requests_total{{upstream=\"{upstream}\",result=\"{result}\"}}", 1);
+        _latency.GetOrAdd(upstream, static _ => new Histogram()).Observe(latency.TotalSeconds);
+    }
+
+    public void UpstreamError(string upstream, string reason) => Add($"hoard_upstream_errors_total{{upstream=\"{upstream}\",reason=\"{reason}\"}}", 1);
+
+    public void UpstreamBytes(string upstream, long bytes) => Add($"hoard_upstream_bytes_total{{upstream=\"{upstream}\"}}", bytes);
+
+    public void StaleServed(string protocol) => Add($"hoard_stale_served_total{{protocol=\"{protocol}\"}}", 1);
+
+    public void DigestMismatch(string protocol) => Add($"hoard_digest_mismatch_total{{protocol=\"{protocol}\"}}", 1);
+
+    public void StoreWriteError() => Add("hoard_store_write_errors_total", 1);
+
+    public void Evicted(long bytes)
+    {
+        Add("hoard_store_evictions_total", 1);
+        Add("hoard_store_evicted_bytes_total", bytes);
+    }
+
+    public void Resumed(string upstream) => Add($"hoard_upstream_resumes_total{{upstream=\"{upstream}\"}}", 1);
+
+    public long Get(string series) => _labelled.TryGetValue(series, out var box) ? Interlocked.Read(ref box.Value) : 0;
+
+    public long GetRequests(string protocol, CacheOutcome outcome) =>
+        Interlocked.Read(ref _requests[ProtocolIndex(protocol) * OutcomeCount + (int)outcome]);
+
+    private void Add(string series, long value) => Interlocked.Add(ref _labelled.GetOrAdd(series, static _ => new StrongBox()).Value, value);
+
+    /// <summary>Prometheus text exposition format 0.0.4.</summary>
+    public string Render()
+    {
+        var sb = new StringBuilder(4096);
+        sb.Append("# HELP hoard_requests_total Client requests by protocol and cache outcome.\n# TYPE hoard_requests_total counter\n");
+        for (var p = 0; p < Protocols.Length; p++)
+        {
+            for (var o = 1; o < OutcomeCount; o++)
+            {
+                var v = Interlocked.Read(ref _requests[p * OutcomeCount + o]);
+                sb.Append(CultureInfo.InvariantCulture, $"hoard_requests_total{{protocol=\"{Protocols[p]}\",outcome=\"{((CacheOutcome)o).ToString().ToLowerInvariant()}\"}} {v}\n");
+            }
+        }
+        sb.Append("# HELP hoard_served_bytes_total Body bytes sent to clients by source.\n# TYPE hoard_served_bytes_total counter\n");
+        sb.Append(CultureInfo.InvariantCulture, $"hoard_served_bytes_total{{source=\"cache\"}} {Interlocked.Read(ref _bytesFromCache)}\n");
+        sb.Append(CultureInfo.InvariantCulture, $"hoard_served_bytes_total{{source=\"upstream\"}} {Interlocked.Read(ref _bytesFromUpstream)}\n");
+        if (StoreGauge is { } gauge)
+        {
+            var (bytes, blobs, entries) = gauge();
+            sb.Append("# HELP hoard_store_bytes Bytes of committed blobs.\n# TYPE hoard_store_bytes gauge\n");
+            sb.Append(CultureInfo.InvariantCulture, $"hoard_store_bytes {bytes}\n");
+            sb.Append("# TYPE hoard_store_blobs gauge\n");
+            sb.Append(CultureInfo.InvariantCulture, $"hoard_store_blobs {blobs}\n");
+            sb.Append("# TYPE hoard_store_entries gauge\n");
+            sb.Append(CultureInfo.InvariantCulture, $"hoard_store_entries {entries}\n");
+        }
+        foreach (var family in _labelled.OrderBy(kv => kv.Key, StringComparer.Ordinal).GroupBy(kv => Family(kv.Key)))
+        {
+            sb.Append(CultureInfo.InvariantCulture, $"# TYPE {family.Key} counter\n");
+            foreach (var (series, box) in family)
+            {
+                sb.Append(CultureInfo.InvariantCulture, $"{series} {Interlocked.Read(ref box.Value)}\n");
+            }
+        }
+        sb.Append("# HELP hoard_upstream_latency_seconds Time from upstream request to response headers.\n# TYPE hoard_upstream_latency_seconds histogram\n");
+        foreach (var (upstream, h) in _latency.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        {
+            h.Render(sb, "hoard_upstream_latency_seconds", $"upstream=\"{upstream}\"");
+        }
+        return sb.ToString();
+    }
+
+    private static string Family(string series) => series.IndexOf('{', StringComparison.Ordinal) is var i and > 0 ? series[..i] : series;
+
+    private sealed class StrongBox
+    {
+        public long Value;
+    }
+
+    private sealed class Histogram
+    {
+        private static readonly double[] Bounds = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+        private readonly long[] _counts = new long[Bounds.Length + 1];
+        private long _sumMicros;
+
+        public void Observe(double seconds)
+        {
+            var i = 0;
+            while (i < Bounds.Length && seconds > Bounds[i])
+            {
+                i++;
+            }
+            Interlocked.Increment(ref _counts[i]);
+            Interlocked.Add(ref _sumMicros, (long)(seconds * 1e6));
+        }
+
+        public void Render(StringBuilder sb, string name, string labels)
+        {
+            long cumulative = 0;
+            for (var i = 0; i < Bounds.Length; i++)
+            {
+                cumulative += Interlocked.Read(ref _counts[i]);
+                sb.Append(CultureInfo.InvariantCulture, $"{name}_bucket{{{labels},le=\"{Bounds[i]}\"}} {cumulative}\n");
+            }
+            cumulative += Interlocked.Read(ref _counts[^1]);
+            sb.Append(CultureInfo.InvariantCulture, $"{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}\n");
+            sb.Append(CultureInfo.InvariantCulture, $"{name}_sum{{{labels}}} {Interlocked.Read(ref _sumMicros) / 1e6}\n");
+            sb.Append(CultureInfo.InvariantCulture, $"{name}_count{{{labels}}} {cumulative}\n");
+        }
+    }
+}

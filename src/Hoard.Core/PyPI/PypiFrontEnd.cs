@@ -1,0 +1,269 @@
+using System.Collections.Concurrent;
+using Hoard.Core.Configuration;
+using Hoard.Core.Fetch;
+using Hoard.Core.Http;
+using Hoard.Core.Metrics;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Logging;
+
+namespace Hoard.Core.PyPI;
+
+/// <summary>
+/// The PyPI simple API, per index: /pypi/NAME/simple/… for each configured index, and /simple/… for the first.
+/// Pages come through the cache as mutable artifacts (revalidated after --index-ttl, served stale when upstream
+/// fails) and are rewritten on the way out; files are immutable artifacts verified against the page's sha256.
+/// Indexes are never mixed: a file is looked up only in the page of the index it was asked from.
+/// </summary>
+public sealed partial class PypiFrontEnd
+{
+    private static readonly ResponseShape FileShape = new("application/octet-stream", "public, max-age=31536000, immutable");
+    private static readonly int Protocol = HoardMetrics.ProtocolIndex("pypi");
+    private readonly FetchEngine _engine;
+    private readonly ArtifactResponder _responder;
+    private readonly HoardOptions _options;
+    private readonly ILogger _logger;
+    private readonly Dictionary<string, UpstreamSpec> _indexes;
+    private readonly ConcurrentDictionary<string, object> _parsed = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<(string, SimpleFormat), byte[]> _rendered = new();
+    private readonly string _pageCacheControl;
+
+    public PypiFrontEnd(FetchEngine engine, ArtifactResponder responder, HoardOptions options, ILogger<PypiFrontEnd> logger)
+    {
+        _engine = engine;
+        _responder = responder;
+        _options = options;
+        _logger = logger;
+        _indexes = options.Pypi.ToDictionary(p => p.Name, StringComparer.Ordinal);
+        _pageCacheControl = $"public, max-age={(int)options.IndexTtl.TotalSeconds}";
+    }
+
+    public void Map(IEndpointRouteBuilder app)
+    {
+        string[] methods = ["GET", "HEAD", "DELETE"];
+        app.MapMethods("/simple", methods, ctx => Redirect(ctx, ctx.Request.PathBase + "/simple/"));
+        app.MapMethods("/simple/{**rest}", methods, ctx => HandleAsync(ctx, _options.DefaultPypiIndex, "/simple/"));
+        app.MapMethods("/pypi/{index}/simple/{**rest}", methods, ctx =>
+        {
+            var name = (string)ctx.Request.RouteValues["index"]!;
+            return _indexes.TryGetValue(name, out var index)
+                ? HandleAsync(ctx, index, $"/pypi/{name}/simple/")
+                : HttpErrors.WriteAsync(ctx, 404, $"no PyPI index named '{name}' is configured (configured: {string.Join(", ", _indexes.Keys)})");
+        });
+    }
+
+    private Task HandleAsync(HttpContext ctx, UpstreamSpec index, string prefix)
+    {
+        RequestInfo.For(ctx).Protocol = Protocol;
+        var path = ctx.Request.Path.Value ?? "";
+        var rest = path.Length > prefix.Length ? path[prefix.Length..] : "";
+        var isDelete = HttpMethods.IsDelete(ctx.Request.Method);
+        if (rest.Length == 0)
+        {
+            return isDelete ? HttpErrors.WriteAsync(ctx, 405, "only a project's page can be purged") : ServeListAsync(ctx, index);
+        }
+        var slash = rest.IndexOf('/', StringComparison.Ordinal);
+        var project = slash < 0 ? rest : rest[..slash];
+        if (!PypiNames.IsValidProject(project))
+        {
+            return HttpErrors.WriteAsync(ctx, 400, "not a valid project name: names are letters, digits, '.', '_' and '-', at most 200 characters");
+        }
+        var normalized = PypiNames.Normalize(project);
+        var file = slash < 0 ? null : rest[(slash + 1)..];
+        if (normalized != project || slash < 0)
+        {
+            // PEP 503: clients should ask for the normalized name; point them at it (and at the trailing slash).
+            return Redirect(ctx, ctx.Request.PathBase + prefix + normalized + "/" + (file ?? ""));
+        }
+        if (file!.Length == 0)
+        {
+            return isDelete ? PurgeAsync(ctx, index, normalized) : ServeProjectAsync(ctx, index, normalized);
+        }
+        if (isDelete)
+        {
+            return HttpErrors.WriteAsync(ctx, 405, "files are immutable; purge the project page instead");
+        }
+        if (!PypiNames.IsValidFilename(file))
+        {
+            return HttpErrors.WriteAsync(ctx, 400, "not a valid file name");
+        }
+        return ServeFileAsync(ctx, index, normalized, file);
+    }
+
+    private static Task Redirect(HttpContext ctx, string location)
+    {
+        ctx.Response.StatusCode = StatusCodes.Status301MovedPermanently;
+        ctx.Response.Headers.Location = location + ctx.Request.QueryString;
+        return Task.CompletedTask;
+    }
+
+    private ArtifactRequest PageRequest(UpstreamSpec index, string project) =>
+        new("pypi", PageKey(index, project), index.Name, project.Length == 0 ? index.Url : new Uri(index.Url, project + "/"))
+        {
+            Ttl = _options.IndexTtl,
+            Decompress = true,
+            Accept = SimpleNegotiation.UpstreamAccept,
+            Retries = _options.IndexRetries,
+        };
+
+    private static string PageKey(UpstreamSpec index, string project) => $"pypi/{index.Name}/simple/{project}";
+
+    private async Task<(T? Page, string? Digest, CacheOutcome Outcome, int Status, string? Error)> LoadAsync<T>(
+        HttpContext ctx, UpstreamSpec index, string project, Func<byte[], string?, Uri, T> parse) where T : class
+    {
+        var request = PageRequest(index, project);
+        var lookup = await _engine.GetAsync(request, ctx.RequestAborted);
+        var (body, contentType, digest, status, error) = await _engine.ReadAllAsync(request, lookup, ctx.RequestAborted);
+        if (body is null || digest is null)
+        {
+            return (null, null, CacheOutcome.Error, status, error);
+        }
+        if (_parsed.TryGetValue(digest, out var cached) && cached is T page)
+        {
+            return (page, digest, lookup.Outcome, 200, null);
+        }
+        try
+        {
+            page = parse(body, contentType, request.UpstreamUrl);
+        }
+        catch (Exception e) when (e is FormatException or System.Text.Json.JsonException or InvalidOperationException or UriFormatException)
+        {
+            LogUnparseable(_logger, index.Name, project, e.Message);
+            return (null, null, CacheOutcome.Error, 502, $"upstream '{index.Name}' sent a page Hoard cannot read: {e.Message}");
+        }
+        if (_parsed.Count > 1024)
+        {
+            _parsed.Clear();
+            _rendered.Clear();
+        }
+        _parsed[digest] = page;
+        return (page, digest, lookup.Outcome, 200, null);
+    }
+
+    private async Task ServeProjectAsync(HttpContext ctx, UpstreamSpec index, string project)
+    {
+        if (Negotiate(ctx) is not { } chosen)
+        {
+            return;
+        }
+        var (page, digest, outcome, status, error) = await LoadAsync(ctx, index, project, (b, t, u) => SimpleParser.ParseProject(project, b, t, u));
+        if (page is null)
+        {
+            await HttpErrors.WriteAsync(ctx, status, error ?? "upstream failed");
+            return;
+        }
+        await WritePageAsync(ctx, digest!, outcome, chosen, () => SimpleRenderer.RenderProject(page, chosen.Format));
+    }
+
+    private async Task ServeListAsync(HttpContext ctx, UpstreamSpec index)
+    {
+        if (Negotiate(ctx) is not { } chosen)
+        {
+            return;
+        }
+        var (list, digest, outcome, status, error) = await LoadAsync(ctx, index, "", (b, t, _) => SimpleParser.ParseList(b, t));
+        if (list is null)
+        {
+            await HttpErrors.WriteAsync(ctx, status, error ?? "upstream failed");
+            return;
+        }
+        await WritePageAsync(ctx, digest!, outcome, chosen, () => SimpleRenderer.RenderList(list, chosen.Format));
+    }
+
+    private static (SimpleFormat Format, string ContentType)? Negotiate(HttpContext ctx)
+    {
+        var chosen = SimpleNegotiation.Choose(ctx.Request.Headers.Accept, ctx.Request.Query["format"]);
+        if (chosen is null)
+        {
+            _ = HttpErrors.WriteAsync(ctx, 406, $"acceptable: {SimpleNegotiation.JsonType}, {SimpleNegotiation.HtmlType}, text/html");
+        }
+        return chosen;
+    }
+
+    /// <summary>A page's ETag names the upstream content and the format, so a 304 needs no rendering.</summary>
+    private async Task WritePageAsync(HttpContext ctx, string digest, CacheOutcome outcome, (SimpleFormat Format, string ContentType) chosen, Func<byte[]> render)
+    {
+        RequestInfo.For(ctx).Outcome = outcome;
+        var response = ctx.Response;
+        var etag = $"\"{digest[..32]}-{(chosen.Format == SimpleFormat.Json ? 'j' : 'h')}1\"";
+        CacheStatusHeader.Apply(response, outcome);
+        response.Headers.ETag = etag;
+        response.Headers.Vary = "Accept";
+        response.Headers.CacheControl = _pageCacheControl;
+        response.ContentType = chosen.ContentType;
+        if (ctx.Request.Headers.IfNoneMatch.ToString().Contains(etag, StringComparison.Ordinal))
+        {
+            response.StatusCode = StatusCodes.Status304NotModified;
+            return;
+        }
+        var body = _rendered.GetOrAdd((digest, chosen.Format), _ => render());
+        response.ContentLength = body.Length;
+        if (!HttpMethods.IsHead(ctx.Request.Method))
+        {
+            await response.Body.WriteAsync(body, ctx.RequestAborted);
+        }
+    }
+
+    private Task PurgeAsync(HttpContext ctx, UpstreamSpec index, string project)
+    {
+        var removed = _engine.Index.RemoveEntry(PageKey(index, project));
+        LogPurged(_logger, index.Name, project, removed);
+        ctx.Response.ContentType = "text/plain; charset=utf-8";
+        return ctx.Response.WriteAsync(removed ? $"purged {index.Name}/{project}\n" : $"{index.Name}/{project} was not cached\n");
+    }
+
+    private async Task ServeFileAsync(HttpContext ctx, UpstreamSpec index, string project, string filename)
+    {
+        var key = $"pypi/{index.Name}/files/{project}/{filename}";
+        // Hot path: a stored file needs no page.
+        if (_engine.TryAcquireEntry(key, out var stored))
+        {
+            RequestInfo.For(ctx).Outcome = CacheOutcome.Hit;
+            try
+            {
+                await _responder.ServeBlobAsync(ctx, stored.Blob, stored, FileShape, CacheOutcome.Hit);
+            }
+            finally
+            {
+                stored.Blob.Release();
+            }
+            return;
+        }
+        var (page, _, _, status, error) = await LoadAsync(ctx, index, project, (b, t, u) => SimpleParser.ParseProject(project, b, t, u));
+        if (page is null)
+        {
+            await HttpErrors.WriteAsync(ctx, status, error ?? "upstream failed");
+            return;
+        }
+        var isMetadata = filename.EndsWith(".metadata", StringComparison.Ordinal);
+        var file = page.Find(isMetadata ? filename[..^".metadata".Length] : filename);
+        if (file is null)
+        {
+            await HttpErrors.WriteAsync(ctx, 404, $"index '{index.Name}' lists no file '{filename}' for project '{project}'");
+            return;
+        }
+        ArtifactRequest request;
+        if (isMetadata)
+        {
+            var (available, sha) = file.Metadata;
+            if (!available)
+            {
+                await HttpErrors.WriteAsync(ctx, 404, $"index '{index.Name}' offers no metadata file for '{file.Filename}'");
+                return;
+            }
+            request = new ArtifactRequest("pypi", key, index.Name, new Uri(file.Url + ".metadata")) { ExpectedSha256 = sha };
+        }
+        else
+        {
+            request = new ArtifactRequest("pypi", key, index.Name, file.Url) { ExpectedSha256 = file.Sha256, ExpectedSize = file.Size };
+        }
+        await _responder.RespondAsync(ctx, request, FileShape);
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Index {Index}: cannot parse the page of {Project}: {Error}")]
+    private static partial void LogUnparseable(ILogger logger, string index, string project, string error);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Index {Index}: purge of {Project} (was cached: {Removed})")]
+    private static partial void LogPurged(ILogger logger, string index, string project, bool removed);
+}

@@ -1,0 +1,63 @@
+namespace Hoard.Core.Storage;
+
+/// <summary>A committed blob: immutable content named by its sha256. Shared by every key that maps to it.</summary>
+public sealed class BlobRecord(string digest, long size, long createdUnixSeconds, long lastAccessMs)
+{
+    private const int EvictedMark = int.MinValue / 2;
+    private int _readers;
+    private long _lastAccessMs = lastAccessMs;
+
+    /// <summary>Lower-case hex sha256.</summary>
+    public string Digest { get; } = digest;
+    public long Size { get; } = size;
+    public long CreatedUnixSeconds { get; } = createdUnixSeconds;
+    public long LastAccessMs => Volatile.Read(ref _lastAccessMs);
+    internal long PersistedAccessMs { get; set; } = lastAccessMs;
+
+    /// <summary>The blob's bytes, for small blobs that have been read once (see HotCacheBytes).</summary>
+    internal byte[]? Hot { get; set; }
+
+    /// <summary>Header values computed once per blob rather than once per response.</summary>
+    internal string? ETagHeader { get; set; }
+    internal string? LastModifiedHeader { get; set; }
+
+    public bool IsEvicted => Volatile.Read(ref _readers) < 0;
+
+    /// <summary>
+    /// Pins the blob against eviction for one reader. Fails once the blob has been evicted.
+    /// The evictor swaps 0 readers for a large negative mark, so a reader and the evictor can never both win.
+    /// </summary>
+    public bool TryAcquire(long nowMs)
+    {
+        if (Interlocked.Increment(ref _readers) <= 0)
+        {
+            Interlocked.Decrement(ref _readers);
+            return false;
+        }
+        Volatile.Write(ref _lastAccessMs, nowMs);
+        return true;
+    }
+
+    public void Release() => Interlocked.Decrement(ref _readers);
+
+    internal bool TryMarkEvicted() => Interlocked.CompareExchange(ref _readers, EvictedMark, 0) == 0;
+}
+
+/// <summary>A cache key's current mapping to a blob, with what upstream said about it.</summary>
+public sealed class EntryRecord(string key, BlobRecord blob, string? contentType, string? upstreamETag, string? upstreamLastModified, long fetchedAtMs)
+{
+    private long _fetchedAtMs = fetchedAtMs;
+
+    public string Key { get; } = key;
+    public BlobRecord Blob { get; } = blob;
+    public string? ContentType { get; } = contentType;
+    public string? UpstreamETag { get; } = upstreamETag;
+    public string? UpstreamLastModified { get; } = upstreamLastModified;
+
+    /// <summary>When upstream last confirmed this content (fetch or 304), in Unix ms.</summary>
+    public long FetchedAtMs
+    {
+        get => Volatile.Read(ref _fetchedAtMs);
+        internal set => Volatile.Write(ref _fetchedAtMs, value);
+    }
+}

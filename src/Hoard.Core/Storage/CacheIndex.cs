@@ -1,0 +1,303 @@
+using System.Collections.Concurrent;
+using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Logging;
+
+namespace Hoard.Core.Storage;
+
+/// <summary>
+/// The embedded index: which key maps to which blob, blob sizes and access times. SQLite is the durable copy;
+/// reads are served from memory, loaded at start, so a cache hit never touches the database. Every write is one
+/// transaction on one connection under one lock (SQLite has one writer anyway). Access times are flushed in batches.
+/// </summary>
+public sealed partial class CacheIndex : IDisposable
+{
+    private readonly ConcurrentDictionary<string, EntryRecord> _entries = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, BlobRecord> _blobs = new(StringComparer.Ordinal);
+    private readonly SqliteConnection _db;
+    private readonly Lock _writeLock = new();
+    private readonly ILogger _logger;
+    private long _totalBytes;
+
+    public CacheIndex(string dataDir, ILogger logger)
+    {
+        _logger = logger;
+        _db = new SqliteConnection(new SqliteConnectionStringBuilder
+        {
+            DataSource = Path.Combine(dataDir, "index.db"),
+            Pooling = false,
+        }.ToString());
+        _db.Open();
+        Execute("""
+            PRAGMA journal_mode=WAL;
+            PRAGMA synchronous=FULL;
+            PRAGMA busy_timeout=5000;
+            CREATE TABLE IF NOT EXISTS blobs(
+                digest TEXT PRIMARY KEY, size INTEGER NOT NULL, created INTEGER NOT NULL, last_access INTEGER NOT NULL);
+            CREATE TABLE IF NOT EXISTS entries(
+                key TEXT PRIMARY KEY, digest TEXT NOT NULL, content_type TEXT, etag TEXT, last_modified TEXT, fetched_at INTEGER NOT NULL);
+            CREATE INDEX IF NOT EXISTS entries_digest ON entries(digest);
+            """);
+        Load();
+    }
+
+    public long TotalBytes => Interlocked.Read(ref _totalBytes);
+    public int BlobCount => _blobs.Count;
+    public int EntryCount => _entries.Count;
+
+    public bool TryGetEntry(string key, out EntryRecord entry) => _entries.TryGetValue(key, out entry!);
+
+    public bool TryGetBlob(string digest, out BlobRecord blob) => _blobs.TryGetValue(digest, out blob!);
+
+    public IEnumerable<BlobRecord> Blobs => _blobs.Values;
+
+    private void Load()
+    {
+        using (var cmd = _db.CreateCommand())
+        {
+            cmd.CommandText = "SELECT digest, size, created, last_access FROM blobs";
+            using var r = cmd.ExecuteReader();
+            while (r.Read())
+            {
+                var blob = new BlobRecord(r.GetString(0), r.GetInt64(1), r.GetInt64(2), r.GetInt64(3));
+                _blobs[blob.Digest] = blob;
+                _totalBytes += blob.Size;
+            }
+        }
+        using (var cmd = _db.CreateCommand())
+        {
+            cmd.CommandText = "SELECT key, digest, content_type, etag, last_modified, fetched_at FROM entries";
+            using var r = cmd.ExecuteReader();
+            while (r.Read())
+            {
+                if (_blobs.TryGetValue(r.GetString(1), out var blob))
+                {
+                    var key = r.GetString(0);
+                    _entries[key] = new EntryRecord(key, blob, Str(r, 2), Str(r, 3), Str(r, 4), r.GetInt64(5));
+                }
+            }
+        }
+    }
+
+    private static string? Str(SqliteDataReader r, int i) => r.IsDBNull(i) ? null : r.GetString(i);
+
+    /// <summary>
+    /// Makes the index agree with the files: drops rows whose blob file is missing or has the wrong size,
+    /// deletes blob files no row names (a crash between rename and insert leaves those). Run once at start.
+    /// </summary>
+    public (int DroppedRows, int DeletedFiles) Reconcile(ContentStore store)
+    {
+        var onDisk = new Dictionary<string, long>(StringComparer.Ordinal);
+        var deleted = 0;
+        foreach (var (digest, size) in store.Scan())
+        {
+            if (_blobs.ContainsKey(digest))
+            {
+                onDisk[digest] = size;
+            }
+            else
+            {
+                File.Delete(store.BlobPath(digest));
+                deleted++;
+            }
+        }
+        var dropped = 0;
+        foreach (var blob in _blobs.Values.ToList())
+        {
+            if (!onDisk.TryGetValue(blob.Digest, out var size) || size != blob.Size)
+            {
+                RemoveBlob(blob);
+                store.Delete(blob.Digest);
+                dropped++;
+            }
+        }
+        return (dropped, deleted);
+    }
+
+    /// <summary>Records a committed blob and the keys that map to it, durably, then makes them visible.</summary>
+    public BlobRecord Commit(string digest, long size, long nowMs, IReadOnlyList<EntryTemplate> entries)
+    {
+        lock (_writeLock)
+        {
+            var blob = _blobs.TryGetValue(digest, out var existing) && !existing.IsEvicted
+                ? existing
+                : new BlobRecord(digest, size, nowMs / 1000, nowMs);
+            using var tx = _db.BeginTransaction();
+            using (var cmd = _db.CreateCommand())
+            {
+                cmd.Transaction = tx;
+                cmd.CommandText = "INSERT OR IGNORE INTO blobs(digest, size, created, last_access) VALUES ($d, $s, $c, $a)";
+                cmd.Parameters.AddWithValue("$d", digest);
+                cmd.Parameters.AddWithValue("$s", size);
+                cmd.Parameters.AddWithValue("$c", blob.CreatedUnixSeconds);
+                cmd.Parameters.AddWithValue("$a", nowMs);
+                cmd.ExecuteNonQuery();
+            }
+            foreach (var e in entries)
+            {
+                using var cmd = _db.CreateCommand();
+                cmd.Transaction = tx;
+                cmd.CommandText = """
+                    INSERT OR REPLACE INTO entries(key, digest, content_type, etag, last_modified, fetched_at)
+                    VALUES ($k, $d, $t, $e, $l, $f)
+                    """;
+                cmd.Parameters.AddWithValue("$k", e.Key);
+                cmd.Parameters.AddWithValue("$d", digest);
+                cmd.Parameters.AddWithValue("$t", (object?)e.ContentType ?? DBNull.Value);
+                cmd.Parameters.AddWithValue("$e", (object?)e.UpstreamETag ?? DBNull.Value);
+                cmd.Parameters.AddWithValue("$l", (object?)e.UpstreamLastModified ?? DBNull.Value);
+                cmd.Parameters.AddWithValue("$f", nowMs);
+                cmd.ExecuteNonQuery();
+            }
+            tx.Commit();
+            if (!ReferenceEquals(blob, existing))
+            {
+                _blobs[digest] = blob;
+                Interlocked.Add(ref _totalBytes, size);
+            }
+            foreach (var e in entries)
+            {
+                _entries[e.Key] = new EntryRecord(e.Key, blob, e.ContentType, e.UpstreamETag, e.UpstreamLastModified, nowMs);
+            }
+            return blob;
+        }
+    }
+
+    /// <summary>Upstream confirmed the entry is unchanged (304): restart its TTL.</summary>
+    public void Touch(EntryRecord entry, long nowMs)
+    {
+        lock (_writeLock)
+        {
+            using var cmd = _db.CreateCommand();
+            cmd.CommandText = "UPDATE entries SET fetched_at = $f WHERE key = $k";
+            cmd.Parameters.AddWithValue("$f", nowMs);
+            cmd.Parameters.AddWithValue("$k", entry.Key);
+            cmd.ExecuteNonQuery();
+            entry.FetchedAtMs = nowMs;
+        }
+    }
+
+    public bool RemoveEntry(string key)
+    {
+        lock (_writeLock)
+        {
+            using var cmd = _db.CreateCommand();
+            cmd.CommandText = "DELETE FROM entries WHERE key = $k";
+            cmd.Parameters.AddWithValue("$k", key);
+            cmd.ExecuteNonQuery();
+            return _entries.TryRemove(key, out _);
+        }
+    }
+
+    /// <summary>Removes keys starting with a prefix (a project's pages in every format).</summary>
+    public int RemoveEntriesWithPrefix(string prefix)
+    {
+        var n = 0;
+        foreach (var key in _entries.Keys.Where(k => k.StartsWith(prefix, StringComparison.Ordinal)).ToList())
+        {
+            n += RemoveEntry(key) ? 1 : 0;
+        }
+        return n;
+    }
+
+    /// <summary>
+    /// Evicts least recently used blobs until the store holds at most <paramref name="targetBytes"/>.
+    /// Blobs being read are skipped (their pin makes TryMarkEvicted fail); blobs being written are not indexed yet.
+    /// </summary>
+    public List<BlobRecord> EvictTo(long targetBytes)
+    {
+        var evicted = new List<BlobRecord>();
+        if (TotalBytes <= targetBytes)
+        {
+            return evicted;
+        }
+        foreach (var blob in _blobs.Values.OrderBy(b => b.LastAccessMs).ToList())
+        {
+            if (TotalBytes <= targetBytes)
+            {
+                break;
+            }
+            if (blob.TryMarkEvicted())
+            {
+                RemoveBlob(blob);
+                evicted.Add(blob);
+            }
+        }
+        return evicted;
+    }
+
+    private void RemoveBlob(BlobRecord blob)
+    {
+        lock (_writeLock)
+        {
+            using var tx = _db.BeginTransaction();
+            using (var cmd = _db.CreateCommand())
+            {
+                cmd.Transaction = tx;
+                cmd.CommandText = "DELETE FROM entries WHERE digest = $d; DELETE FROM blobs WHERE digest = $d;";
+                cmd.Parameters.AddWithValue("$d", blob.Digest);
+                cmd.ExecuteNonQuery();
+            }
+            tx.Commit();
+            if (_blobs.TryRemove(new KeyValuePair<string, BlobRecord>(blob.Digest, blob)))
+            {
+                Interlocked.Add(ref _totalBytes, -blob.Size);
+            }
+            foreach (var (key, entry) in _entries)
+            {
+                if (ReferenceEquals(entry.Blob, blob))
+                {
+                    _entries.TryRemove(new KeyValuePair<string, EntryRecord>(key, entry));
+                }
+            }
+        }
+    }
+
+    /// <summary>Writes access times that changed since the last flush, in one transaction.</summary>
+    public int FlushAccessTimes()
+    {
+        var dirty = _blobs.Values.Where(b => b.LastAccessMs != b.PersistedAccessMs).ToList();
+        if (dirty.Count == 0)
+        {
+            return 0;
+        }
+        lock (_writeLock)
+        {
+            using var tx = _db.BeginTransaction();
+            using var cmd = _db.CreateCommand();
+            cmd.Transaction = tx;
+            cmd.CommandText = "UPDATE blobs SET last_access = $a WHERE digest = $d";
+            var a = cmd.Parameters.Add("$a", SqliteType.Integer);
+            var d = cmd.Parameters.Add("$d", SqliteType.Text);
+            foreach (var blob in dirty)
+            {
+                var at = blob.LastAccessMs;
+                a.Value = at;
+                d.Value = blob.Digest;
+                cmd.ExecuteNonQuery();
+                blob.PersistedAccessMs = at;
+            }
+            tx.Commit();
+        }
+        LogFlushed(_logger, dirty.Count);
+        return dirty.Count;
+    }
+
+    private void Execute(string sql)
+    {
+        using var cmd = _db.CreateCommand();
+        cmd.CommandText = sql;
+        cmd.ExecuteNonQuery();
+    }
+
+    public void Dispose()
+    {
+        FlushAccessTimes();
+        _db.Dispose();
+    }
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Flushed access times of {Count} blobs")]
+    private static partial void LogFlushed(ILogger logger, int count);
+}
+
+/// <summary>What to record for one key when a blob is committed.</summary>
+public sealed record EntryTemplate(string Key, string? ContentType, string? UpstreamETag, string? UpstreamLastModified);

@@ -1,0 +1,221 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Security;
+using System.Security.Cryptography.X509Certificates;
+using System.Text;
+using Hoard.Core.Configuration;
+using Hoard.Core.Metrics;
+using Microsoft.Extensions.Logging;
+
+namespace Hoard.Core.Upstream;
+
+/// <summary>One outbound request. Only the fetch engine and the front-ends' index loaders build these.</summary>
+public sealed record UpstreamCall(string UpstreamName, Uri Url)
+{
+    /// <summary>Index pages may arrive compressed; files must arrive as upstream stores them.</summary>
+    public bool Decompress { get; init; }
+    public string? Accept { get; init; }
+    public long RangeStart { get; init; }
+    public string? IfRange { get; init; }
+    public string? IfNoneMatch { get; init; }
+    public string? IfModifiedSince { get; init; }
+
+    /// <summary>Retries with backoff before any body byte was read; only index requests get them.</summary>
+    public int Retries { get; init; }
+}
+
+/// <summary>Why an upstream request failed, with the status a client should see.</summary>
+public sealed class UpstreamException(string reason, int clientStatus, string message, Exception? inner = null)
+    : Exception(message, inner)
+{
+    /// <summary>connect, timeout, status, body, size_mismatch, digest_mismatch</summary>
+    public string Reason { get; } = reason;
+    public int ClientStatus { get; } = clientStatus;
+}
+
+/// <summary>
+/// The pooled outbound HTTP client. Connect and first-byte timeouts here; the body's idle timeout is enforced by
+/// the reader (there is no total timeout, so a 2 GB wheel is never cut off for being big). HTTP(S)_PROXY and
+/// NO_PROXY come from the environment through the default proxy; --ca-bundle adds trusted roots.
+/// </summary>
+public sealed partial class UpstreamClient : IDisposable
+{
+    private readonly HttpMessageInvoker _raw;
+    private readonly HttpMessageInvoker _decompressing;
+    private readonly HoardOptions _options;
+    private readonly HoardMetrics _metrics;
+    private readonly ILogger _logger;
+    private static readonly string UserAgent = "hoard/" + (typeof(UpstreamClient).Assembly.GetName().Version?.ToString(3) ?? "0");
+
+    public UpstreamClient(HoardOptions options, HoardMetrics metrics, ILogger<UpstreamClient> logger)
+    {
+        _options = options;
+        _metrics = metrics;
+        _logger = logger;
+        var extraRoots = options.CaBundle is null ? null : LoadBundle(options.CaBundle);
+        _raw = new HttpMessageInvoker(CreateHandler(options, extraRoots, DecompressionMethods.None), disposeHandler: true);
+        _decompressing = new HttpMessageInvoker(CreateHandler(options, extraRoots, DecompressionMethods.All), disposeHandler: true);
+    }
+
+    private static SocketsHttpHandler CreateHandler(HoardOptions options, X509Certificate2Collection? roots, DecompressionMethods decompression)
+    {
+        var handler = new SocketsHttpHandler
+        {
+            UseProxy = true,
+            AllowAutoRedirect = true,
+            MaxAutomaticRedirections = 5,
+            AutomaticDecompression = decompression,
+            UseCookies = false,
+            ConnectTimeout = options.ConnectTimeout,
+            PooledConnectionLifetime = TimeSpan.FromMinutes(5),
+            PooledConnectionIdleTimeout = TimeSpan.FromSeconds(90),
+            MaxConnectionsPerServer = 64,
+        };
+        if (roots is not null)
+        {
+            handler.SslOptions = new SslClientAuthenticationOptions
+            {
+                RemoteCertificateValidationCallback = (_, cert, chain, errors) => ValidateWithExtraRoots(cert, chain, errors, roots),
+            };
+        }
+        return handler;
+    }
+
+    private static X509Certificate2Collection LoadBundle(string path)
+    {
+        var roots = new X509Certificate2Collection();
+        roots.ImportFromPemFile(path);
+        return roots;
+    }
+
+    private static bool ValidateWithExtraRoots(X509Certificate? cert, X509Chain? chain, SslPolicyErrors errors, X509Certificate2Collection roots)
+    {
+        if (errors == SslPolicyErrors.None)
+        {
+            return true;
+        }
+        if (cert is null || (errors & SslPolicyErrors.RemoteCertificateNameMismatch) != 0)
+        {
+            return false;
+        }
+        using var custom = new X509Chain();
+        custom.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+        custom.ChainPolicy.CustomTrustStore.AddRange(roots);
+        if (chain is not null)
+        {
+            foreach (var element in chain.ChainElements)
+            {
+                custom.ChainPolicy.ExtraStore.Add(element.Certificate);
+            }
+        }
+        return custom.Build(new X509Certificate2(cert));
+    }
+
+    /// <summary>
+    /// Sends a GET and returns once response headers arrived. Statuses other than 2xx and 304 become an
+    /// <see cref="UpstreamException"/> carrying the status a client should see.
+    /// </summary>
+    public async Task<HttpResponseMessage> SendAsync(UpstreamCall call, CancellationToken ct)
+    {
+        for (var attempt = 0; ; attempt++)
+        {
+            try
+            {
+                return await SendOnceAsync(call, ct);
+            }
+            catch (UpstreamException e) when (attempt < call.Retries && (e.Reason != "status" || e.ClientStatus >= 500) && !ct.IsCancellationRequested)
+            {
+                var delay = TimeSpan.FromMilliseconds(200 * Math.Pow(2, attempt) + Random.Shared.Next(0, 100));
+                LogRetry(_logger, call.UpstreamName, Redact(call.Url), attempt + 1, e.Message);
+                await Task.Delay(delay, ct);
+            }
+        }
+    }
+
+    private async Task<HttpResponseMessage> SendOnceAsync(UpstreamCall call, CancellationToken ct)
+    {
+        using var request = BuildRequest(call);
+        using var firstByte = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        firstByte.CancelAfter(_options.FirstByteTimeout);
+        var started = Stopwatch.GetTimestamp();
+        HttpResponseMessage response;
+        try
+        {
+            var invoker = call.Decompress ? _decompressing : _raw;
+            response = await invoker.SendAsync(request, firstByte.Token);
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            _metrics.UpstreamRequest(call.UpstreamName, "timeout", Stopwatch.GetElapsedTime(started));
+            _metrics.UpstreamError(call.UpstreamName, "timeout");
+            throw new UpstreamException("timeout", 504, $"upstream '{call.UpstreamName}' did not answer within {_options.FirstByteTimeout.TotalSeconds:0.#}s");
+        }
+        catch (HttpRequestException e)
+        {
+            _metrics.UpstreamRequest(call.UpstreamName, "error", Stopwatch.GetElapsedTime(started));
+            _metrics.UpstreamError(call.UpstreamName, "connect");
+            throw new UpstreamException("connect", 502, $"upstream '{call.UpstreamName}' is unreachable: {e.Message}", e);
+        }
+        var status = (int)response.StatusCode;
+        _metrics.UpstreamRequest(call.UpstreamName, status switch { 304 => "304", < 300 => "2xx", < 400 => "3xx", < 500 => "4xx", _ => "5xx" }, Stopwatch.GetElapsedTime(started));
+        LogUpstream(_logger, call.UpstreamName, "GET", Redact(call.Url), status, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        if (status is >= 200 and < 300 or 304)
+        {
+            return response;
+        }
+        response.Dispose();
+        _metrics.UpstreamError(call.UpstreamName, "status");
+        var clientStatus = status is 404 or 410 ? 404 : 502;
+        throw new UpstreamException("status", clientStatus, $"upstream '{call.UpstreamName}' answered {status} for {Redact(call.Url)}");
+    }
+
+    private static HttpRequestMessage BuildRequest(UpstreamCall call)
+    {
+        var url = call.Url;
+        var request = new HttpRequestMessage(HttpMethod.Get, url);
+        if (!string.IsNullOrEmpty(url.UserInfo))
+        {
+            request.RequestUri = new UriBuilder(url) { UserName = "", Password = "" }.Uri;
+            var credentials = Uri.UnescapeDataString(url.UserInfo);
+            request.Headers.Authorization = new AuthenticationHeaderValue("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes(credentials)));
+        }
+        request.Headers.TryAddWithoutValidation("User-Agent", UserAgent);
+        if (call.Accept is not null)
+        {
+            request.Headers.TryAddWithoutValidation("Accept", call.Accept);
+        }
+        if (call.RangeStart > 0)
+        {
+            request.Headers.Range = new RangeHeaderValue(call.RangeStart, null);
+            if (call.IfRange is not null)
+            {
+                request.Headers.TryAddWithoutValidation("If-Range", call.IfRange);
+            }
+        }
+        if (call.IfNoneMatch is not null)
+        {
+            request.Headers.TryAddWithoutValidation("If-None-Match", call.IfNoneMatch);
+        }
+        if (call.IfModifiedSince is not null)
+        {
+            request.Headers.TryAddWithoutValidation("If-Modified-Since", call.IfModifiedSince);
+        }
+        return request;
+    }
+
+    /// <summary>A URL fit for logs: user info removed.</summary>
+    public static string Redact(Uri url) => string.IsNullOrEmpty(url.UserInfo) ? url.ToString() : new UriBuilder(url) { UserName = "", Password = "" }.Uri.ToString();
+
+    public void Dispose()
+    {
+        _raw.Dispose();
+        _decompressing.Dispose();
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Upstream {Upstream}: retry {Attempt} of {Url}: {Error}")]
+    private static partial void LogRetry(ILogger logger, string upstream, string url, int attempt, string error);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Upstream {Upstream}: {Method} {Url} -> {Status} in {Ms:0.0} ms")]
+    private static partial void LogUpstream(ILogger logger, string upstream, string method, string url, int status, double ms);
+}

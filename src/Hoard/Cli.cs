@@ -1,0 +1,83 @@
+using System.CommandLine;
+using System.Collections;
+using Hoard.Core.Configuration;
+using Hoard.Core.Hosting;
+
+namespace Hoard;
+
+/// <summary>The `hoard` command line: serve, config, version.</summary>
+public static class Cli
+{
+    public static RootCommand Build()
+    {
+        var root = new RootCommand("Hoard: a caching mirror for PyPI and plain files. The first request goes upstream, every later one is served locally; concurrent misses share one download.");
+        root.Subcommands.Add(BuildServe());
+        root.Subcommands.Add(ConfigCommands.Build());
+        var version = new Command("version", "Print Hoard's version.");
+        version.SetAction(_ => Console.WriteLine("hoard " + (typeof(Cli).Assembly.GetName().Version?.ToString(3) ?? "0")));
+        root.Subcommands.Add(version);
+        return root;
+    }
+
+    public static Option<string> ConfigOption() => new("--config")
+    {
+        Description = "JSON file of settings; keys are the flag names (\"max-size\": \"50GB\", \"pypi\": [\"...\"]). Environment variable HOARD_CONFIG. Order of precedence: flags, then HOARD_* variables, then this file.",
+    };
+
+    private static Command BuildServe()
+    {
+        var serve = new Command("serve", "Run the mirror. Every setting can also come from a HOARD_<NAME> environment variable (HOARD_MAX_SIZE, HOARD_PYPI=a=URL,b=URL, ...) or the --config file.");
+        var config = ConfigOption();
+        serve.Options.Add(config);
+        var options = new List<(SettingsLoader.Setting Setting, Option Option)>();
+        foreach (var s in SettingsLoader.All)
+        {
+            Option option = s.Repeatable
+                ? new Option<string[]>("--" + s.Name) { Description = $"{s.Help} [env {s.EnvVar}]", AllowMultipleArgumentsPerToken = false }
+                : new Option<string>("--" + s.Name) { Description = $"{s.Help} [env {s.EnvVar}]" };
+            serve.Options.Add(option);
+            options.Add((s, option));
+        }
+        serve.SetAction(async (parse, ct) =>
+        {
+            var (hoardOptions, errors) = Load(parse, config, options);
+            if (errors.Count > 0)
+            {
+                foreach (var e in errors)
+                {
+                    await Console.Error.WriteLineAsync("hoard: " + e);
+                }
+                return 2;
+            }
+            await using var app = HoardApp.Build(hoardOptions);
+            await app.RunAsync(ct);
+            return 0;
+        });
+        return serve;
+    }
+
+    internal static (HoardOptions Options, List<string> Errors) Load(ParseResult parse, Option<string> config, IEnumerable<(SettingsLoader.Setting Setting, Option Option)> options)
+    {
+        var flags = new Dictionary<string, IReadOnlyList<string>>(StringComparer.Ordinal);
+        foreach (var (setting, option) in options)
+        {
+            if (parse.GetResult(option) is not { Implicit: false })
+            {
+                continue;
+            }
+            flags[setting.Name] = option switch
+            {
+                Option<string[]> many => parse.GetValue(many) ?? [],
+                Option<string> one when parse.GetValue(one) is { } v => [v],
+                _ => [],
+            };
+        }
+        var environment = new Dictionary<string, string?>(StringComparer.Ordinal);
+        foreach (DictionaryEntry e in Environment.GetEnvironmentVariables())
+        {
+            environment[(string)e.Key] = e.Value as string;
+        }
+        var configFile = parse.GetValue(config) ?? environment.GetValueOrDefault("HOARD_CONFIG");
+        return SettingsLoader.Load(string.IsNullOrEmpty(configFile) ? null : configFile, environment, flags);
+    }
+}

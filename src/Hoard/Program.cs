@@ -1,0 +1,4 @@
+using System.CommandLine;
+using Hoard;
+
+return await Cli.Build().Parse(args).InvokeAsync();
