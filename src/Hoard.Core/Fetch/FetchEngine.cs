@@ -513,10 +513,15 @@ public sealed partial class FetchEngine : IDisposable
         }
     }
 
+    private int _disposed;
+
+    /// <summary>Cancels downloads still running (called on shutdown and again by the container).</summary>
     public void Dispose()
     {
-        _shutdown.Cancel();
-        _shutdown.Dispose();
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            _shutdown.Cancel();
+        }
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Stored {Key} as sha256:{Digest} ({Size} bytes)")]

@@ -126,7 +126,7 @@ public sealed class Fill
                 }
                 if (pos < readable)
                 {
-                    handle ??= OpenForRead();
+                    handle ??= await OpenForReadAsync(ct);
                     var memory = output.GetMemory(StreamCopy.BufferSize);
                     var want = (int)Math.Min(memory.Length, readable - pos);
                     var n = await RandomAccess.ReadAsync(handle, memory[..want], pos, ct);
@@ -189,7 +189,7 @@ public sealed class Fill
         }
     }
 
-    private Microsoft.Win32.SafeHandles.SafeFileHandle OpenForRead()
+    private async Task<Microsoft.Win32.SafeHandles.SafeFileHandle> OpenForReadAsync(CancellationToken ct)
     {
         // The temp file is renamed into the store on commit; an open handle survives that, a late opener follows it.
         if (TempPath is { } temp)
@@ -202,7 +202,8 @@ public sealed class Fill
             {
             }
         }
-        if (_completed.Task is { IsCompleted: true, Result.Blob: { } blob })
+        // Renamed but maybe not yet recorded: the result follows within moments.
+        if (await _completed.Task.WaitAsync(ct) is { Blob: { } blob })
         {
             return File.OpenHandle(BlobPathOf(blob.Digest), FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, FileOptions.Asynchronous);
         }

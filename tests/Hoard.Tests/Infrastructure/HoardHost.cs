@@ -1,0 +1,74 @@
+using System.Collections.Concurrent;
+using Hoard.Core.Configuration;
+using Hoard.Core.Hosting;
+using Hoard.Core.Metrics;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace Hoard.Tests.Infrastructure;
+
+/// <summary>A real Hoard (Kestrel on a loopback port) in the test process; log lines are kept for assertions.</summary>
+public sealed class HoardHost : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+
+    private HoardHost(WebApplication app, HoardOptions options, LogSink logs)
+    {
+        _app = app;
+        Options = options;
+        Logs = logs;
+    }
+
+    public HoardOptions Options { get; }
+    public LogSink Logs { get; }
+    public string BaseUrl { get; private set; } = "";
+    public HoardMetrics Metrics => _app.Services.GetRequiredService<HoardMetrics>();
+    public T Service<T>() where T : notnull => _app.Services.GetRequiredService<T>();
+
+    public static async Task<HoardHost> StartAsync(string dataDir, Action<HoardOptions> configure)
+    {
+        var options = new HoardOptions { Listen = "http://127.0.0.1:0", DataDir = dataDir, LogLevel = "debug" };
+        configure(options);
+        Assert.Empty(options.Validate());
+        var logs = new LogSink();
+        var app = HoardApp.Build(options, l => l.AddProvider(logs));
+        await app.StartAsync();
+        var host = new HoardHost(app, options, logs);
+        host.BaseUrl = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        return host;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _app.StopAsync();
+        await _app.DisposeAsync();
+    }
+}
+
+public sealed class LogSink : ILoggerProvider
+{
+    private readonly ConcurrentQueue<string> _lines = new();
+
+    public IReadOnlyCollection<string> Lines => _lines;
+
+    public bool Contains(string text) => _lines.Any(l => l.Contains(text, StringComparison.Ordinal));
+
+    public ILogger CreateLogger(string categoryName) => new Logger(this, categoryName);
+
+    public void Dispose()
+    {
+    }
+
+    private sealed class Logger(LogSink sink, string category) : ILogger
+    {
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => true;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+            sink._lines.Enqueue($"{logLevel} {category}: {formatter(state, exception)}");
+    }
+}
