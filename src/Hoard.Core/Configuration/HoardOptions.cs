@@ -12,7 +12,7 @@ public sealed class HoardOptions
     public long MaxSizeBytes { get; set; } = DefaultMaxSize;
 
     /// <summary>PyPI upstreams; the first is the default served at /simple/.</summary>
-    public List<UpstreamSpec> Pypi { get; } = [];
+    public List<UpstreamSpec> Pypi { get; } = [new UpstreamSpec("pypi", new Uri(DefaultPypi))];
     public List<UpstreamSpec> Files { get; } = [];
 
     /// <summary>Generic upstreams whose files are mutable: revalidated after this TTL instead of kept forever.</summary>

@@ -110,7 +110,6 @@ public static class SettingsLoader
         }
 
         var options = new HoardOptions();
-        options.Pypi.Add(new UpstreamSpec("pypi", new Uri(HoardOptions.DefaultPypi)));
         foreach (var s in All)
         {
             if (layered.TryGetValue(s.Name, out var values) && values.Count > 0 && s.Apply(options, values) is { } error)

@@ -398,15 +398,19 @@ public sealed partial class FetchEngine : IDisposable
                         _metrics.UpstreamError(request.UpstreamName, "body");
                         LogBodyBroken(_logger, request.UpstreamName, request.Key, written, reason);
                         current.Dispose();
-                        var resumed = resumes < MaxResumes && written > 0 && !request.Decompress
-                            ? await TryResumeAsync(call, written, validator, length, ct)
-                            : null;
+                        HttpResponseMessage? resumed = null;
+                        while (resumed is null && resumes < MaxResumes && written > 0 && !request.Decompress)
+                        {
+                            // Back off before each try: a restarting upstream needs a moment.
+                            await Task.Delay(TimeSpan.FromMilliseconds(500 << resumes), _time, ct);
+                            resumes++;
+                            resumed = await TryResumeAsync(call, written, validator, length, ct);
+                        }
                         if (resumed is null)
                         {
                             return (new FillResult(FillEnd.UpstreamFailed, written, null,
                                 new UpstreamException("body", 502, $"upstream '{request.UpstreamName}' broke off after {written} bytes ({reason}) and could not be resumed")), written, "");
                         }
-                        resumes++;
                         _metrics.Resumed(request.UpstreamName);
                         current = resumed;
                         body = await current.Content.ReadAsStreamAsync(ct);

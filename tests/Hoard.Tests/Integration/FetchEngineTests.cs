@@ -1,0 +1,225 @@
+using System.Security.Cryptography;
+using Hoard.Core.Storage;
+using Hoard.Tests.Infrastructure;
+
+namespace Hoard.Tests.Integration;
+
+/// <summary>The shared fetch path, driven through /files/ against a real nginx upstream.</summary>
+public sealed class FetchEngineTests
+{
+    private static (string Path, string Sha) MakeFile(string dir, string name, int size)
+    {
+        var data = new byte[size];
+        Random.Shared.NextBytes(data);
+        var path = Path.Combine(dir, name);
+        File.WriteAllBytes(path, data);
+        return (path, Convert.ToHexStringLower(SHA256.HashData(data)));
+    }
+
+    private static async Task<string> Sha256Of(HttpResponseMessage response)
+    {
+        await using var s = await response.Content.ReadAsStreamAsync();
+        return Convert.ToHexStringLower(await SHA256.HashDataAsync(s));
+    }
+
+    [Fact]
+    public async Task Eight_concurrent_misses_cause_one_upstream_download_and_all_get_the_right_bytes()
+    {
+        using var temp = new TempDir();
+        var root = temp.Sub("up");
+        var (_, sha) = MakeFile(root, "big.bin", 24 * 1024 * 1024);
+        await using var nginx = new Nginx(root, "limit_rate 24m;");
+        await nginx.StartAsync();
+        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o => PipTests.SetFiles(o, "up=" + nginx.BaseUrl + "/"));
+
+        using var http = new HttpClient();
+        var tasks = Enumerable.Range(0, 8).Select(async _ =>
+        {
+            using var r = await http.GetAsync(hoard.BaseUrl + "/files/up/big.bin", HttpCompletionOption.ResponseHeadersRead);
+            Assert.Equal(200, (int)r.StatusCode);
+            return (Sha: await Sha256Of(r), Cache: r.Headers.GetValues("X-Hoard-Cache").Single());
+        }).ToArray();
+        var results = await Task.WhenAll(tasks);
+        Assert.All(results, r => Assert.Equal(sha, r.Sha));
+        Assert.Equal(1, nginx.Count("/big.bin"));
+        Assert.Single(results, r => r.Cache == "MISS");
+        Assert.Equal(7, results.Count(r => r.Cache == "COALESCED"));
+    }
+
+    [Fact]
+    public async Task The_first_bytes_reach_the_client_while_the_download_is_still_running()
+    {
+        using var temp = new TempDir();
+        var root = temp.Sub("up");
+        var (_, sha) = MakeFile(root, "slow.bin", 16 * 1024 * 1024);
+        await using var nginx = new Nginx(root, "limit_rate 8m;");
+        await nginx.StartAsync();
+        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o => PipTests.SetFiles(o, "up=" + nginx.BaseUrl + "/"));
+
+        using var http = new HttpClient();
+        using var response = await http.GetAsync(hoard.BaseUrl + "/files/up/slow.bin", HttpCompletionOption.ResponseHeadersRead);
+        await using var body = await response.Content.ReadAsStreamAsync();
+        var first = new byte[64 * 1024];
+        await body.ReadExactlyAsync(first);
+        // 16 MiB at 8 MiB/s: the download cannot be done yet, but bytes are flowing.
+        Assert.Equal(1, hoard.Service<Hoard.Core.Fetch.FetchEngine>().InFlight);
+        using var rest = new MemoryStream();
+        rest.Write(first);
+        await body.CopyToAsync(rest);
+        Assert.Equal(sha, Convert.ToHexStringLower(SHA256.HashData(rest.ToArray())));
+    }
+
+    [Fact]
+    public async Task A_client_that_disconnects_does_not_cancel_the_download_which_is_committed_for_the_next()
+    {
+        using var temp = new TempDir();
+        var root = temp.Sub("up");
+        var (_, sha) = MakeFile(root, "abandoned.bin", 12 * 1024 * 1024);
+        await using var nginx = new Nginx(root, "limit_rate 12m;");
+        await nginx.StartAsync();
+        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o => PipTests.SetFiles(o, "up=" + nginx.BaseUrl + "/"));
+
+        using (var http = new HttpClient())
+        {
+            var response = await http.GetAsync(hoard.BaseUrl + "/files/up/abandoned.bin", HttpCompletionOption.ResponseHeadersRead);
+            var body = await response.Content.ReadAsStreamAsync();
+            await body.ReadExactlyAsync(new byte[100_000]);
+            response.Dispose(); // the client goes away mid-body
+        }
+        var index = hoard.Service<CacheIndex>();
+        await WaitUntil(() => index.TryGetEntry("files/up/abandoned.bin", out _), TimeSpan.FromSeconds(20));
+        using var again = new HttpClient();
+        using var hit = await again.GetAsync(hoard.BaseUrl + "/files/up/abandoned.bin");
+        Assert.Equal("HIT", hit.Headers.GetValues("X-Hoard-Cache").Single());
+        Assert.Equal(sha, await Sha256Of(hit));
+        Assert.Equal(1, nginx.Count("/abandoned.bin"));
+    }
+
+    [Fact]
+    public async Task An_upstream_that_breaks_mid_body_is_resumed_with_range()
+    {
+        using var temp = new TempDir();
+        var root = temp.Sub("up");
+        var (_, sha) = MakeFile(root, "flaky.bin", 16 * 1024 * 1024);
+        await using var nginx = new Nginx(root, "limit_rate 4m;");
+        await nginx.StartAsync();
+        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o => PipTests.SetFiles(o, "up=" + nginx.BaseUrl + "/"));
+
+        using var http = new HttpClient();
+        using var response = await http.GetAsync(hoard.BaseUrl + "/files/up/flaky.bin", HttpCompletionOption.ResponseHeadersRead);
+        await using var body = await response.Content.ReadAsStreamAsync();
+        var buffer = new MemoryStream();
+        var chunk = new byte[256 * 1024];
+        await body.ReadExactlyAsync(chunk);
+        buffer.Write(chunk);
+        nginx.Kill();
+        await Task.Delay(200);
+        await using var restarted = new Nginx(root, "", nginx.Port);
+        await restarted.StartAsync();
+        await body.CopyToAsync(buffer);
+        Assert.Equal(sha, Convert.ToHexStringLower(SHA256.HashData(buffer.ToArray())));
+        Assert.Contains(restarted.Lines, l => l.Contains("\"bytes=", StringComparison.Ordinal));
+        Assert.True(hoard.Metrics.Get("hoard_upstream_resumes_total{upstream=\"up\"}") >= 1);
+        Assert.True(hoard.Service<CacheIndex>().TryGetBlob(sha, out _));
+    }
+
+    [Fact]
+    public async Task An_upstream_that_breaks_and_cannot_resume_fails_the_client_visibly_and_commits_nothing()
+    {
+        using var temp = new TempDir();
+        var root = temp.Sub("up");
+        var (_, sha) = MakeFile(root, "broken.bin", 16 * 1024 * 1024);
+        await using var nginx = new Nginx(root, "limit_rate 4m; max_ranges 0;");
+        await nginx.StartAsync();
+        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o => PipTests.SetFiles(o, "up=" + nginx.BaseUrl + "/"));
+
+        using var http = new HttpClient();
+        using var response = await http.GetAsync(hoard.BaseUrl + "/files/up/broken.bin", HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal(16 * 1024 * 1024, response.Content.Headers.ContentLength);
+        await using var body = await response.Content.ReadAsStreamAsync();
+        await body.ReadExactlyAsync(new byte[256 * 1024]);
+        nginx.Kill();
+        await using var restarted = new Nginx(root, "max_ranges 0;", nginx.Port);
+        await restarted.StartAsync();
+        await Assert.ThrowsAnyAsync<IOException>(() => body.CopyToAsync(Stream.Null));
+        Assert.False(hoard.Service<CacheIndex>().TryGetBlob(sha, out _));
+        Assert.False(hoard.Service<CacheIndex>().TryGetEntry("files/up/broken.bin", out _));
+        Assert.Empty(Directory.GetFiles(hoard.Service<ContentStore>().TempDir));
+    }
+
+    [Fact]
+    public async Task Least_recently_used_blobs_are_evicted_to_stay_under_max_size()
+    {
+        using var temp = new TempDir();
+        var root = temp.Sub("up");
+        for (var i = 0; i < 5; i++)
+        {
+            MakeFile(root, $"f{i}.bin", 400_000);
+        }
+        await using var nginx = new Nginx(root);
+        await nginx.StartAsync();
+        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o =>
+        {
+            PipTests.SetFiles(o, "up=" + nginx.BaseUrl + "/");
+            o.MaxSizeBytes = 1_000_000;
+        });
+        using var http = new HttpClient();
+        for (var i = 0; i < 5; i++)
+        {
+            (await http.GetByteArrayAsync($"{hoard.BaseUrl}/files/up/f{i}.bin")).ToString();
+            await Task.Delay(20);
+        }
+        var index = hoard.Service<CacheIndex>();
+        Assert.True(index.TotalBytes <= 1_000_000, $"store holds {index.TotalBytes}");
+        Assert.False(index.TryGetEntry("files/up/f0.bin", out _));
+        Assert.True(index.TryGetEntry("files/up/f4.bin", out _));
+        Assert.True(hoard.Metrics.Get("hoard_store_evictions_total") >= 3);
+        var blobFiles = Directory.GetFiles(hoard.Service<ContentStore>().BlobDir, "*", SearchOption.AllDirectories);
+        Assert.Equal(index.BlobCount, blobFiles.Length);
+    }
+
+    [Fact]
+    public async Task A_store_that_cannot_write_still_serves_clients_from_upstream_and_commits_nothing()
+    {
+        using var temp = new TempDir();
+        var root = temp.Sub("up");
+        var (_, sha) = MakeFile(root, "toobig.bin", 12 * 1024 * 1024);
+        await using var nginx = new Nginx(root);
+        await nginx.StartAsync();
+        var data = temp.Sub("full");
+        var (mount, output) = await Pip.RunAsync("mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", data]);
+        Assert.True(mount == 0, "this test needs root to mount a small tmpfs: " + output);
+        try
+        {
+            await using var hoard = await HoardHost.StartAsync(data, o => PipTests.SetFiles(o, "up=" + nginx.BaseUrl + "/"));
+            using var http = new HttpClient();
+            using (var response = await http.GetAsync(hoard.BaseUrl + "/files/up/toobig.bin"))
+            {
+                Assert.Equal(200, (int)response.StatusCode);
+                Assert.Equal(sha, await Sha256Of(response));
+            }
+            using (var again = await http.GetAsync(hoard.BaseUrl + "/files/up/toobig.bin"))
+            {
+                Assert.Equal("BYPASS", again.Headers.GetValues("X-Hoard-Cache").Single());
+                Assert.Equal(sha, await Sha256Of(again));
+            }
+            Assert.False(hoard.Service<CacheIndex>().TryGetBlob(sha, out _));
+            Assert.True(hoard.Metrics.Get("hoard_store_write_errors_total") >= 1);
+            Assert.True(hoard.Logs.Contains("Store write failed"));
+        }
+        finally
+        {
+            await Pip.RunAsync("umount", ["-l", data]);
+        }
+    }
+
+    internal static async Task WaitUntil(Func<bool> condition, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (!condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, "condition not met in time");
+            await Task.Delay(50);
+        }
+    }
+}
