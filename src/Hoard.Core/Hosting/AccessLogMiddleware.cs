@@ -18,6 +18,11 @@ public sealed partial class AccessLogMiddleware(RequestDelegate next, HoardMetri
         ctx.Features.Set(info);
         try
         {
+            if (PathGuard.Check(ctx) is { } problem)
+            {
+                await HttpErrors.WriteAsync(ctx, 400, problem);
+                return;
+            }
             await next(ctx);
         }
         finally

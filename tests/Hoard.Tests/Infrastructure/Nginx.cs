@@ -27,7 +27,7 @@ public sealed class Nginx : IAsyncDisposable
             error_log {{_dir}}/error.log warn;
             events { worker_connections 512; }
             http {
-              log_format counted '$request_method $uri $status $body_bytes_sent "$http_range" "$http_if_none_match"';
+              log_format counted '$request_method $request_uri $status $body_bytes_sent "$http_range" "$http_if_none_match"';
               access_log {{AccessLog}} counted;
               types { text/html html; application/vnd.pypi.simple.v1+json json; application/octet-stream whl gz bin metadata; }
               default_type application/octet-stream;
