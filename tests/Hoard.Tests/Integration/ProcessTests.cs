@@ -1,0 +1,120 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
+using Hoard.Tests.Infrastructure;
+
+namespace Hoard.Tests.Integration;
+
+/// <summary>The hoard executable as a real process: kill -9 and restart, and the command line.</summary>
+public sealed class ProcessTests
+{
+    private static string HoardDll => Path.Combine(AppContext.BaseDirectory, "hoard.dll");
+
+    private static Process StartHoard(params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        psi.ArgumentList.Add(HoardDll);
+        foreach (var a in args)
+        {
+            psi.ArgumentList.Add(a);
+        }
+        var p = Process.Start(psi)!;
+        p.OutputDataReceived += (_, _) => { };
+        p.ErrorDataReceived += (_, _) => { };
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        return p;
+    }
+
+    [Fact]
+    public async Task Kill_9_mid_download_leaves_nothing_partial_and_a_restart_cleans_up_and_serves_correct_bytes()
+    {
+        using var temp = new TempDir();
+        var root = temp.Sub("up");
+        var data = new byte[20 * 1024 * 1024];
+        Random.Shared.NextBytes(data);
+        File.WriteAllBytes(Path.Combine(root, "big.bin"), data);
+        var sha = Convert.ToHexStringLower(SHA256.HashData(data));
+        await using var nginx = new Nginx(root, "limit_rate 4m;");
+        await nginx.StartAsync();
+        var dataDir = temp.Sub("data");
+        var port = Ports.Free();
+        string[] args = ["serve", "--listen", $"http://127.0.0.1:{port}", "--data", dataDir, "--files", $"up={nginx.BaseUrl}/"];
+
+        var hoard = StartHoard(args);
+        try
+        {
+            await Ports.WaitOpenAsync(port, TimeSpan.FromSeconds(30));
+            using var http = new HttpClient();
+            using var response = await http.GetAsync($"http://127.0.0.1:{port}/files/up/big.bin", HttpCompletionOption.ResponseHeadersRead);
+            await using var body = await response.Content.ReadAsStreamAsync();
+            await body.ReadExactlyAsync(new byte[1024 * 1024]);
+            Assert.NotEmpty(Directory.GetFiles(Path.Combine(dataDir, "tmp")));
+            hoard.Kill(); // SIGKILL
+            await hoard.WaitForExitAsync();
+        }
+        finally
+        {
+            hoard.Kill(entireProcessTree: true);
+        }
+
+        var restarted = StartHoard(args);
+        try
+        {
+            await Ports.WaitOpenAsync(port, TimeSpan.FromSeconds(30));
+            Assert.Empty(Directory.GetFiles(Path.Combine(dataDir, "tmp")));
+            Assert.False(Directory.Exists(Path.Combine(dataDir, "blobs", "sha256", sha[..2])) && File.Exists(Path.Combine(dataDir, "blobs", "sha256", sha[..2], sha)));
+            using var http = new HttpClient();
+            using var again = await http.GetAsync($"http://127.0.0.1:{port}/files/up/big.bin");
+            Assert.Equal("MISS", again.Headers.GetValues("X-Hoard-Cache").Single());
+            Assert.Equal(sha, Convert.ToHexStringLower(SHA256.HashData(await again.Content.ReadAsByteArrayAsync())));
+            using var hit = await http.GetAsync($"http://127.0.0.1:{port}/files/up/big.bin");
+            Assert.Equal("HIT", hit.Headers.GetValues("X-Hoard-Cache").Single());
+        }
+        finally
+        {
+            restarted.Kill(entireProcessTree: true);
+            await restarted.WaitForExitAsync();
+        }
+    }
+
+    [Fact]
+    public async Task Config_pip_prints_pip_and_uv_settings_and_apply_writes_pip_conf_keeping_other_settings()
+    {
+        var (code, output) = await Pip.RunAsync("dotnet", [HoardDll, "config", "pip", "--url", "http://mirror.example:8080"]);
+        Assert.Equal(0, code);
+        Assert.Contains("index-url = http://mirror.example:8080/simple/", output, StringComparison.Ordinal);
+        Assert.Contains("trusted-host = mirror.example", output, StringComparison.Ordinal);
+        Assert.Contains("UV_DEFAULT_INDEX=http://mirror.example:8080/simple/", output, StringComparison.Ordinal);
+
+        using var temp = new TempDir();
+        var conf = Path.Combine(temp.Path, "pip.conf");
+        File.WriteAllText(conf, "[global]\ntimeout = 60\nindex-url = https://old.example/simple/\n\n[install]\nuser = false\n");
+        (code, output) = await Pip.RunAsync("dotnet", [HoardDll, "config", "pip", "--url", "http://mirror.example:8080", "--index", "internal", "--apply", "--file", conf]);
+        Assert.True(code == 0, output);
+        var text = File.ReadAllText(conf);
+        Assert.Contains("index-url = http://mirror.example:8080/pypi/internal/simple/", text, StringComparison.Ordinal);
+        Assert.Contains("timeout = 60", text, StringComparison.Ordinal);
+        Assert.Contains("[install]", text, StringComparison.Ordinal);
+        Assert.DoesNotContain("old.example", text, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Help_lists_every_command_and_flag_and_bad_settings_exit_2_with_a_message()
+    {
+        var (code, output) = await Pip.RunAsync("dotnet", [HoardDll, "--help"]);
+        Assert.Equal(0, code);
+        Assert.Contains("serve", output, StringComparison.Ordinal);
+        Assert.Contains("config", output, StringComparison.Ordinal);
+        (code, output) = await Pip.RunAsync("dotnet", [HoardDll, "serve", "--help"]);
+        foreach (var flag in new[] { "--listen", "--data", "--max-size", "--pypi", "--files", "--index-ttl", "--config", "HOARD_MAX_SIZE" })
+        {
+            Assert.Contains(flag, output, StringComparison.Ordinal);
+        }
+        (code, output) = await Pip.RunAsync("dotnet", [HoardDll, "serve", "--max-size", "lots"]);
+        Assert.Equal(2, code);
+        Assert.Contains("--max-size 'lots'", output, StringComparison.Ordinal);
+        (code, output) = await Pip.RunAsync("dotnet", [HoardDll, "serve"], new Dictionary<string, string> { ["HOARD_PYPI"] = "ftp://nope" });
+        Assert.Equal(2, code);
+        Assert.Contains("expected an http(s) URL", output, StringComparison.Ordinal);
+    }
+}
