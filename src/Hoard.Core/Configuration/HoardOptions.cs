@@ -25,7 +25,11 @@ public sealed class HoardOptions
     public int IndexRetries { get; set; } = 2;
     public string? CaBundle { get; set; }
     public string LogLevel { get; set; } = "information";
-    public bool AccessLog { get; set; } = true;
+    /// <summary>"stdout", "off", or a file to append to.</summary>
+    public string AccessLog { get; set; } = "stdout";
+
+    /// <summary>"text" or "json" (one JSON object per line, for log shippers).</summary>
+    public string LogFormat { get; set; } = "text";
 
     /// <summary>Blobs at most this large are kept in memory once read, up to <see cref="HotCacheBytes"/> in all.</summary>
     public int HotBlobMaxBytes { get; set; } = 64 * 1024;
@@ -91,6 +95,14 @@ public sealed class HoardOptions
         if (!Enum.TryParse<Microsoft.Extensions.Logging.LogLevel>(LogLevel, ignoreCase: true, out _))
         {
             errors.Add($"--log-level '{LogLevel}': expected trace, debug, information, warning, error or none");
+        }
+        if (LogFormat is not ("text" or "json"))
+        {
+            errors.Add($"--log-format '{LogFormat}': expected text or json");
+        }
+        if (string.IsNullOrWhiteSpace(AccessLog))
+        {
+            errors.Add("--access-log must be stdout, off or a file path");
         }
         return errors;
     }

@@ -72,8 +72,8 @@ public static class SettingsLoader
             int.TryParse(v[^1], out var n) && n is >= 0 and <= 10 ? Set(() => o.IndexRetries = n) : $"--index-retries '{v[^1]}': expected 0-10"),
         new("ca-bundle", "PEM file of extra CA certificates trusted for upstream TLS", false, (o, v) => { o.CaBundle = v[^1]; return null; }),
         new("log-level", "trace, debug, information, warning or error (default information)", false, (o, v) => { o.LogLevel = v[^1]; return null; }),
-        new("access-log", "one log line per request: true or false (default true)", false, (o, v) =>
-            bool.TryParse(v[^1], out var b) ? Set(() => o.AccessLog = b) : $"--access-log '{v[^1]}': expected true or false"),
+        new("log-format", "text or json, for the application log and the access log (default text)", false, (o, v) => { o.LogFormat = v[^1].ToLowerInvariant(); return null; }),
+        new("access-log", "one line per request to stdout, off, or a file path (default stdout)", false, (o, v) => { o.AccessLog = v[^1]; return null; }),
     ];
 
     private static string? Set(Action a)

@@ -2,15 +2,12 @@ using System.Diagnostics;
 using Hoard.Core.Http;
 using Hoard.Core.Metrics;
 using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.Logging;
 
 namespace Hoard.Core.Hosting;
 
-/// <summary>Counts every request by protocol and outcome and writes one log line for it.</summary>
-public sealed partial class AccessLogMiddleware(RequestDelegate next, HoardMetrics metrics, ILoggerFactory loggers)
+/// <summary>Refuses unsafe paths, counts every request by protocol and outcome, and writes its access-log line.</summary>
+public sealed class AccessLogMiddleware(RequestDelegate next, HoardMetrics metrics, AccessLog accessLog, TimeProvider time)
 {
-    private readonly ILogger _log = loggers.CreateLogger(HoardApp.AccessLogCategory);
-
     public async Task InvokeAsync(HttpContext ctx)
     {
         var started = Stopwatch.GetTimestamp();
@@ -28,15 +25,11 @@ public sealed partial class AccessLogMiddleware(RequestDelegate next, HoardMetri
         finally
         {
             metrics.Request(info.Protocol, info.Outcome);
-            if (_log.IsEnabled(LogLevel.Information))
+            if (accessLog.Enabled)
             {
-                var outcome = info.Outcome == CacheOutcome.None ? "-" : info.Outcome.ToString().ToLowerInvariant();
-                LogRequest(_log, ctx.Request.Method, ctx.Request.Path.Value ?? "", ctx.Response.StatusCode, outcome,
-                    ctx.Response.ContentLength ?? -1, Stopwatch.GetElapsedTime(started).TotalMilliseconds, info.Error ?? "");
+                accessLog.Write(new AccessLog.Entry(time.GetUtcNow().ToUnixTimeMilliseconds(), ctx.Request.Method, ctx.Request.Path.Value ?? "",
+                    ctx.Response.StatusCode, info.Outcome, ctx.Response.ContentLength ?? -1, Stopwatch.GetElapsedTime(started).TotalMilliseconds, info.Error));
             }
         }
     }
-
-    [LoggerMessage(Level = LogLevel.Information, Message = "{Method} {Path} {Status} {Outcome} {Bytes} {Ms:0.0}ms {Error}")]
-    private static partial void LogRequest(ILogger logger, string method, string path, int status, string outcome, long bytes, double ms, string error);
 }

@@ -31,22 +31,33 @@ public static partial class HoardApp
             k.Limits.MaxRequestBodySize = 1024 * 1024;
         });
         builder.Logging.ClearProviders();
-        builder.Logging.AddSimpleConsole(o =>
+        if (options.LogFormat == "json")
         {
-            o.SingleLine = true;
-            o.UseUtcTimestamp = true;
-            o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
-        });
+            builder.Logging.AddJsonConsole(o =>
+            {
+                o.UseUtcTimestamp = true;
+                o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ";
+            });
+        }
+        else
+        {
+            builder.Logging.AddSimpleConsole(o =>
+            {
+                o.SingleLine = true;
+                o.UseUtcTimestamp = true;
+                o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
+            });
+        }
         builder.Logging.SetMinimumLevel(Enum.Parse<LogLevel>(options.LogLevel, ignoreCase: true));
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
         builder.Logging.AddFilter("System.Net.Http", LogLevel.Warning);
-        builder.Logging.AddFilter(AccessLogCategory, options.AccessLog ? LogLevel.Information : LogLevel.None);
         configureLogging?.Invoke(builder.Logging);
 
         var services = builder.Services;
         services.AddSingleton(options);
         services.AddSingleton(TimeProvider.System);
         services.AddSingleton<HoardMetrics>();
+        services.AddSingleton(_ => new AccessLog(options.AccessLog, options.LogFormat == "json"));
         services.AddSingleton(_ => new ContentStore(options.DataDir));
         services.AddSingleton(sp => new CacheIndex(options.DataDir, sp.GetRequiredService<ILogger<CacheIndex>>()));
         services.AddSingleton<UpstreamClient>();
@@ -97,8 +108,6 @@ public static partial class HoardApp
         });
         app.Lifetime.ApplicationStopping.Register(() => app.Services.GetRequiredService<FetchEngine>().Dispose());
     }
-
-    public const string AccessLogCategory = "Hoard.Access";
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Data in {DataDir}: {Blobs} blobs, {Size} of {Max}; removed {Temp} temp files, {Dropped} stale rows, {Deleted} unindexed blobs in {Ms:0} ms")]
     private static partial void LogStarting(ILogger logger, string dataDir, int blobs, string size, string max, int temp, int dropped, int deleted, double ms);

@@ -59,6 +59,13 @@ public sealed partial class PypiFrontEnd
         var path = ctx.Request.Path.Value ?? "";
         var rest = path.Length > prefix.Length ? path[prefix.Length..] : "";
         var isDelete = HttpMethods.IsDelete(ctx.Request.Method);
+        // Hot path: a stored file is found by its key alone. Keys hold only validated, normalized names,
+        // so an odd request can only miss here and then meets the checks below.
+        var split = rest.IndexOf('/', StringComparison.Ordinal);
+        if (!isDelete && split > 0 && split < rest.Length - 1 && _engine.TryAcquireEntry(FileKey(index, rest), out var stored))
+        {
+            return ServeStoredAsync(ctx, stored);
+        }
         if (rest.Length == 0)
         {
             return isDelete ? HttpErrors.WriteAsync(ctx, 405, "only a project's page can be purged") : ServeListAsync(ctx, index);
@@ -106,6 +113,21 @@ public sealed partial class PypiFrontEnd
             Accept = SimpleNegotiation.UpstreamAccept,
             Retries = _options.IndexRetries,
         };
+
+    private static string FileKey(UpstreamSpec index, string projectAndFile) => "pypi/" + index.Name + "/files/" + projectAndFile;
+
+    private async Task ServeStoredAsync(HttpContext ctx, Hoard.Core.Storage.EntryRecord stored)
+    {
+        RequestInfo.For(ctx).Outcome = CacheOutcome.Hit;
+        try
+        {
+            await _responder.ServeBlobAsync(ctx, stored.Blob, stored, FileShape, CacheOutcome.Hit);
+        }
+        finally
+        {
+            stored.Blob.Release();
+        }
+    }
 
     private static string PageKey(UpstreamSpec index, string project) => $"pypi/{index.Name}/simple/{project}";
 
@@ -215,21 +237,7 @@ public sealed partial class PypiFrontEnd
 
     private async Task ServeFileAsync(HttpContext ctx, UpstreamSpec index, string project, string filename)
     {
-        var key = $"pypi/{index.Name}/files/{project}/{filename}";
-        // Hot path: a stored file needs no page.
-        if (_engine.TryAcquireEntry(key, out var stored))
-        {
-            RequestInfo.For(ctx).Outcome = CacheOutcome.Hit;
-            try
-            {
-                await _responder.ServeBlobAsync(ctx, stored.Blob, stored, FileShape, CacheOutcome.Hit);
-            }
-            finally
-            {
-                stored.Blob.Release();
-            }
-            return;
-        }
+        var key = FileKey(index, project + "/" + filename);
         var (page, _, _, status, error) = await LoadAsync(ctx, index, project, (b, t, u) => SimpleParser.ParseProject(project, b, t, u));
         if (page is null)
         {

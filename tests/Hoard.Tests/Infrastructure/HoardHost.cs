@@ -25,12 +25,23 @@ public sealed class HoardHost : IAsyncDisposable
     public HoardOptions Options { get; }
     public LogSink Logs { get; }
     public string BaseUrl { get; private set; } = "";
+    public string[] AccessLogLines
+    {
+        get
+        {
+            Thread.Sleep(200); // the access log is written in the background
+            using var s = new FileStream(Options.AccessLog, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+            using var r = new StreamReader(s);
+            return r.ReadToEnd().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        }
+    }
+
     public HoardMetrics Metrics => _app.Services.GetRequiredService<HoardMetrics>();
     public T Service<T>() where T : notnull => _app.Services.GetRequiredService<T>();
 
     public static async Task<HoardHost> StartAsync(string dataDir, Action<HoardOptions> configure)
     {
-        var options = new HoardOptions { Listen = "http://127.0.0.1:0", DataDir = dataDir, LogLevel = "debug" };
+        var options = new HoardOptions { Listen = "http://127.0.0.1:0", DataDir = dataDir, LogLevel = "debug", AccessLog = dataDir.TrimEnd('/') + ".access.log" };
         configure(options);
         Assert.Empty(options.Validate());
         var logs = new LogSink();

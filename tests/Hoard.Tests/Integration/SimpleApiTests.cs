@@ -234,7 +234,7 @@ public sealed class SimpleApiTests
         Assert.Contains("hoard_requests_total{protocol=\"pypi\",outcome=\"hit\"} 1", metrics, StringComparison.Ordinal);
         Assert.Contains("hoard_upstream_latency_seconds_count", metrics, StringComparison.Ordinal);
         Assert.Contains("hoard_store_bytes", metrics, StringComparison.Ordinal);
-        Assert.Contains(hoard.Logs.Lines, l => l.Contains("Hoard.Access", StringComparison.Ordinal) && l.Contains("GET /simple/demo-pkg/ 200 hit", StringComparison.Ordinal));
+        Assert.Contains(hoard.AccessLogLines, l => l.Contains(" access: GET /simple/demo-pkg/ 200 hit ", StringComparison.Ordinal));
         Assert.Contains("pip install -i", await http.GetStringAsync(hoard.BaseUrl + "/"), StringComparison.Ordinal);
     }
 }
