@@ -21,8 +21,6 @@ public sealed record ResponseShape(string? ContentType, string CacheControl)
 /// </summary>
 public sealed partial class ArtifactResponder(FetchEngine engine, HoardMetrics metrics, HoardOptions options, ILogger<ArtifactResponder> logger)
 {
-    private long _hotBytes;
-
     public async Task RespondAsync(HttpContext ctx, ArtifactRequest request, ResponseShape shape)
     {
         var info = RequestInfo.For(ctx);
@@ -113,18 +111,21 @@ public sealed partial class ArtifactResponder(FetchEngine engine, HoardMetrics m
 
     private byte[]? LoadHot(BlobRecord blob)
     {
-        if (blob.Size > options.HotBlobMaxBytes || Interlocked.Read(ref _hotBytes) + blob.Size > options.HotCacheBytes)
+        if (blob.Size > options.HotBlobMaxBytes || !engine.Index.TryReserveHot(blob.Size, options.HotCacheBytes))
         {
             return null;
         }
         var bytes = File.ReadAllBytes(engine.Store.BlobPath(blob.Digest));
         if (bytes.Length != blob.Size)
         {
+            engine.Index.TryReserveHot(-blob.Size, long.MaxValue);
             return null;
         }
-        Interlocked.Add(ref _hotBytes, bytes.Length);
-        blob.Hot = bytes;
-        return bytes;
+        if (!blob.TrySetHot(bytes))
+        {
+            engine.Index.TryReserveHot(-blob.Size, long.MaxValue);
+        }
+        return blob.Hot;
     }
 
     /// <summary>Reads the file straight into the response pipe's buffers: no intermediate copy, no stream wrapper.</summary>

@@ -15,7 +15,16 @@ public sealed class BlobRecord(string digest, long size, long createdUnixSeconds
     internal long PersistedAccessMs { get; set; } = lastAccessMs;
 
     /// <summary>The blob's bytes, for small blobs that have been read once (see HotCacheBytes).</summary>
-    internal byte[]? Hot { get; set; }
+    internal byte[]? Hot
+    {
+        get => Volatile.Read(ref _hot);
+        set => Volatile.Write(ref _hot, value);
+    }
+
+    private byte[]? _hot;
+
+    /// <summary>Publishes the bytes unless another reader already did; false means the caller's copy is surplus.</summary>
+    internal bool TrySetHot(byte[] bytes) => Interlocked.CompareExchange(ref _hot, bytes, null) is null;
 
     /// <summary>Header values computed once per blob rather than once per response.</summary>
     internal string? ETagHeader { get; set; }

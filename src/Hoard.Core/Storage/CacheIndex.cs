@@ -17,6 +17,7 @@ public sealed partial class CacheIndex : IDisposable
     private readonly Lock _writeLock = new();
     private readonly ILogger _logger;
     private long _totalBytes;
+    private long _hotBytes;
 
     public CacheIndex(string dataDir, ILogger logger)
     {
@@ -43,6 +44,17 @@ public sealed partial class CacheIndex : IDisposable
     public long TotalBytes => Interlocked.Read(ref _totalBytes);
     public int BlobCount => _blobs.Count;
     public int EntryCount => _entries.Count;
+
+    /// <summary>Reserves memory for keeping a small blob's bytes; released when the blob is evicted.</summary>
+    public bool TryReserveHot(long size, long budget)
+    {
+        if (Interlocked.Add(ref _hotBytes, size) <= budget)
+        {
+            return true;
+        }
+        Interlocked.Add(ref _hotBytes, -size);
+        return false;
+    }
 
     public bool TryGetEntry(string key, out EntryRecord entry) => _entries.TryGetValue(key, out entry!);
 
@@ -241,6 +253,11 @@ public sealed partial class CacheIndex : IDisposable
             if (_blobs.TryRemove(new KeyValuePair<string, BlobRecord>(blob.Digest, blob)))
             {
                 Interlocked.Add(ref _totalBytes, -blob.Size);
+                if (blob.Hot is { } hot)
+                {
+                    blob.Hot = null;
+                    Interlocked.Add(ref _hotBytes, -hot.Length);
+                }
             }
             foreach (var (key, entry) in _entries)
             {

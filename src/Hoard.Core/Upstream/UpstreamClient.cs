@@ -101,6 +101,8 @@ public sealed partial class UpstreamClient : IDisposable
         }
         using var custom = new X509Chain();
         custom.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+        // Private CAs rarely publish revocation lists; an online check would fail every chain they sign.
+        custom.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
         custom.ChainPolicy.CustomTrustStore.AddRange(roots);
         if (chain is not null)
         {

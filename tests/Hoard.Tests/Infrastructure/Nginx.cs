@@ -12,7 +12,7 @@ public sealed class Nginx : IAsyncDisposable
     private readonly string _conf;
     private Process? _process;
 
-    public Nginx(string root, string extraServerConfig = "", int? port = null)
+    public Nginx(string root, string extraServerConfig = "", int? port = null, string listenOptions = "")
     {
         Root = root;
         Port = port ?? Ports.Free();
@@ -37,7 +37,7 @@ public sealed class Nginx : IAsyncDisposable
               uwsgi_temp_path {{_dir}}/uwsgi;
               scgi_temp_path {{_dir}}/scgi;
               server {
-                listen 127.0.0.1:{{Port}};
+                listen 127.0.0.1:{{Port}} {{listenOptions}};
                 root {{root}};
                 index index.html index.json;
                 {{extraServerConfig}}

@@ -78,6 +78,45 @@ public sealed class ProcessTests
     }
 
     [Fact]
+    public async Task A_published_single_file_build_runs_and_serves()
+    {
+        using var temp = new TempDir();
+        var repo = AppContext.BaseDirectory;
+        while (!File.Exists(Path.Combine(repo, "Hoard.sln")))
+        {
+            repo = Path.GetDirectoryName(repo)!;
+        }
+        var output = temp.Sub("publish");
+        var (code, log) = await Pip.RunAsync("dotnet", ["publish", Path.Combine(repo, "src", "Hoard"), "-c", "Release", "-r", "linux-x64", "--self-contained", "false", "-p:PublishSingleFile=true", "-o", output, "--nologo"]);
+        Assert.True(code == 0, log);
+        var binary = Path.Combine(output, "hoard");
+        Assert.False(File.Exists(Path.Combine(output, "Hoard.Core.dll")), "single file: the core library is inside the executable");
+        var port = Ports.Free();
+        var psi = new ProcessStartInfo(binary) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { "serve", "--listen", $"http://127.0.0.1:{port}", "--data", temp.Sub("data") })
+        {
+            psi.ArgumentList.Add(a);
+        }
+        using var hoard = Process.Start(psi)!;
+        hoard.OutputDataReceived += (_, _) => { };
+        hoard.ErrorDataReceived += (_, _) => { };
+        hoard.BeginOutputReadLine();
+        hoard.BeginErrorReadLine();
+        try
+        {
+            await Ports.WaitOpenAsync(port, TimeSpan.FromSeconds(30));
+            using var http = new HttpClient();
+            Assert.Equal("ok", (await http.GetStringAsync($"http://127.0.0.1:{port}/healthz")).Trim());
+            Assert.True(File.Exists(Path.Combine(temp.Path, "data", "index.db")));
+        }
+        finally
+        {
+            hoard.Kill(entireProcessTree: true);
+            await hoard.WaitForExitAsync();
+        }
+    }
+
+    [Fact]
     public async Task Config_pip_prints_pip_and_uv_settings_and_apply_writes_pip_conf_keeping_other_settings()
     {
         var (code, output) = await Pip.RunAsync("dotnet", [HoardDll, "config", "pip", "--url", "http://mirror.example:8080"]);
