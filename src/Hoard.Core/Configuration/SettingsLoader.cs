@@ -25,14 +25,26 @@ public static class SettingsLoader
         new("pypi", "[NAME=]URL of a PyPI simple index, repeatable; the first is also served at /simple/ (default pypi=https://pypi.org/simple/)", true, (o, v) =>
         {
             o.Pypi.Clear();
+            var unnamed = -1;
             foreach (var item in v)
             {
-                var err = UpstreamSpec.TryParse(item, nameRequired: false, out var spec, out _);
+                var err = UpstreamSpec.TryParse(item, nameRequired: false, out var spec, out var hadName);
                 if (err is not null)
                 {
                     return "--pypi " + err;
                 }
+                if (!hadName && unnamed < 0)
+                {
+                    unnamed = o.Pypi.Count;
+                }
                 o.Pypi.Add(spec!);
+            }
+            if (unnamed > 0)
+            {
+                // The index given without a name is the default (served at /simple/), wherever it was listed.
+                var spec = o.Pypi[unnamed];
+                o.Pypi.RemoveAt(unnamed);
+                o.Pypi.Insert(0, spec);
             }
             return null;
         }),

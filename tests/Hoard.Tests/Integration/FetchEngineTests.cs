@@ -213,6 +213,39 @@ public sealed class FetchEngineTests
         }
     }
 
+    [Fact]
+    public async Task A_mutable_files_upstream_is_revalidated_after_its_ttl_and_picks_up_changes()
+    {
+        using var temp = new TempDir();
+        var root = temp.Sub("up");
+        var path = Path.Combine(root, "latest.txt");
+        File.WriteAllText(path, "v1");
+        await using var nginx = new Nginx(root);
+        await nginx.StartAsync();
+        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o =>
+        {
+            PipTests.SetFiles(o, "nightly=" + nginx.BaseUrl + "/");
+            o.FilesTtl["nightly"] = TimeSpan.FromMilliseconds(300);
+        });
+        using var http = new HttpClient();
+        var url = hoard.BaseUrl + "/files/nightly/latest.txt";
+        Assert.Equal("v1", await http.GetStringAsync(url));
+        using (var fresh = await http.GetAsync(url))
+        {
+            Assert.Equal("HIT", fresh.Headers.GetValues("X-Hoard-Cache").Single());
+        }
+        await Task.Delay(400);
+        using (var same = await http.GetAsync(url))
+        {
+            Assert.Equal("REVALIDATED", same.Headers.GetValues("X-Hoard-Cache").Single());
+        }
+        File.WriteAllText(path, "v2-changed");
+        File.SetLastWriteTimeUtc(path, DateTime.UtcNow.AddMinutes(1));
+        await Task.Delay(400);
+        Assert.Equal("v2-changed", await http.GetStringAsync(url));
+        Assert.Equal(1, nginx.Count("/latest.txt", status: 304));
+    }
+
     internal static async Task WaitUntil(Func<bool> condition, TimeSpan timeout)
     {
         var deadline = DateTime.UtcNow + timeout;

@@ -140,6 +140,15 @@ public sealed class ParsingTests
     }
 
     [Fact]
+    public void The_index_given_without_a_name_is_the_default()
+    {
+        var flags = new Dictionary<string, IReadOnlyList<string>> { ["pypi"] = ["internal=http://in.example/simple/", "https://pypi.org/simple/"] };
+        var (options, errors) = SettingsLoader.Load(null, new Dictionary<string, string?>(), flags);
+        Assert.Empty(errors);
+        Assert.Equal(["pypi", "internal"], options.Pypi.Select(p => p.Name));
+    }
+
+    [Fact]
     public void Defaults_are_pypi_and_a_data_dir_and_unknown_config_keys_are_errors()
     {
         var (options, errors) = SettingsLoader.Load(null, new Dictionary<string, string?>(), new Dictionary<string, IReadOnlyList<string>>());
