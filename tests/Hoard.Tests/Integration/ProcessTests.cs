@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Security.Cryptography;
 using Hoard.Tests.Infrastructure;
 
@@ -7,24 +6,6 @@ namespace Hoard.Tests.Integration;
 /// <summary>The hoard executable as a real process: kill -9 and restart, and the command line.</summary>
 public sealed class ProcessTests
 {
-    private static string HoardDll => Path.Combine(AppContext.BaseDirectory, "hoard.dll");
-
-    private static Process StartHoard(params string[] args)
-    {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        psi.ArgumentList.Add(HoardDll);
-        foreach (var a in args)
-        {
-            psi.ArgumentList.Add(a);
-        }
-        var p = Process.Start(psi)!;
-        p.OutputDataReceived += (_, _) => { };
-        p.ErrorDataReceived += (_, _) => { };
-        p.BeginOutputReadLine();
-        p.BeginErrorReadLine();
-        return p;
-    }
-
     [Fact]
     public async Task Kill_9_mid_download_leaves_nothing_partial_and_a_restart_cleans_up_and_serves_correct_bytes()
     {
@@ -40,8 +21,7 @@ public sealed class ProcessTests
         var port = Ports.Free();
         string[] args = ["serve", "--listen", $"http://127.0.0.1:{port}", "--data", dataDir, "--files", $"up={nginx.BaseUrl}/"];
 
-        var hoard = StartHoard(args);
-        try
+        await using (var hoard = HoardProcess.Start(args))
         {
             await Ports.WaitOpenAsync(port, TimeSpan.FromSeconds(30));
             using var http = new HttpClient();
@@ -49,16 +29,10 @@ public sealed class ProcessTests
             await using var body = await response.Content.ReadAsStreamAsync();
             await body.ReadExactlyAsync(new byte[1024 * 1024]);
             Assert.NotEmpty(Directory.GetFiles(Path.Combine(dataDir, "tmp")));
-            hoard.Kill(); // SIGKILL
-            await hoard.WaitForExitAsync();
-        }
-        finally
-        {
-            hoard.Kill(entireProcessTree: true);
+            await hoard.KillAsync();
         }
 
-        var restarted = StartHoard(args);
-        try
+        await using (HoardProcess.Start(args))
         {
             await Ports.WaitOpenAsync(port, TimeSpan.FromSeconds(30));
             Assert.Empty(Directory.GetFiles(Path.Combine(dataDir, "tmp")));
@@ -69,11 +43,6 @@ public sealed class ProcessTests
             Assert.Equal(sha, Convert.ToHexStringLower(SHA256.HashData(await again.Content.ReadAsByteArrayAsync())));
             using var hit = await http.GetAsync($"http://127.0.0.1:{port}/files/up/big.bin");
             Assert.Equal("HIT", hit.Headers.GetValues("X-Hoard-Cache").Single());
-        }
-        finally
-        {
-            restarted.Kill(entireProcessTree: true);
-            await restarted.WaitForExitAsync();
         }
     }
 
@@ -92,34 +61,19 @@ public sealed class ProcessTests
         var binary = Path.Combine(output, "hoard");
         Assert.False(File.Exists(Path.Combine(output, "Hoard.Core.dll")), "single file: the core library is inside the executable");
         var port = Ports.Free();
-        var psi = new ProcessStartInfo(binary) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in new[] { "serve", "--listen", $"http://127.0.0.1:{port}", "--data", temp.Sub("data") })
-        {
-            psi.ArgumentList.Add(a);
-        }
-        using var hoard = Process.Start(psi)!;
-        hoard.OutputDataReceived += (_, _) => { };
-        hoard.ErrorDataReceived += (_, _) => { };
-        hoard.BeginOutputReadLine();
-        hoard.BeginErrorReadLine();
-        try
+        await using (HoardProcess.Start(["serve", "--listen", $"http://127.0.0.1:{port}", "--data", temp.Sub("data")], executable: binary))
         {
             await Ports.WaitOpenAsync(port, TimeSpan.FromSeconds(30));
             using var http = new HttpClient();
             Assert.Equal("ok", (await http.GetStringAsync($"http://127.0.0.1:{port}/healthz")).Trim());
             Assert.True(File.Exists(Path.Combine(temp.Path, "data", "index.db")));
         }
-        finally
-        {
-            hoard.Kill(entireProcessTree: true);
-            await hoard.WaitForExitAsync();
-        }
     }
 
     [Fact]
     public async Task Config_pip_prints_pip_and_uv_settings_and_apply_writes_pip_conf_keeping_other_settings()
     {
-        var (code, output) = await Pip.RunAsync("dotnet", [HoardDll, "config", "pip", "--url", "http://mirror.example:8080"]);
+        var (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "config", "pip", "--url", "http://mirror.example:8080"]);
         Assert.Equal(0, code);
         Assert.Contains("index-url = http://mirror.example:8080/simple/", output, StringComparison.Ordinal);
         Assert.Contains("trusted-host = mirror.example", output, StringComparison.Ordinal);
@@ -128,7 +82,7 @@ public sealed class ProcessTests
         using var temp = new TempDir();
         var conf = Path.Combine(temp.Path, "pip.conf");
         File.WriteAllText(conf, "[global]\ntimeout = 60\nindex-url = https://old.example/simple/\n\n[install]\nuser = false\n");
-        (code, output) = await Pip.RunAsync("dotnet", [HoardDll, "config", "pip", "--url", "http://mirror.example:8080", "--index", "internal", "--apply", "--file", conf]);
+        (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "config", "pip", "--url", "http://mirror.example:8080", "--index", "internal", "--apply", "--file", conf]);
         Assert.True(code == 0, output);
         var text = File.ReadAllText(conf);
         Assert.Contains("index-url = http://mirror.example:8080/pypi/internal/simple/", text, StringComparison.Ordinal);
@@ -140,19 +94,19 @@ public sealed class ProcessTests
     [Fact]
     public async Task Help_lists_every_command_and_flag_and_bad_settings_exit_2_with_a_message()
     {
-        var (code, output) = await Pip.RunAsync("dotnet", [HoardDll, "--help"]);
+        var (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "--help"]);
         Assert.Equal(0, code);
         Assert.Contains("serve", output, StringComparison.Ordinal);
         Assert.Contains("config", output, StringComparison.Ordinal);
-        (code, output) = await Pip.RunAsync("dotnet", [HoardDll, "serve", "--help"]);
+        (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "serve", "--help"]);
         foreach (var flag in new[] { "--listen", "--data", "--max-size", "--pypi", "--files", "--index-ttl", "--config", "HOARD_MAX_SIZE" })
         {
             Assert.Contains(flag, output, StringComparison.Ordinal);
         }
-        (code, output) = await Pip.RunAsync("dotnet", [HoardDll, "serve", "--max-size", "lots"]);
+        (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "serve", "--max-size", "lots"]);
         Assert.Equal(2, code);
         Assert.Contains("--max-size 'lots'", output, StringComparison.Ordinal);
-        (code, output) = await Pip.RunAsync("dotnet", [HoardDll, "serve"], new Dictionary<string, string> { ["HOARD_PYPI"] = "ftp://nope" });
+        (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "serve"], new Dictionary<string, string> { ["HOARD_PYPI"] = "ftp://nope" });
         Assert.Equal(2, code);
         Assert.Contains("expected an http(s) URL", output, StringComparison.Ordinal);
     }

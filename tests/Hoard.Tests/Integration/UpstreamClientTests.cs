@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Hoard.Tests.Infrastructure;
 
 namespace Hoard.Tests.Integration;
@@ -21,36 +20,15 @@ public sealed class UpstreamClientTests
         async Task<int> FetchThroughHoard(Dictionary<string, string> env)
         {
             var port = Ports.Free();
-            var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-            foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "hoard.dll"), "serve", "--listen", $"http://127.0.0.1:{port}", "--data", Path.Combine(temp.Path, "data-" + port), "--files", "up=http://upstream.invalid/", "--index-retries", "0" })
+            await using var hoard = HoardProcess.Start(["serve", "--listen", $"http://127.0.0.1:{port}", "--data", Path.Combine(temp.Path, "data-" + port), "--files", "up=http://upstream.invalid/", "--index-retries", "0"], env);
+            await Ports.WaitOpenAsync(port, TimeSpan.FromSeconds(30));
+            using var http = new HttpClient();
+            using var r = await http.GetAsync($"http://127.0.0.1:{port}/files/up/p.bin");
+            if (r.IsSuccessStatusCode)
             {
-                psi.ArgumentList.Add(a);
+                Assert.Equal("through the proxy", await r.Content.ReadAsStringAsync());
             }
-            foreach (var (k, v) in env)
-            {
-                psi.Environment[k] = v;
-            }
-            using var hoard = Process.Start(psi)!;
-            hoard.OutputDataReceived += (_, _) => { };
-            hoard.ErrorDataReceived += (_, _) => { };
-            hoard.BeginOutputReadLine();
-            hoard.BeginErrorReadLine();
-            try
-            {
-                await Ports.WaitOpenAsync(port, TimeSpan.FromSeconds(30));
-                using var http = new HttpClient();
-                using var r = await http.GetAsync($"http://127.0.0.1:{port}/files/up/p.bin");
-                if (r.IsSuccessStatusCode)
-                {
-                    Assert.Equal("through the proxy", await r.Content.ReadAsStringAsync());
-                }
-                return (int)r.StatusCode;
-            }
-            finally
-            {
-                hoard.Kill(entireProcessTree: true);
-                await hoard.WaitForExitAsync();
-            }
+            return (int)r.StatusCode;
         }
 
         Assert.Equal(200, await FetchThroughHoard(new() { ["HTTP_PROXY"] = proxy.BaseUrl, ["http_proxy"] = proxy.BaseUrl }));
