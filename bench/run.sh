@@ -143,8 +143,8 @@ Both proxies write an access-log line per request. wrk shares the machine's $cor
 | Hoard, 8 clients at once | $h8_req | $(mb "$h8_bytes") | ${h8_ttfb} s | ${h8_total} s |
 
 Hoard, 8 clients against 1 client: **$(ratio "$h8_total" "$h1_total")×** the time (target ≤ 1.1×), $h8_req upstream download (target 1).
-The recipe's limit is per connection, so its eight downloads ran in parallel at $rate each: it is not slower here, it
-just fetches the file $n8_req times ($(mb "$n8_bytes") MB from upstream instead of $(mb "$h8_bytes") MB).
+The limit is per connection, so each of the recipe's eight downloads got $rate of its own: the recipe is not held back by
+sharing, it simply fetches the file $n8_req times ($(mb "$n8_bytes") MB from upstream instead of $(mb "$h8_bytes") MB).
 
 ## Memory
 
