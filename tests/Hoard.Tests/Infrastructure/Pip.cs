@@ -25,6 +25,10 @@ public sealed class Pip : IDisposable
     public Task<(int Code, string Output)> InstallAsync(string indexUrl, params string[] packages) =>
         RunAsync("python3", ["-m", "pip", "--python", Python, "install", "--no-cache-dir", "--disable-pip-version-check", "--no-input", "--timeout", "20", "--retries", "0", "-i", indexUrl, .. packages]);
 
+    /// <summary>`pip download` into a directory: fetches and hash-checks without installing.</summary>
+    public static Task<(int Code, string Output)> DownloadAsync(string indexUrl, string dest, params string[] packages) =>
+        RunAsync("python3", ["-m", "pip", "download", "--no-deps", "--no-cache-dir", "--disable-pip-version-check", "--no-input", "--timeout", "60", "--retries", "0", "-i", indexUrl, "-d", dest, .. packages]);
+
     public Task<(int Code, string Output)> RunPythonAsync(string code) => RunAsync(Python, ["-c", code]);
 
     public static async Task<(int Code, string Output)> RunAsync(string file, IEnumerable<string> args, IDictionary<string, string>? env = null)

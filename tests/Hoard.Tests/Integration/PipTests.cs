@@ -113,6 +113,28 @@ public sealed class PipTests
         Assert.True(hoard.Logs.Contains("Not stored: sha256"));
     }
 
+    [Fact]
+    public async Task Eight_pips_at_once_for_one_uncached_large_wheel_cause_one_upstream_get()
+    {
+        using var temp = new TempDir();
+        var index = new PackageIndex(temp.Sub("upstream"));
+        var wheel = index.AddWheel("big-wheel", "1.0", extraBytes: 24 * 1024 * 1024);
+        index.WriteHtml();
+        await using var nginx = new Nginx(index.Root, "location /packages/ { limit_rate 12m; }");
+        await nginx.StartAsync();
+        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o => SetPypi(o, nginx.BaseUrl + "/simple/"));
+
+        var downloads = Enumerable.Range(0, 8).Select(i => Pip.DownloadAsync(hoard.BaseUrl + "/simple/", temp.Sub("dl" + i), "big-wheel")).ToArray();
+        var results = await Task.WhenAll(downloads);
+        Assert.All(results, r => Assert.True(r.Code == 0, r.Output));
+        for (var i = 0; i < 8; i++)
+        {
+            var got = File.ReadAllBytes(Path.Combine(temp.Path, "dl" + i, wheel.Filename));
+            Assert.Equal(wheel.Sha256, Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(got)));
+        }
+        Assert.Equal(1, nginx.Count("/packages/" + wheel.Filename));
+    }
+
     internal static void SetPypi(HoardOptions o, params string[] specs)
     {
         o.Pypi.Clear();
