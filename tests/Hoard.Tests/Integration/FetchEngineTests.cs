@@ -246,6 +246,37 @@ public sealed class FetchEngineTests
         Assert.Equal(1, nginx.Count("/latest.txt", status: 304));
     }
 
+    [Fact]
+    public async Task An_upstream_that_accepts_but_never_answers_gets_a_504_after_the_first_byte_timeout()
+    {
+        using var temp = new TempDir();
+        // A peer that takes the connection and says nothing: what a hung upstream looks like from here.
+        using var silent = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        silent.Start();
+        var port = ((System.Net.IPEndPoint)silent.LocalEndpoint).Port;
+        var held = new List<System.Net.Sockets.TcpClient>();
+        _ = Task.Run(async () =>
+        {
+            while (true)
+            {
+                held.Add(await silent.AcceptTcpClientAsync());
+            }
+        });
+        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o =>
+        {
+            PipTests.SetFiles(o, $"hung=http://127.0.0.1:{port}/");
+            o.FirstByteTimeout = TimeSpan.FromSeconds(1);
+        });
+        using var http = new HttpClient();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        using var response = await http.GetAsync(hoard.BaseUrl + "/files/hung/x.bin");
+        Assert.Equal(504, (int)response.StatusCode);
+        Assert.Contains("did not answer within 1s", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10));
+        Assert.Equal(1, hoard.Metrics.Get("hoard_upstream_errors_total{upstream=\"hung\",reason=\"timeout\"}"));
+        silent.Stop();
+    }
+
     internal static async Task WaitUntil(Func<bool> condition, TimeSpan timeout)
     {
         var deadline = DateTime.UtcNow + timeout;
