@@ -91,7 +91,10 @@ public static partial class HoardApp
         var started = Stopwatch.GetTimestamp();
         var temp = store.CleanTemp();
         var (dropped, deleted) = index.Reconcile(store);
-        app.Services.GetRequiredService<HoardMetrics>().StoreGauge = () => (index.TotalBytes, index.BlobCount, index.EntryCount);
+        var metrics = app.Services.GetRequiredService<HoardMetrics>();
+        metrics.StoreGauge = () => (index.TotalBytes, index.BlobCount, index.EntryCount);
+        var accessLog = app.Services.GetRequiredService<AccessLog>();
+        metrics.AccessLogDropped = () => accessLog.Dropped;
         LogStarting(logger, store.DataDir, index.BlobCount, ValueParsers.FormatSize(index.TotalBytes), ValueParsers.FormatSize(options.MaxSizeBytes), temp, dropped, deleted, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         foreach (var p in options.Pypi)
         {

@@ -33,6 +33,7 @@ public sealed class HoardMetrics
     private readonly ConcurrentDictionary<string, Histogram> _latency = new(StringComparer.Ordinal);
 
     public Func<(long Bytes, long Blobs, long Entries)>? StoreGauge { get; set; }
+    public Func<long>? AccessLogDropped { get; set; }
 
     public static int ProtocolIndex(string protocol) => Array.IndexOf(Protocols, protocol) is var i and >= 0 ? i : Protocols.Length - 1;
 
@@ -98,6 +99,11 @@ public sealed class HoardMetrics
             sb.Append(CultureInfo.InvariantCulture, $"hoard_store_blobs {blobs}\n");
             sb.Append("# TYPE hoard_store_entries gauge\n");
             sb.Append(CultureInfo.InvariantCulture, $"hoard_store_entries {entries}\n");
+        }
+        if (AccessLogDropped is { } dropped)
+        {
+            sb.Append("# HELP hoard_access_log_dropped_total Access-log lines dropped because the output could not keep up.\n# TYPE hoard_access_log_dropped_total counter\n");
+            sb.Append(CultureInfo.InvariantCulture, $"hoard_access_log_dropped_total {dropped()}\n");
         }
         foreach (var family in _labelled.OrderBy(kv => kv.Key, StringComparer.Ordinal).GroupBy(kv => Family(kv.Key)))
         {
