@@ -6,6 +6,8 @@ public sealed class HoardOptions
     public const string DefaultListen = "http://0.0.0.0:8080";
     public const string DefaultPypi = "https://pypi.org/simple/";
     public const long DefaultMaxSize = 20_000_000_000;
+    public const string DockerHub = "docker.io";
+    public const string DockerHubUrl = "https://registry-1.docker.io/";
 
     public string Listen { get; set; } = DefaultListen;
     public string DataDir { get; set; } = DefaultDataDir();
@@ -14,6 +16,15 @@ public sealed class HoardOptions
     /// <summary>PyPI upstreams; the first is the default served at /simple/.</summary>
     public List<UpstreamSpec> Pypi { get; } = [new UpstreamSpec("pypi", new Uri(DefaultPypi))];
     public List<UpstreamSpec> Files { get; } = [];
+
+    /// <summary>Container registries by name (the host as written in image references). Docker Hub is always there unless redefined.</summary>
+    public List<UpstreamSpec> Registries { get; } = [new UpstreamSpec(DockerHub, new Uri(DockerHubUrl))];
+
+    /// <summary>The registry for /v2/ requests that name none (docker's registry-mirrors).</summary>
+    public string DefaultRegistry { get; set; } = DockerHub;
+
+    /// <summary>How long a tag's digest is trusted before it is checked upstream again with HEAD.</summary>
+    public TimeSpan TagTtl { get; set; } = TimeSpan.FromMinutes(1);
 
     /// <summary>Generic upstreams whose files are mutable: revalidated after this TTL instead of kept forever.</summary>
     public Dictionary<string, TimeSpan> FilesTtl { get; } = new(StringComparer.Ordinal);
@@ -72,6 +83,14 @@ public sealed class HoardOptions
         foreach (var dup in Files.GroupBy(p => p.Name).Where(g => g.Count() > 1))
         {
             errors.Add($"--files: the name '{dup.Key}' is used twice");
+        }
+        foreach (var dup in Registries.GroupBy(p => p.Name).Where(g => g.Count() > 1))
+        {
+            errors.Add($"--registry: the name '{dup.Key}' is used twice");
+        }
+        if (Registries.All(r => r.Name != DefaultRegistry))
+        {
+            errors.Add($"--default-registry '{DefaultRegistry}': no --registry has that name (configured: {string.Join(", ", Registries.Select(r => r.Name))})");
         }
         foreach (var name in FilesTtl.Keys.Where(n => Files.All(f => f.Name != n)))
         {

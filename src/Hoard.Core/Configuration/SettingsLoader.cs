@@ -62,6 +62,23 @@ public static class SettingsLoader
             }
             return null;
         }),
+        new("registry", "NAME=URL of a container registry, repeatable; NAME is its host in image references (ghcr.io); Docker Hub (docker.io=https://registry-1.docker.io) is always configured; credentials go in the URL", true, (o, v) =>
+        {
+            o.Registries.RemoveAll(r => r.Name != HoardOptions.DockerHub);
+            foreach (var item in v)
+            {
+                var err = UpstreamSpec.TryParse(item, nameRequired: true, out var spec, out _);
+                if (err is not null)
+                {
+                    return "--registry " + err;
+                }
+                o.Registries.RemoveAll(r => r.Name == spec!.Name);
+                o.Registries.Add(spec!);
+            }
+            return null;
+        }),
+        new("default-registry", "the registry for image requests that name none (default docker.io)", false, (o, v) => { o.DefaultRegistry = v[^1].ToLowerInvariant(); return null; }),
+        new("tag-ttl", "how long a tag's digest is trusted before HEAD checks it upstream again (default 1m)", false, (o, v) => Duration(v, "--tag-ttl", t => o.TagTtl = t)),
         new("files-ttl", "NAME=DURATION: treat that files upstream as mutable, revalidated after DURATION, repeatable", true, (o, v) =>
         {
             o.FilesTtl.Clear();

@@ -5,7 +5,7 @@ namespace Hoard.Core.Configuration;
 /// <summary>A named upstream: "NAME=URL" (or just "URL" where a name can be derived).</summary>
 public sealed partial record UpstreamSpec(string Name, Uri Url)
 {
-    [GeneratedRegex("^[a-z0-9][a-z0-9._-]{0,62}$")]
+    [GeneratedRegex("^[a-z0-9][a-z0-9._:-]{0,62}$")]
     private static partial Regex NamePattern();
 
     public static bool IsValidName(string name) => NamePattern().IsMatch(name);
@@ -39,7 +39,7 @@ public sealed partial record UpstreamSpec(string Name, Uri Url)
         }
         if (!IsValidName(name))
         {
-            return $"'{text}': the name '{name}' must be 1-63 characters of a-z, 0-9, '.', '_' or '-'";
+            return $"'{text}': the name '{name}' must be 1-63 characters of a-z, 0-9, '.', '_', ':' or '-'";
         }
         if (!url.AbsolutePath.EndsWith('/'))
         {

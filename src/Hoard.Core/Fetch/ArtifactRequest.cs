@@ -16,6 +16,15 @@ public sealed record ArtifactRequest(string Protocol, string Key, string Upstrea
     public string? Accept { get; init; }
     public int Retries { get; init; }
 
+    /// <summary>Upstream authentication (a registry's token flow with the client's or the configured credentials).</summary>
+    public Upstream.IUpstreamAuth? Auth { get; init; }
+
+    /// <summary>
+    /// Serve stored content only through this key's own entry, never by digest alone: the entry carries the
+    /// Content-Type, and a blob cached for one repository must not answer for another without upstream's say.
+    /// </summary>
+    public bool RequireKeyEntry { get; init; }
+
     /// <summary>Single-flight key: content named by digest is shared across keys and indexes.</summary>
     public string FlightKey => ExpectedSha256 is { } sha ? "sha256:" + sha : Key;
 }

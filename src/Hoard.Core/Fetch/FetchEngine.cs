@@ -123,7 +123,7 @@ public sealed partial class FetchEngine : IDisposable
     {
         var now = NowMs;
         EntryRecord? stale = null;
-        if (request.ExpectedSha256 is { } sha && _index.TryGetBlob(sha, out var known) && known.TryAcquire(now))
+        if (!request.RequireKeyEntry && request.ExpectedSha256 is { } sha && _index.TryGetBlob(sha, out var known) && known.TryAcquire(now))
         {
             _index.TryGetEntry(request.Key, out var e);
             return CacheLookup.Stored(CacheOutcome.Hit, known, e);
@@ -198,6 +198,7 @@ public sealed partial class FetchEngine : IDisposable
             Decompress = request.Decompress,
             Accept = request.Accept,
             RangeStart = offset,
+            Auth = request.Auth,
         }, ct);
         var body = await response.Content.ReadAsStreamAsync(ct);
         if (offset > 0 && response.StatusCode != HttpStatusCode.PartialContent)
@@ -240,6 +241,7 @@ public sealed partial class FetchEngine : IDisposable
                 Decompress = request.Decompress,
                 Accept = request.Accept,
                 Retries = request.Retries,
+                Auth = request.Auth,
                 IfNoneMatch = fill.Stale?.UpstreamETag,
                 IfModifiedSince = fill.Stale?.UpstreamETag is null ? fill.Stale?.UpstreamLastModified : null,
             };

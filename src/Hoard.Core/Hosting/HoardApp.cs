@@ -65,6 +65,8 @@ public static partial class HoardApp
         services.AddSingleton<ArtifactResponder>();
         services.AddSingleton<PypiFrontEnd>();
         services.AddSingleton<FilesFrontEnd>();
+        services.AddSingleton<Oci.RegistryAuthenticator>();
+        services.AddSingleton<Oci.OciFrontEnd>();
         services.AddHostedService<Maintenance>();
         services.AddRouting();
 
@@ -78,6 +80,7 @@ public static partial class HoardApp
         app.MapGet("/", (HttpContext ctx) => Results.Content(Dashboard.Render(ctx, options, app.Services.GetRequiredService<FetchEngine>(), metrics), "text/html; charset=utf-8"));
         app.Services.GetRequiredService<PypiFrontEnd>().Map(app);
         app.Services.GetRequiredService<FilesFrontEnd>().Map(app);
+        app.Services.GetRequiredService<Oci.OciFrontEnd>().Map(app);
         app.MapFallback((HttpContext ctx) => HttpErrors.WriteAsync(ctx, 404, "no such route: see / for what Hoard serves"));
         return app;
     }
@@ -103,6 +106,10 @@ public static partial class HoardApp
         foreach (var f in options.Files)
         {
             LogUpstream(logger, "files", f.Name, UpstreamClient.Redact(f.Url), "");
+        }
+        foreach (var r in options.Registries)
+        {
+            LogUpstream(logger, "registry", r.Name, UpstreamClient.Redact(r.Url), r.Name == options.DefaultRegistry ? " (default for /v2/NAME)" : "");
         }
         app.Lifetime.ApplicationStarted.Register(() =>
         {

@@ -12,6 +12,26 @@ namespace Hoard.Core.Http;
 public sealed record ResponseShape(string? ContentType, string CacheControl)
 {
     public static readonly ResponseShape Immutable = new(null, "public, max-age=31536000, immutable");
+
+    /// <summary>Headers every successful response carries (Docker-Content-Digest).</summary>
+    public IReadOnlyList<KeyValuePair<string, string>> Headers { get; init; } = [];
+
+    /// <summary>Reported instead of a plain hit (a tag served from its last known digest is STALE).</summary>
+    public CacheOutcome? HitOutcome { get; init; }
+
+    /// <summary>How errors are written; null: text/plain (see <see cref="HttpErrors"/>).</summary>
+    public Func<HttpContext, int, string, Task>? WriteError { get; init; }
+
+    public void ApplyHeaders(HttpResponse response)
+    {
+        foreach (var (name, value) in Headers)
+        {
+            response.Headers[name] = value;
+        }
+    }
+
+    public Task Error(HttpContext ctx, int status, string message) =>
+        WriteError is { } write ? write(ctx, status, message) : HttpErrors.WriteAsync(ctx, status, message);
 }
 
 /// <summary>
@@ -53,7 +73,7 @@ public sealed partial class ArtifactResponder(FetchEngine engine, HoardMetrics m
                 await ServePassthroughAsync(ctx, request, shape);
                 break;
             default:
-                await HttpErrors.WriteAsync(ctx, lookup.ErrorStatus, lookup.ErrorMessage ?? "upstream failed");
+                await shape.Error(ctx, lookup.ErrorStatus, lookup.ErrorMessage ?? "upstream failed");
                 break;
         }
     }
@@ -64,7 +84,13 @@ public sealed partial class ArtifactResponder(FetchEngine engine, HoardMetrics m
         var response = ctx.Response;
         var headers = response.Headers;
         var etag = blob.ETagHeader ??= "\"" + blob.Digest + "\"";
+        if (outcome == CacheOutcome.Hit && shape.HitOutcome is { } hitOutcome)
+        {
+            outcome = hitOutcome;
+            RequestInfo.For(ctx).Outcome = outcome;
+        }
         CacheStatusHeader.Apply(response, outcome);
+        shape.ApplyHeaders(response);
         headers.ETag = etag;
         headers.LastModified = entry?.UpstreamLastModified ?? (blob.LastModifiedHeader ??= DateTimeOffset.FromUnixTimeSeconds(blob.CreatedUnixSeconds).ToString("R", CultureInfo.InvariantCulture));
         headers.AcceptRanges = "bytes";
@@ -168,6 +194,7 @@ public sealed partial class ArtifactResponder(FetchEngine engine, HoardMetrics m
         var start = fill.Started.Result;
         var response = ctx.Response;
         CacheStatusHeader.Apply(response, outcome);
+        shape.ApplyHeaders(response);
         response.ContentType = shape.ContentType ?? start.ContentType ?? "application/octet-stream";
         response.Headers.CacheControl = shape.CacheControl;
         if (request.ExpectedSha256 is { } sha)
@@ -226,7 +253,7 @@ public sealed partial class ArtifactResponder(FetchEngine engine, HoardMetrics m
         }
         catch (Upstream.UpstreamException e)
         {
-            await HttpErrors.WriteAsync(ctx, e.ClientStatus, e.Message);
+            await shape.Error(ctx, e.ClientStatus, e.Message);
             return;
         }
         using (upstream)
@@ -234,6 +261,7 @@ public sealed partial class ArtifactResponder(FetchEngine engine, HoardMetrics m
         {
             var response = ctx.Response;
             CacheStatusHeader.Apply(response, CacheOutcome.Bypass);
+            shape.ApplyHeaders(response);
             response.ContentType = shape.ContentType ?? upstream.Content.Headers.ContentType?.ToString() ?? "application/octet-stream";
             response.Headers.CacheControl = "no-store";
             var length = request.Decompress ? null : upstream.Content.Headers.ContentLength;

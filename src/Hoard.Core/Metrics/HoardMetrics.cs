@@ -23,7 +23,7 @@ public enum CacheOutcome
 /// </summary>
 public sealed class HoardMetrics
 {
-    public static readonly string[] Protocols = ["pypi", "files", "admin"];
+    public static readonly string[] Protocols = ["pypi", "files", "oci", "admin"];
     private static readonly int OutcomeCount = Enum.GetValues<CacheOutcome>().Length;
 
     private readonly long[] _requests = new long[Protocols.Length * OutcomeCount];
@@ -52,6 +52,10 @@ public sealed class HoardMetrics
     public void UpstreamError(string upstream, string reason) => Add($"hoard_upstream_errors_total{{upstream=\"{upstream}\",reason=\"{reason}\"}}", 1);
 
     public void UpstreamBytes(string upstream, long bytes) => Add($"hoard_upstream_bytes_total{{upstream=\"{upstream}\"}}", bytes);
+
+    /// <summary>Image requests by registry and outcome (the per-protocol counter has no registry label).</summary>
+    public void OciRequest(string registry, CacheOutcome outcome) =>
+        Add($"hoard_oci_requests_total{{registry=\"{registry}\",outcome=\"{outcome.ToString().ToLowerInvariant()}\"}}", 1);
 
     public void StaleServed(string protocol) => Add($"hoard_stale_served_total{{protocol=\"{protocol}\"}}", 1);
 

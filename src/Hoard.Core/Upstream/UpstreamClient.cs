@@ -23,12 +23,31 @@ public sealed record UpstreamCall(string UpstreamName, Uri Url)
 
     /// <summary>Retries with backoff before any body byte was read; only index requests get them.</summary>
     public int Retries { get; init; }
+
+    /// <summary>GET unless told otherwise (HEAD resolves a tag without downloading anything).</summary>
+    public HttpMethod Method { get; init; } = HttpMethod.Get;
+
+    /// <summary>Credentials for this request and what to do on a 401 (registries' token flow). Null: URL user info only.</summary>
+    public IUpstreamAuth? Auth { get; init; }
+}
+
+/// <summary>How an upstream wants to be authenticated. Implementations cache what they obtain.</summary>
+public interface IUpstreamAuth
+{
+    /// <summary>Adds credentials to a request about to be sent.</summary>
+    ValueTask ApplyAsync(HttpRequestMessage request, CancellationToken ct);
+
+    /// <summary>Upstream answered 401. True when new credentials were obtained and the request should be sent once more.</summary>
+    ValueTask<bool> RefreshAsync(HttpResponseMessage unauthorized, CancellationToken ct);
 }
 
 /// <summary>Why an upstream request failed, with the status a client should see.</summary>
-public sealed class UpstreamException(string reason, int clientStatus, string message, Exception? inner = null)
+public sealed class UpstreamException(string reason, int clientStatus, string message, Exception? inner = null, int upstreamStatus = 0)
     : Exception(message, inner)
 {
+    /// <summary>The status upstream answered with, when it answered.</summary>
+    public int UpstreamStatus { get; } = upstreamStatus;
+
     /// <summary>connect, timeout, status, body, size_mismatch, digest_mismatch</summary>
     public string Reason { get; } = reason;
     public int ClientStatus { get; } = clientStatus;
@@ -137,7 +156,58 @@ public sealed partial class UpstreamClient : IDisposable
 
     private async Task<HttpResponseMessage> SendOnceAsync(UpstreamCall call, CancellationToken ct)
     {
+        var response = await SendAuthenticatedAsync(call, ct);
+        var status = (int)response.StatusCode;
+        if (status is >= 200 and < 300 or 304)
+        {
+            return response;
+        }
+        response.Dispose();
+        _metrics.UpstreamError(call.UpstreamName, "status");
+        var clientStatus = status switch
+        {
+            404 or 410 => 404,
+            401 or 403 or 429 => status,
+            _ => 502,
+        };
+        throw new UpstreamException("status", clientStatus, $"upstream '{call.UpstreamName}' answered {status} for {Redact(call.Url)}", upstreamStatus: status);
+    }
+
+    /// <summary>Sends once, and once more if the auth hook obtained new credentials after a 401.</summary>
+    private async Task<HttpResponseMessage> SendAuthenticatedAsync(UpstreamCall call, CancellationToken ct)
+    {
+        for (var attempt = 0; ; attempt++)
+        {
+            var response = await SendRawAsync(call, ct);
+            if (response.StatusCode != HttpStatusCode.Unauthorized || call.Auth is null || attempt > 0)
+            {
+                return response;
+            }
+            bool refreshed;
+            try
+            {
+                refreshed = await call.Auth.RefreshAsync(response, ct);
+            }
+            catch
+            {
+                response.Dispose();
+                throw;
+            }
+            if (!refreshed)
+            {
+                return response;
+            }
+            response.Dispose();
+        }
+    }
+
+    private async Task<HttpResponseMessage> SendRawAsync(UpstreamCall call, CancellationToken ct)
+    {
         using var request = BuildRequest(call);
+        if (call.Auth is not null)
+        {
+            await call.Auth.ApplyAsync(request, ct);
+        }
         using var firstByte = CancellationTokenSource.CreateLinkedTokenSource(ct);
         firstByte.CancelAfter(_options.FirstByteTimeout);
         var started = Stopwatch.GetTimestamp();
@@ -161,21 +231,20 @@ public sealed partial class UpstreamClient : IDisposable
         }
         var status = (int)response.StatusCode;
         _metrics.UpstreamRequest(call.UpstreamName, status switch { 304 => "304", < 300 => "2xx", < 400 => "3xx", < 500 => "4xx", _ => "5xx" }, Stopwatch.GetElapsedTime(started));
-        LogUpstream(_logger, call.UpstreamName, "GET", Redact(call.Url), status, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
-        if (status is >= 200 and < 300 or 304)
-        {
-            return response;
-        }
-        response.Dispose();
-        _metrics.UpstreamError(call.UpstreamName, "status");
-        var clientStatus = status is 404 or 410 ? 404 : 502;
-        throw new UpstreamException("status", clientStatus, $"upstream '{call.UpstreamName}' answered {status} for {Redact(call.Url)}");
+        LogUpstream(_logger, call.UpstreamName, call.Method.Method, Redact(call.Url), status, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        return response;
     }
+
+    /// <summary>
+    /// A request whose status the caller interprets itself (a registry HEAD, tags/list): no exception for 4xx/5xx,
+    /// but connect and timeout failures still throw <see cref="UpstreamException"/>.
+    /// </summary>
+    public Task<HttpResponseMessage> SendUncheckedAsync(UpstreamCall call, CancellationToken ct) => SendAuthenticatedAsync(call, ct);
 
     private static HttpRequestMessage BuildRequest(UpstreamCall call)
     {
         var url = call.Url;
-        var request = new HttpRequestMessage(HttpMethod.Get, url);
+        var request = new HttpRequestMessage(call.Method, url);
         if (!string.IsNullOrEmpty(url.UserInfo))
         {
             request.RequestUri = new UriBuilder(url) { UserName = "", Password = "" }.Uri;

@@ -1,0 +1,344 @@
+using System.Collections.Concurrent;
+using Hoard.Core.Configuration;
+using Hoard.Core.Fetch;
+using Hoard.Core.Http;
+using Hoard.Core.Metrics;
+using Hoard.Core.Upstream;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Logging;
+
+namespace Hoard.Core.Oci;
+
+/// <summary>
+/// The OCI distribution pull API at /v2/, for any number of registries. Blobs and manifests by digest are immutable
+/// artifacts verified against their digest; a tag is resolved upstream with HEAD at most once per --tag-ttl and its
+/// last known digest is served when upstream is unreachable. Cached content of a repository is served to a client
+/// only once upstream has accepted that client's credentials (or lack of them) for that repository.
+/// </summary>
+public sealed partial class OciFrontEnd(
+    FetchEngine engine, ArtifactResponder responder, UpstreamClient upstream, RegistryAuthenticator authenticator,
+    HoardOptions options, HoardMetrics metrics, TimeProvider time, ILogger<OciFrontEnd> logger)
+{
+    public const string ManifestAccept =
+        "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, " +
+        "application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+
+    private static readonly int Protocol = HoardMetrics.ProtocolIndex("oci");
+    private static readonly TimeSpan AccessTtl = TimeSpan.FromMinutes(1);
+    private readonly ConcurrentDictionary<string, (bool Allowed, long AtMs)> _access = new(StringComparer.Ordinal);
+
+    private long NowMs => time.GetUtcNow().ToUnixTimeMilliseconds();
+
+    public void Map(IEndpointRouteBuilder app)
+    {
+        app.MapMethods("/v2", ["GET", "HEAD"], Base);
+        app.MapMethods("/v2/{**rest}", ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"], HandleAsync);
+    }
+
+    /// <summary>
+    /// The API check. Like Docker Hub, it answers 401 to a client that sent no credentials: that is how clients learn
+    /// to send the credentials they hold for this mirror, which Hoard presents upstream for private repositories.
+    /// Clients without credentials carry on anonymously.
+    /// </summary>
+    private static Task Base(HttpContext ctx)
+    {
+        RequestInfo.For(ctx).Protocol = Protocol;
+        if (ctx.Request.Headers.Authorization.Count == 0)
+        {
+            return OciErrors.WriteAsync(ctx, new OciError("UNAUTHORIZED", 401, "anonymous access works; send credentials to reach private repositories"));
+        }
+        ctx.Response.Headers["Docker-Distribution-API-Version"] = "registry/2.0";
+        ctx.Response.ContentType = "application/json";
+        return HttpMethods.IsHead(ctx.Request.Method) ? Task.CompletedTask : ctx.Response.WriteAsync("{}");
+    }
+
+    private async Task HandleAsync(HttpContext ctx)
+    {
+        var info = RequestInfo.For(ctx);
+        info.Protocol = Protocol;
+        var rest = (ctx.Request.Path.Value ?? "")["/v2/".Length..];
+        if (rest.Length == 0 && (HttpMethods.IsGet(ctx.Request.Method) || HttpMethods.IsHead(ctx.Request.Method)))
+        {
+            await Base(ctx);
+            return;
+        }
+        if (!HttpMethods.IsGet(ctx.Request.Method) && !HttpMethods.IsHead(ctx.Request.Method))
+        {
+            await OciErrors.WriteAsync(ctx, new OciError("UNSUPPORTED", 405, "Hoard is a pull-through mirror: push to the registry itself"));
+            return;
+        }
+        var (target, error) = OciRoute.Parse(rest, ctx.Request.Query["ns"], options);
+        if (target is null)
+        {
+            await OciErrors.WriteAsync(ctx, error!);
+            return;
+        }
+        var credentials = ClientCredentials(ctx) ?? RegistryAuthenticator.ConfiguredCredentials(target.Registry);
+        var auth = authenticator.For(target.Registry, target.Repository, credentials);
+        try
+        {
+            switch (target.Kind)
+            {
+                case OciKind.TagsList:
+                    await ServeTagsListAsync(ctx, target, auth);
+                    break;
+                case OciKind.Manifest:
+                    await ServeManifestAsync(ctx, target, auth, RegistryAuthenticator.CredentialId(credentials));
+                    break;
+                default:
+                    await ServeBlobAsync(ctx, target, auth, RegistryAuthenticator.CredentialId(credentials));
+                    break;
+            }
+        }
+        finally
+        {
+            metrics.OciRequest(target.Registry.Name, info.Outcome);
+        }
+    }
+
+    /// <summary>Basic credentials a client sent for this mirror; they are what Hoard presents upstream.</summary>
+    private static string? ClientCredentials(HttpContext ctx)
+    {
+        var header = ctx.Request.Headers.Authorization.ToString();
+        return header.StartsWith("Basic ", StringComparison.OrdinalIgnoreCase) ? header[6..].Trim() : null;
+    }
+
+    private static Uri ApiUrl(UpstreamSpec registry, string path)
+    {
+        var b = new UriBuilder(registry.Url) { UserName = "", Password = "", Query = "" };
+        b.Path = b.Path.TrimEnd('/') + "/v2/" + path;
+        return b.Uri;
+    }
+
+    private ResponseShape Shape(OciKind kind, string digest, string cacheControl, CacheOutcome? hitOutcome = null) =>
+        new(kind == OciKind.Blob ? "application/octet-stream" : null, cacheControl)
+        {
+            Headers = [new("Docker-Content-Digest", digest), new("Docker-Distribution-API-Version", "registry/2.0")],
+            HitOutcome = hitOutcome,
+            WriteError = (ctx, status, message) => OciErrors.WriteAsync(ctx, OciErrors.FromStatus(status, message, kind)),
+        };
+
+    private async Task ServeManifestAsync(HttpContext ctx, OciTarget target, IUpstreamAuth auth, string credentialId)
+    {
+        string digest;
+        CacheOutcome? hitOutcome = null;
+        if (target.IsDigest)
+        {
+            if (await CheckAccessAsync(ctx, target, auth, credentialId, $"{target.Repository}/manifests/{target.Reference}") is { } denied)
+            {
+                await OciErrors.WriteAsync(ctx, denied);
+                return;
+            }
+            digest = target.Reference;
+        }
+        else
+        {
+            var resolved = await ResolveTagAsync(ctx, target, auth, credentialId);
+            if (resolved.Error is not null)
+            {
+                await OciErrors.WriteAsync(ctx, resolved.Error);
+                return;
+            }
+            digest = resolved.Digest!;
+            hitOutcome = resolved.Outcome;
+        }
+        var key = ManifestKey(target, digest);
+        var request = new ArtifactRequest("oci", key, target.Registry.Name, ApiUrl(target.Registry, $"{target.Repository}/manifests/{digest}"))
+        {
+            ExpectedSha256 = digest["sha256:".Length..],
+            Accept = ManifestAccept,
+            Auth = auth,
+            RequireKeyEntry = true,
+        };
+        var cacheControl = target.IsDigest ? "public, max-age=31536000, immutable" : "no-cache";
+        await responder.RespondAsync(ctx, request, Shape(OciKind.Manifest, digest, cacheControl, hitOutcome));
+        if (!target.IsDigest && engine.Index.TryGetEntry(key, out var manifest))
+        {
+            // Remember tag -> digest (durably: an outage after a restart still finds it).
+            var tagKey = TagKey(target);
+            if (!engine.Index.TryGetEntry(tagKey, out var tag) || tag.Blob.Digest != manifest.Blob.Digest)
+            {
+                engine.Index.Commit(manifest.Blob.Digest, manifest.Blob.Size, NowMs, [new(tagKey, manifest.ContentType, null, null)]);
+            }
+        }
+    }
+
+    private static string ManifestKey(OciTarget t, string digest) => $"oci/{t.Registry.Name}/{t.Repository}/manifests/{digest}";
+
+    private static string TagKey(OciTarget t) => $"oci/{t.Registry.Name}/{t.Repository}/tags/{t.Reference}";
+
+    /// <summary>
+    /// Tag to digest: the stored answer while younger than --tag-ttl (and access is confirmed), else a HEAD upstream,
+    /// which also confirms access. Upstream unreachable: the last known digest, logged and counted as stale.
+    /// </summary>
+    private async Task<(string? Digest, CacheOutcome? Outcome, OciError? Error)> ResolveTagAsync(HttpContext ctx, OciTarget target, IUpstreamAuth auth, string credentialId)
+    {
+        var tagKey = TagKey(target);
+        var known = engine.Index.TryGetEntry(tagKey, out var entry) ? entry : null;
+        var accessKey = AccessKey(target, credentialId);
+        var fresh = known is not null && NowMs - known.FetchedAtMs < options.TagTtl.TotalMilliseconds;
+        if (fresh && _access.TryGetValue(accessKey, out var access) && NowMs - access.AtMs < AccessTtl.TotalMilliseconds && access.Allowed)
+        {
+            return ("sha256:" + known!.Blob.Digest, null, null);
+        }
+        var call = new UpstreamCall(target.Registry.Name, ApiUrl(target.Registry, $"{target.Repository}/manifests/{target.Reference}"))
+        {
+            Method = HttpMethod.Head,
+            Accept = ManifestAccept,
+            Auth = auth,
+        };
+        try
+        {
+            using var response = await upstream.SendUncheckedAsync(call, ctx.RequestAborted);
+            var status = (int)response.StatusCode;
+            if (status is 401 or 403)
+            {
+                _access[accessKey] = (false, NowMs);
+                return (null, null, Unauthorized(target));
+            }
+            _access[accessKey] = (true, NowMs);
+            if (status == 404)
+            {
+                return (null, null, new OciError("MANIFEST_UNKNOWN", 404, $"{target.Registry.Name}/{target.Repository}:{target.Reference} does not exist upstream"));
+            }
+            var digest = response.Headers.TryGetValues("Docker-Content-Digest", out var values) ? values.FirstOrDefault() : null;
+            if (response.IsSuccessStatusCode && digest is not null && digest.StartsWith("sha256:", StringComparison.Ordinal) && digest.Length == 71 && Storage.ContentStore.IsDigest(digest[7..]))
+            {
+                if (known is not null && "sha256:" + known.Blob.Digest == digest)
+                {
+                    engine.Index.Touch(known, NowMs);
+                    return (digest, CacheOutcome.Revalidated, null);
+                }
+                return (digest, null, null);
+            }
+            if (known is null)
+            {
+                return (null, null, new OciError("UNKNOWN", 502, $"upstream '{target.Registry.Name}' answered {status} to HEAD {target.Repository}:{target.Reference} without a usable Docker-Content-Digest"));
+            }
+            LogStaleTag(logger, target.Registry.Name, target.Repository, target.Reference, $"HEAD answered {status}");
+        }
+        catch (UpstreamException e)
+        {
+            if (known is null)
+            {
+                return (null, null, OciErrors.FromStatus(e.ClientStatus, e.Message, OciKind.Manifest));
+            }
+            if (!(_access.TryGetValue(accessKey, out var last) && last.Allowed))
+            {
+                return (null, null, new OciError("UNAUTHORIZED", 401, $"upstream '{target.Registry.Name}' is unreachable and never confirmed this client's access to {target.Repository}"));
+            }
+            LogStaleTag(logger, target.Registry.Name, target.Repository, target.Reference, e.Message);
+        }
+        metrics.StaleServed("oci");
+        return ("sha256:" + known!.Blob.Digest, CacheOutcome.Stale, null);
+    }
+
+    private async Task ServeBlobAsync(HttpContext ctx, OciTarget target, IUpstreamAuth auth, string credentialId)
+    {
+        var key = $"oci/{target.Registry.Name}/{target.Repository}/blobs/{target.Reference}";
+        if (await CheckAccessAsync(ctx, target, auth, credentialId, $"{target.Repository}/blobs/{target.Reference}") is { } denied)
+        {
+            await OciErrors.WriteAsync(ctx, denied);
+            return;
+        }
+        if (!engine.Index.TryGetEntry(key, out _) && engine.Index.TryGetBlob(target.DigestHex, out var shared))
+        {
+            // Stored for another repository: serve it here only once upstream says this repository has it too.
+            if (await ProbeAsync(ctx, target, auth, $"{target.Repository}/blobs/{target.Reference}") == 200)
+            {
+                engine.Index.Commit(shared.Digest, shared.Size, NowMs, [new(key, "application/octet-stream", null, null)]);
+            }
+        }
+        var request = new ArtifactRequest("oci", key, target.Registry.Name, ApiUrl(target.Registry, $"{target.Repository}/blobs/{target.Reference}"))
+        {
+            ExpectedSha256 = target.DigestHex,
+            Auth = auth,
+            RequireKeyEntry = true,
+        };
+        await responder.RespondAsync(ctx, request, Shape(OciKind.Blob, target.Reference, "public, max-age=31536000, immutable"));
+    }
+
+    private static string AccessKey(OciTarget t, string credentialId) => $"{t.Registry.Name}|{t.Repository}|{credentialId}";
+
+    private static OciError Unauthorized(OciTarget t) =>
+        new("UNAUTHORIZED", 401, $"upstream '{t.Registry.Name}' refused these credentials for {t.Repository}: log in to this mirror with credentials the registry accepts");
+
+    /// <summary>
+    /// Has upstream accepted this client's credentials for this repository within the last minute? If not, ask it
+    /// with a HEAD of the object requested. When upstream cannot be reached, the last answer stands; with none, no.
+    /// </summary>
+    private async Task<OciError?> CheckAccessAsync(HttpContext ctx, OciTarget target, IUpstreamAuth auth, string credentialId, string probePath)
+    {
+        var key = AccessKey(target, credentialId);
+        if (_access.TryGetValue(key, out var known) && NowMs - known.AtMs < AccessTtl.TotalMilliseconds)
+        {
+            return known.Allowed ? null : Unauthorized(target);
+        }
+        var status = await ProbeAsync(ctx, target, auth, probePath);
+        switch (status)
+        {
+            case 401 or 403:
+                _access[key] = (false, NowMs);
+                return Unauthorized(target);
+            case > 0 and < 500:
+                _access[key] = (true, NowMs);
+                return null;
+            default:
+                return known.AtMs > 0 && known.Allowed
+                    ? null
+                    : new OciError("UNAUTHORIZED", 401, $"upstream '{target.Registry.Name}' cannot be reached to confirm access to {target.Repository}");
+        }
+    }
+
+    /// <summary>HEAD upstream with the client's credentials; the status, or 0 when upstream could not be reached.</summary>
+    private async Task<int> ProbeAsync(HttpContext ctx, OciTarget target, IUpstreamAuth auth, string path)
+    {
+        try
+        {
+            using var response = await upstream.SendUncheckedAsync(new UpstreamCall(target.Registry.Name, ApiUrl(target.Registry, path))
+            {
+                Method = HttpMethod.Head,
+                Accept = ManifestAccept,
+                Auth = auth,
+            }, ctx.RequestAborted);
+            return (int)response.StatusCode;
+        }
+        catch (UpstreamException)
+        {
+            return 0;
+        }
+    }
+
+    /// <summary>tags/list is not cached: it is upstream's current answer, with the client's credentials.</summary>
+    private async Task ServeTagsListAsync(HttpContext ctx, OciTarget target, IUpstreamAuth auth)
+    {
+        var url = new UriBuilder(ApiUrl(target.Registry, $"{target.Repository}/tags/list")) { Query = ctx.Request.QueryString.Value?.TrimStart('?').Replace("ns=", "_ns=", StringComparison.Ordinal) ?? "" }.Uri;
+        try
+        {
+            using var response = await upstream.SendUncheckedAsync(new UpstreamCall(target.Registry.Name, url) { Auth = auth }, ctx.RequestAborted);
+            var status = (int)response.StatusCode;
+            if (status != 200)
+            {
+                await OciErrors.WriteAsync(ctx, OciErrors.FromStatus(status is 401 or 403 or 404 or 429 ? status : 502, $"upstream '{target.Registry.Name}' answered {status} for the tags of {target.Repository}", OciKind.TagsList));
+                return;
+            }
+            RequestInfo.For(ctx).Outcome = CacheOutcome.Bypass;
+            ctx.Response.ContentType = "application/json";
+            ctx.Response.Headers["Docker-Distribution-API-Version"] = "registry/2.0";
+            if (response.Headers.TryGetValues("Link", out var link))
+            {
+                ctx.Response.Headers["Link"] = link.First();
+            }
+            await response.Content.CopyToAsync(ctx.Response.Body, ctx.RequestAborted);
+        }
+        catch (UpstreamException e)
+        {
+            await OciErrors.WriteAsync(ctx, OciErrors.FromStatus(e.ClientStatus, e.Message, OciKind.TagsList));
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Serving the last known digest of {Registry}/{Repository}:{Tag}: {Error}")]
+    private static partial void LogStaleTag(ILogger logger, string registry, string repository, string tag, string error);
+}

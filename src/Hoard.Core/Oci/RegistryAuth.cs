@@ -1,0 +1,156 @@
+using System.Collections.Concurrent;
+using System.Net.Http.Headers;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using Hoard.Core.Configuration;
+using Hoard.Core.Upstream;
+
+namespace Hoard.Core.Oci;
+
+/// <summary>
+/// A registry's credentials and its token flow (distribution's token spec): on a 401 with a Bearer challenge, fetch
+/// a token from the realm (anonymously, or with Basic credentials) and retry; on a Basic challenge, send Basic.
+/// Tokens are cached per registry, credential and repository until they expire.
+/// </summary>
+public sealed class RegistryAuthenticator(UpstreamClient upstream, TimeProvider time)
+{
+    private readonly UpstreamClient _upstream = upstream;
+    private readonly TimeProvider _time = time;
+    private readonly ConcurrentDictionary<string, (string Token, long ExpiresMs)> _tokens = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, bool> _basic = new(StringComparer.Ordinal);
+
+    /// <summary>The Basic credentials configured in a registry URL's user info, base64, or null.</summary>
+    public static string? ConfiguredCredentials(UpstreamSpec registry) =>
+        string.IsNullOrEmpty(registry.Url.UserInfo) ? null : Convert.ToBase64String(Encoding.UTF8.GetBytes(Uri.UnescapeDataString(registry.Url.UserInfo)));
+
+    /// <summary>A short, non-reversible name for a credential, for cache keys: never the credential itself.</summary>
+    public static string CredentialId(string? basic) =>
+        basic is null ? "anonymous" : Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(basic)))[..16];
+
+    public IUpstreamAuth For(UpstreamSpec registry, string repository, string? basicCredentials) =>
+        new Auth(this, registry.Name, repository, basicCredentials);
+
+    private sealed class Auth(RegistryAuthenticator owner, string registry, string repository, string? basic) : IUpstreamAuth
+    {
+        private readonly string _scopeKey = $"{registry}|{CredentialId(basic)}|repository:{repository}:pull";
+        private readonly string _basicKey = $"{registry}|{CredentialId(basic)}";
+
+        public ValueTask ApplyAsync(HttpRequestMessage request, CancellationToken ct)
+        {
+            var now = owner._time.GetUtcNow().ToUnixTimeMilliseconds();
+            if (owner._tokens.TryGetValue(_scopeKey, out var token) && token.ExpiresMs > now)
+            {
+                request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token.Token);
+            }
+            else if (basic is not null && owner._basic.ContainsKey(_basicKey))
+            {
+                request.Headers.Authorization = new AuthenticationHeaderValue("Basic", basic);
+            }
+            return ValueTask.CompletedTask;
+        }
+
+        public async ValueTask<bool> RefreshAsync(HttpResponseMessage unauthorized, CancellationToken ct)
+        {
+            foreach (var challenge in unauthorized.Headers.WwwAuthenticate)
+            {
+                if (challenge.Scheme.Equals("Basic", StringComparison.OrdinalIgnoreCase))
+                {
+                    if (basic is null)
+                    {
+                        return false;
+                    }
+                    owner._basic[_basicKey] = true;
+                    return true;
+                }
+                if (challenge.Scheme.Equals("Bearer", StringComparison.OrdinalIgnoreCase) && challenge.Parameter is { } parameter)
+                {
+                    return await FetchTokenAsync(Parse(parameter), ct);
+                }
+            }
+            return false;
+        }
+
+        private async Task<bool> FetchTokenAsync(Dictionary<string, string> challenge, CancellationToken ct)
+        {
+            if (!challenge.TryGetValue("realm", out var realm) || !Uri.TryCreate(realm, UriKind.Absolute, out var realmUrl) || realmUrl.Scheme is not ("https" or "http"))
+            {
+                return false;
+            }
+            var query = new StringBuilder();
+            if (challenge.TryGetValue("service", out var service))
+            {
+                query.Append("service=").Append(Uri.EscapeDataString(service));
+            }
+            var scope = challenge.TryGetValue("scope", out var s) ? s : $"repository:{repository}:pull";
+            query.Append(query.Length > 0 ? "&" : "").Append("scope=").Append(Uri.EscapeDataString(scope));
+            var url = new UriBuilder(realmUrl) { Query = query.ToString() }.Uri;
+            using var response = await owner._upstream.SendUncheckedAsync(new UpstreamCall(registry, url) { Auth = basic is null ? null : new BasicOnly(basic) }, ct);
+            if (!response.IsSuccessStatusCode)
+            {
+                return false;
+            }
+            using var doc = JsonDocument.Parse(await response.Content.ReadAsStreamAsync(ct));
+            var root = doc.RootElement;
+            var token = root.TryGetProperty("token", out var t) ? t.GetString() : root.TryGetProperty("access_token", out var a) ? a.GetString() : null;
+            if (string.IsNullOrEmpty(token))
+            {
+                return false;
+            }
+            var lifetime = root.TryGetProperty("expires_in", out var e) && e.TryGetInt32(out var seconds) ? seconds : 60;
+            var expires = owner._time.GetUtcNow().ToUnixTimeMilliseconds() + Math.Max(5, lifetime - 10) * 1000L;
+            owner._tokens[_scopeKey] = (token, expires);
+            return true;
+        }
+    }
+
+    /// <summary>Basic credentials sent up front (to a token realm).</summary>
+    private sealed class BasicOnly(string basic) : IUpstreamAuth
+    {
+        public ValueTask ApplyAsync(HttpRequestMessage request, CancellationToken ct)
+        {
+            request.Headers.Authorization = new AuthenticationHeaderValue("Basic", basic);
+            return ValueTask.CompletedTask;
+        }
+
+        public ValueTask<bool> RefreshAsync(HttpResponseMessage unauthorized, CancellationToken ct) => ValueTask.FromResult(false);
+    }
+
+    /// <summary>Parses realm="…",service="…",scope="…" (quoted values may contain commas).</summary>
+    internal static Dictionary<string, string> Parse(string parameter)
+    {
+        var result = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        var i = 0;
+        while (i < parameter.Length)
+        {
+            while (i < parameter.Length && (parameter[i] == ',' || char.IsWhiteSpace(parameter[i])))
+            {
+                i++;
+            }
+            var eq = parameter.IndexOf('=', i);
+            if (eq < 0)
+            {
+                break;
+            }
+            var key = parameter[i..eq].Trim();
+            i = eq + 1;
+            string value;
+            if (i < parameter.Length && parameter[i] == '"')
+            {
+                var end = parameter.IndexOf('"', i + 1);
+                end = end < 0 ? parameter.Length : end;
+                value = parameter[(i + 1)..end];
+                i = end + 1;
+            }
+            else
+            {
+                var end = parameter.IndexOf(',', i);
+                end = end < 0 ? parameter.Length : end;
+                value = parameter[i..end].Trim();
+                i = end;
+            }
+            result[key] = value;
+        }
+        return result;
+    }
+}

@@ -1,0 +1,211 @@
+using System.Net.Http.Headers;
+using System.Security.Cryptography;
+using System.Text.Json;
+using Hoard.Core.Configuration;
+using Hoard.Tests.Infrastructure;
+
+namespace Hoard.Tests.Integration;
+
+/// <summary>The registry mirror: real docker-registry upstreams, images pushed and pulled with the real skopeo.</summary>
+public sealed class OciTests
+{
+    private const string Upstream = "registry.test";
+
+    private static void SetRegistry(HoardOptions o, Registry registry, string name = Upstream, string? userInfo = null, bool isDefault = true)
+    {
+        o.Registries.Add(new UpstreamSpec(name, new Uri($"http://{(userInfo is null ? "" : userInfo + "@")}{registry.Host}/")));
+        if (isDefault)
+        {
+            o.DefaultRegistry = name;
+        }
+    }
+
+    private static async Task<(TempDir Temp, Registry Registry, PushedImage Single, PushedImage Multi)> UpstreamWithImagesAsync(string? user = null, string? password = null)
+    {
+        var temp = new TempDir();
+        var registry = new Registry(user, password);
+        await registry.StartAsync();
+        var creds = user is null ? null : $"{user}:{password}";
+        var single = new OciImages(temp.Sub("single"));
+        var singleImage = single.SinglePlatform("team/app", "v1");
+        await Skopeo.PushAsync(single, singleImage, registry, creds);
+        var multi = new OciImages(temp.Sub("multi"));
+        var multiImage = multi.MultiPlatform("team/multi", "v2");
+        await Skopeo.PushAsync(multi, multiImage, registry, creds);
+        return (temp, registry, singleImage, multiImage);
+    }
+
+    private static void AssertPulled(string dir, PushedImage image, bool all)
+    {
+        var seen = Skopeo.VerifyDir(dir);
+        var manifest = File.ReadAllBytes(Path.Combine(dir, "manifest.json"));
+        Assert.Equal(image.Digest, "sha256:" + Convert.ToHexStringLower(SHA256.HashData(manifest)));
+        if (all)
+        {
+            Assert.Superset(new HashSet<string>(image.Blobs), seen);
+            Assert.Equal(image.Blobs.Count, seen.Count(image.Blobs.Contains));
+        }
+        else
+        {
+            Assert.NotEmpty(seen);
+            Assert.All(seen, d => Assert.Contains(d, image.Blobs));
+        }
+    }
+
+    [Fact]
+    public async Task Skopeo_pulls_through_the_path_prefix_and_the_default_registry_byte_for_byte()
+    {
+        var (temp, registry, single, multi) = await UpstreamWithImagesAsync();
+        using var _ = temp;
+        await using var __ = registry;
+        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o => SetRegistry(o, registry));
+        var host = new Uri(hoard.BaseUrl).Authority;
+
+        var viaPrefix = temp.Sub("pull-prefix");
+        var (code, output) = await Skopeo.PullAsync($"{host}/{Upstream}/team/app:v1", viaPrefix);
+        Assert.True(code == 0, output);
+        AssertPulled(viaPrefix, single, all: true);
+
+        var viaDefault = temp.Sub("pull-default");
+        (code, output) = await Skopeo.PullAsync($"{host}/team/multi:v2", viaDefault, all: true);
+        Assert.True(code == 0, output);
+        AssertPulled(viaDefault, multi, all: true);
+
+        // Pulled again: every blob and manifest from the cache, upstream only asked about the tag.
+        var before = registry.Count("GET", "");
+        var again = temp.Sub("pull-again");
+        (code, output) = await Skopeo.PullAsync($"{host}/{Upstream}/team/app:v1", again);
+        Assert.True(code == 0, output);
+        Assert.Equal(before, registry.Count("GET", ""));
+        Assert.True(hoard.Metrics.Get($"hoard_oci_requests_total{{registry=\"{Upstream}\",outcome=\"hit\"}}") >= 3);
+    }
+
+    [Fact]
+    public async Task Containerd_ns_parameter_selects_the_registry_and_manifests_come_back_byte_exact_with_headers()
+    {
+        var (temp, registry, single, multi) = await UpstreamWithImagesAsync();
+        using var _ = temp;
+        await using var __ = registry;
+        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o => SetRegistry(o, registry, isDefault: false));
+        using var http = new HttpClient();
+        var request = new HttpRequestMessage(HttpMethod.Get, $"{hoard.BaseUrl}/v2/team/multi/manifests/v2?ns={registry.Host}");
+        request.Headers.Accept.ParseAdd("application/vnd.oci.image.index.v1+json");
+        using var response = await http.SendAsync(request);
+        Assert.Equal(200, (int)response.StatusCode);
+        var body = await response.Content.ReadAsByteArrayAsync();
+        Assert.Equal(multi.Digest, "sha256:" + Convert.ToHexStringLower(SHA256.HashData(body)));
+        Assert.Equal(multi.Digest, response.Headers.GetValues("Docker-Content-Digest").Single());
+        Assert.Equal("application/vnd.oci.image.index.v1+json", response.Content.Headers.ContentType!.MediaType);
+        Assert.Equal(body.Length, response.Content.Headers.ContentLength);
+
+        // HEAD by digest and a Range on a blob.
+        using var head = await http.SendAsync(new HttpRequestMessage(HttpMethod.Head, $"{hoard.BaseUrl}/v2/team/multi/manifests/{multi.Digest}?ns={registry.Host}"));
+        Assert.Equal(200, (int)head.StatusCode);
+        Assert.Equal(body.Length, head.Content.Headers.ContentLength);
+        var layer = single.Blobs[0];
+        var ranged = new HttpRequestMessage(HttpMethod.Get, $"{hoard.BaseUrl}/v2/team/app/blobs/{layer}?ns={registry.Host}");
+        ranged.Headers.Range = new RangeHeaderValue(10, 19);
+        using var part = await http.SendAsync(ranged);
+        Assert.Equal(206, (int)part.StatusCode);
+        var whole = await http.GetByteArrayAsync($"{hoard.BaseUrl}/v2/team/app/blobs/{layer}?ns={registry.Host}");
+        Assert.Equal(whole[10..20], await part.Content.ReadAsByteArrayAsync());
+        Assert.Equal(layer, "sha256:" + Convert.ToHexStringLower(SHA256.HashData(whole)));
+    }
+
+    [Fact]
+    public async Task Concurrent_cold_pulls_fetch_each_blob_once_and_a_cached_tag_pulls_with_upstream_down()
+    {
+        var (temp, registry, single, _) = await UpstreamWithImagesAsync();
+        using var __ = temp;
+        await using var ___ = registry;
+        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o =>
+        {
+            SetRegistry(o, registry);
+            o.TagTtl = TimeSpan.Zero;
+            o.ConnectTimeout = TimeSpan.FromSeconds(2);
+        });
+        var host = new Uri(hoard.BaseUrl).Authority;
+        var pulls = Enumerable.Range(0, 6).Select(i => Skopeo.PullAsync($"{host}/team/app:v1", temp.Sub("cold" + i))).ToArray();
+        foreach (var (code, output) in await Task.WhenAll(pulls))
+        {
+            Assert.True(code == 0, output);
+        }
+        for (var i = 0; i < 6; i++)
+        {
+            AssertPulled(Path.Combine(temp.Path, "cold" + i), single, all: true);
+        }
+        foreach (var blob in single.Blobs)
+        {
+            Assert.Equal(1, registry.Count("GET", "/blobs/" + blob));
+        }
+
+        registry.Kill();
+        var offline = temp.Sub("offline");
+        var (c, o) = await Skopeo.PullAsync($"{host}/team/app:v1", offline);
+        Assert.True(c == 0, o);
+        AssertPulled(offline, single, all: true);
+        Assert.True(hoard.Metrics.Get("hoard_stale_served_total{protocol=\"oci\"}") >= 1);
+    }
+
+    [Fact]
+    public async Task A_private_repository_is_served_only_to_clients_upstream_accepts_even_when_cached()
+    {
+        var (temp, registry, single, _) = await UpstreamWithImagesAsync("alice", "s3cret");
+        using var __ = temp;
+        await using var ___ = registry;
+        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o => SetRegistry(o, registry));
+        var host = new Uri(hoard.BaseUrl).Authority;
+
+        var withCreds = temp.Sub("with");
+        var (code, output) = await Skopeo.PullAsync($"{host}/team/app:v1", withCreds, creds: "alice:s3cret");
+        Assert.True(code == 0, output);
+        AssertPulled(withCreds, single, all: true);
+
+        (code, output) = await Skopeo.PullAsync($"{host}/team/app:v1", temp.Sub("anonymous"));
+        Assert.NotEqual(0, code);
+        (code, output) = await Skopeo.PullAsync($"{host}/team/app:v1", temp.Sub("wrong"), creds: "alice:wrong");
+        Assert.NotEqual(0, code);
+
+        // Straight at a cached blob, with no credentials: refused with an OCI error.
+        using var http = new HttpClient();
+        using var response = await http.GetAsync($"{hoard.BaseUrl}/v2/team/app/blobs/{single.Blobs[0]}");
+        Assert.Equal(401, (int)response.StatusCode);
+        Assert.Contains("UNAUTHORIZED", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        Assert.Contains("Basic", response.Headers.WwwAuthenticate.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Malformed_names_references_digests_and_unknown_registries_get_oci_errors_without_upstream_requests()
+    {
+        await using var registry = new Registry();
+        await registry.StartAsync();
+        using var temp = new TempDir();
+        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o => SetRegistry(o, registry));
+        using var http = new HttpClient();
+        (string Path, int Status, string Code)[] cases =
+        [
+            ("/v2/Team/App/manifests/v1", 400, "NAME_INVALID"),
+            ("/v2/team/app/manifests/bad$tag", 400, "MANIFEST_INVALID"),
+            ("/v2/team/app/manifests/sha256:1234", 400, "DIGEST_INVALID"),
+            ("/v2/team/app/blobs/sha256:xyz", 400, "DIGEST_INVALID"),
+            ("/v2/team/app/blobs/md5:00", 400, "DIGEST_INVALID"),
+            ("/v2/ghcr.io/team/app/manifests/v1", 404, "NAME_UNKNOWN"),
+            ("/v2/team/app/manifests/v1?ns=evil.example", 404, "NAME_UNKNOWN"),
+            ("/v2/team/app/blobs/uploads/", 405, "UNSUPPORTED"),
+        ];
+        foreach (var (path, status, code) in cases)
+        {
+            using var response = await http.GetAsync(hoard.BaseUrl + path);
+            Assert.True(status == (int)response.StatusCode, $"{path} -> {(int)response.StatusCode}");
+            using var doc = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+            Assert.Equal(code, doc.RootElement.GetProperty("errors")[0].GetProperty("code").GetString());
+        }
+        Assert.Equal(0, registry.Count("GET", "") + registry.Count("HEAD", "") + registry.Count("HEAD", "", 404) + registry.Count("GET", "", 404));
+        using var missing = await http.GetAsync($"{hoard.BaseUrl}/v2/team/nothing/manifests/v1");
+        Assert.Equal(404, (int)missing.StatusCode);
+        Assert.Contains("MANIFEST_UNKNOWN", await missing.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        using var api = await http.GetAsync($"{hoard.BaseUrl}/v2/");
+        Assert.Equal(401, (int)api.StatusCode);
+        Assert.Equal("registry/2.0", api.Headers.GetValues("Docker-Distribution-API-Version").Single());
+    }
+}
