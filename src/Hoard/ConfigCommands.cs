@@ -73,7 +73,66 @@ public static class ConfigCommands
             return 0;
         });
         config.Subcommands.Add(pip);
+        config.Subcommands.Add(Container("docker", "Print daemon.json with Hoard as Docker Hub's registry mirror; --apply merges it into /etc/docker/daemon.json.", "/etc/docker/daemon.json",
+            (hoard, _, path) => [(path, ContainerConfig.DockerDaemonJson(hoard, File.Exists(path) ? File.ReadAllText(path) : null))]));
+        config.Subcommands.Add(Container("containerd", "Print a hosts.toml per configured registry; --apply writes them under /etc/containerd/certs.d (set config_path there in containerd's config).", "/etc/containerd/certs.d",
+            (hoard, registries, path) => ContainerConfig.ContainerdHosts(hoard, registries).Select(h => (Path.Combine(path, h.Registry, "hosts.toml"), h.Content)).ToList()));
+        config.Subcommands.Add(Container("podman", "Print a registries.conf drop-in (podman, CRI-O, skopeo, buildah); --apply writes /etc/containers/registries.conf.d/hoard.conf.", "/etc/containers/registries.conf.d/hoard.conf",
+            (hoard, registries, path) => [(path, ContainerConfig.RegistriesConf(hoard, registries))]));
         return config;
+    }
+
+    /// <summary>One `hoard config` subcommand for a container client: files to print, or to write with --apply.</summary>
+    private static Command Container(string name, string description, string defaultPath, Func<Uri, IReadOnlyList<UpstreamSpec>, string, IReadOnlyList<(string Path, string Content)>> files)
+    {
+        var command = new Command(name, description);
+        var url = new Option<string>("--url") { Description = "Hoard's base URL as clients reach it (default: from --listen/HOARD_LISTEN, with this host's name for 0.0.0.0)" };
+        var apply = new Option<bool>("--apply") { Description = "write the files instead of printing them" };
+        var path = new Option<string>("--path") { Description = $"with --apply: where to write (default {defaultPath})" };
+        var registries = new Option<string[]>("--registry") { Description = "NAME=URL, as for serve (default: HOARD_REGISTRY or the --config file; Docker Hub always)" };
+        var configFile = Cli.ConfigOption();
+        foreach (var o in new Option[] { url, apply, path, registries, configFile })
+        {
+            command.Options.Add(o);
+        }
+        command.SetAction(parse =>
+        {
+            var baseUrl = (parse.GetValue(url) ?? DefaultBaseUrl()).TrimEnd('/');
+            if (!Uri.TryCreate(baseUrl, UriKind.Absolute, out var hoard) || (hoard.Scheme != "http" && hoard.Scheme != "https"))
+            {
+                Console.Error.WriteLine($"hoard: --url '{baseUrl}': expected http(s)://HOST[:PORT]");
+                return 2;
+            }
+            var flags = new Dictionary<string, IReadOnlyList<string>>(StringComparer.Ordinal);
+            if (parse.GetValue(registries) is { Length: > 0 } given)
+            {
+                flags["registry"] = given;
+            }
+            var environment = Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>().ToDictionary(e => (string)e.Key, e => e.Value as string);
+            var (options, errors) = SettingsLoader.Load(parse.GetValue(configFile) ?? environment.GetValueOrDefault("HOARD_CONFIG"), environment, flags);
+            if (errors.Count > 0)
+            {
+                errors.ForEach(e => Console.Error.WriteLine("hoard: " + e));
+                return 2;
+            }
+            var target = parse.GetValue(path) ?? defaultPath;
+            foreach (var (file, content) in files(hoard, options.Registries, target))
+            {
+                if (parse.GetValue(apply))
+                {
+                    Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(file))!);
+                    File.WriteAllText(file, content);
+                    Console.WriteLine($"wrote {file}");
+                }
+                else
+                {
+                    Console.WriteLine($"# {file}");
+                    Console.WriteLine(content);
+                }
+            }
+            return 0;
+        });
+        return command;
     }
 
     private static string DefaultBaseUrl()

@@ -175,6 +175,59 @@ public sealed class OciTests
     }
 
     [Fact]
+    public async Task Skopeo_with_the_registries_conf_from_hoard_config_podman_pulls_through_hoard()
+    {
+        var (temp, registry, single, _) = await UpstreamWithImagesAsync();
+        using var __ = temp;
+        await using var ___ = registry;
+        // A name that resolves nowhere: the pull can only succeed through the mirror entry Hoard writes.
+        var name = $"reg{Guid.NewGuid():N}"[..12] + ".test";
+        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o => SetRegistry(o, registry, name, isDefault: false));
+        // skopeo 1.9 reads only /etc/containers/registries.conf(.d): the drop-in goes there, uniquely named, and is removed.
+        var conf = $"/etc/containers/registries.conf.d/{name}.conf";
+        try
+        {
+            var (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "config", "podman", "--url", hoard.BaseUrl, "--registry", $"{name}=http://{registry.Host}/", "--apply", "--path", conf]);
+            Assert.True(code == 0, output);
+            Assert.Contains($"location = \"{new Uri(hoard.BaseUrl).Authority}/{name}\"", File.ReadAllText(conf), StringComparison.Ordinal);
+            var dest = temp.Sub("pulled");
+            (code, output) = await Pip.RunAsync("skopeo", ["copy", "--retry-times", "0", $"docker://{name}/team/app:v1", $"dir:{dest}"]);
+            Assert.True(code == 0, output);
+            AssertPulled(dest, single, all: true);
+            Assert.True(hoard.Metrics.Get($"hoard_oci_requests_total{{registry=\"{name}\",outcome=\"miss\"}}") >= 3);
+        }
+        finally
+        {
+            File.Delete(conf);
+        }
+    }
+
+    [Fact]
+    public async Task Config_docker_merges_daemon_json_and_config_containerd_writes_a_hosts_toml_per_registry()
+    {
+        using var temp = new TempDir();
+        var daemon = Path.Combine(temp.Path, "daemon.json");
+        File.WriteAllText(daemon, "{\"log-driver\": \"journald\", \"registry-mirrors\": [\"https://other.example\"]}");
+        var (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "config", "docker", "--url", "http://hoard.lan:8080", "--apply", "--path", daemon]);
+        Assert.True(code == 0, output);
+        using (var doc = JsonDocument.Parse(File.ReadAllText(daemon)))
+        {
+            Assert.Equal("journald", doc.RootElement.GetProperty("log-driver").GetString());
+            Assert.Equal(["https://other.example", "http://hoard.lan:8080"], doc.RootElement.GetProperty("registry-mirrors").EnumerateArray().Select(e => e.GetString()));
+            Assert.Equal("hoard.lan:8080", doc.RootElement.GetProperty("insecure-registries")[0].GetString());
+        }
+        var certs = temp.Sub("certs.d");
+        (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "config", "containerd", "--url", "http://hoard.lan:8080", "--registry", "ghcr.io=https://ghcr.io", "--apply", "--path", certs]);
+        Assert.True(code == 0, output);
+        var hub = File.ReadAllText(Path.Combine(certs, "docker.io", "hosts.toml"));
+        Assert.Contains("server = \"https://registry-1.docker.io\"", hub, StringComparison.Ordinal);
+        Assert.Contains("[host.\"http://hoard.lan:8080\"]", hub, StringComparison.Ordinal);
+        Assert.Contains("capabilities = [\"pull\", \"resolve\"]", hub, StringComparison.Ordinal);
+        Assert.Contains("dial_timeout", hub, StringComparison.Ordinal);
+        Assert.Contains("server = \"https://ghcr.io\"", File.ReadAllText(Path.Combine(certs, "ghcr.io", "hosts.toml")), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Malformed_names_references_digests_and_unknown_registries_get_oci_errors_without_upstream_requests()
     {
         await using var registry = new Registry();
