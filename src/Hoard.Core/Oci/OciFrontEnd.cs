@@ -102,7 +102,20 @@ public sealed partial class OciFrontEnd(
     private static string? ClientCredentials(HttpContext ctx)
     {
         var header = ctx.Request.Headers.Authorization.ToString();
-        return header.StartsWith("Basic ", StringComparison.OrdinalIgnoreCase) ? header[6..].Trim() : null;
+        if (!header.StartsWith("Basic ", StringComparison.OrdinalIgnoreCase))
+        {
+            return null;
+        }
+        var value = header[6..].Trim();
+        // Clients answer a Basic challenge with empty credentials when they hold none (":"): that is anonymous.
+        try
+        {
+            return System.Text.Encoding.UTF8.GetString(Convert.FromBase64String(value)) is ":" or "" ? null : value;
+        }
+        catch (FormatException)
+        {
+            return null;
+        }
     }
 
     private static Uri ApiUrl(UpstreamSpec registry, string path)

@@ -11,7 +11,7 @@ public sealed partial class Registry : IAsyncDisposable
     private Process? _process;
     private readonly List<string> _log = [];
 
-    public Registry(string? user = null, string? password = null, int? port = null)
+    public Registry(string? user = null, string? password = null, int? port = null, TokenServer? tokens = null)
     {
         Port = port ?? Ports.Free();
         _dir = Directory.CreateTempSubdirectory("hoard-registry-").FullName;
@@ -23,6 +23,10 @@ public sealed partial class Registry : IAsyncDisposable
             Assert.True(code == 0, output);
             File.WriteAllText(Path.Combine(_dir, "htpasswd"), output.Trim() + "\n");
             auth = $"auth:\n  htpasswd:\n    realm: hoard-test\n    path: {_dir}/htpasswd\n";
+        }
+        if (tokens is not null)
+        {
+            auth = $"auth:\n  token:\n    realm: {tokens.Realm}\n    service: {TokenServer.Service}\n    issuer: {TokenServer.Issuer}\n    rootcertbundle: {tokens.CertBundle}\n";
         }
         _config = Path.Combine(_dir, "config.yml");
         File.WriteAllText(_config, $"""

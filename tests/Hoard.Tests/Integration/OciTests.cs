@@ -228,6 +228,39 @@ public sealed class OciTests
     }
 
     [Fact]
+    public async Task The_bearer_token_flow_works_anonymously_for_public_repositories_and_with_client_credentials_for_private_ones()
+    {
+        using var temp = new TempDir();
+        await using var tokens = new TokenServer(temp.Path);
+        await tokens.StartAsync();
+        await using var registry = new Registry(tokens: tokens);
+        await registry.StartAsync();
+        var layout = new OciImages(temp.Sub("public"));
+        var publicImage = layout.SinglePlatform("public/tool", "v1");
+        await Skopeo.PushAsync(layout, publicImage, registry, "alice:s3cret");
+        var privateLayout = new OciImages(temp.Sub("private"));
+        var privateImage = privateLayout.SinglePlatform("secret/app", "v1");
+        await Skopeo.PushAsync(privateLayout, privateImage, registry, "alice:s3cret");
+
+        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o => SetRegistry(o, registry));
+        var host = new Uri(hoard.BaseUrl).Authority;
+        var issuedBefore = tokens.Issued;
+        var (code, output) = await Skopeo.PullAsync($"{host}/public/tool:v1", temp.Sub("anon"));
+        Assert.True(code == 0, output + string.Join("\n", hoard.Logs.Lines.Where(l => l.Contains("Upstream", StringComparison.Ordinal))));
+        AssertPulled(Path.Combine(temp.Path, "anon"), publicImage, all: true);
+        // Tokens are cached: one pull needs few, not one per request.
+        Assert.InRange(tokens.Issued - issuedBefore, 1, 3);
+
+        (code, _) = await Skopeo.PullAsync($"{host}/secret/app:v1", temp.Sub("denied"));
+        Assert.NotEqual(0, code);
+        (code, output) = await Skopeo.PullAsync($"{host}/secret/app:v1", temp.Sub("allowed"), creds: "alice:s3cret");
+        Assert.True(code == 0, output);
+        AssertPulled(Path.Combine(temp.Path, "allowed"), privateImage, all: true);
+        (code, _) = await Skopeo.PullAsync($"{host}/secret/app:v1", temp.Sub("denied-cached"));
+        Assert.NotEqual(0, code);
+    }
+
+    [Fact]
     public async Task Malformed_names_references_digests_and_unknown_registries_get_oci_errors_without_upstream_requests()
     {
         await using var registry = new Registry();
