@@ -261,6 +261,48 @@ public sealed class OciTests
     }
 
     [Fact]
+    public async Task Containerd_pulls_through_the_hosts_toml_written_by_hoard_config_containerd()
+    {
+        var (temp, registry, single, _) = await UpstreamWithImagesAsync();
+        using var __ = temp;
+        await using var ___ = registry;
+        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o => SetRegistry(o, registry, isDefault: false));
+        var hostsDir = temp.Sub("certs.d");
+        var (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "config", "containerd", "--url", hoard.BaseUrl, "--registry", $"{Upstream}=http://{registry.Host}/", "--apply", "--path", hostsDir]);
+        Assert.True(code == 0, output);
+
+        // A private containerd daemon (Debian's), its own root, state and socket.
+        var ctd = temp.Sub("containerd");
+        var socket = Path.Combine(ctd, "containerd.sock");
+        File.WriteAllText(Path.Combine(ctd, "config.toml"), $"version = 2\nroot = \"{ctd}/root\"\nstate = \"{ctd}/state\"\n[grpc]\n  address = \"{socket}\"\n");
+        using var daemon = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("containerd") { ArgumentList = { "--config", Path.Combine(ctd, "config.toml") }, RedirectStandardError = true, RedirectStandardOutput = true })!;
+        daemon.ErrorDataReceived += (_, _) => { };
+        daemon.OutputDataReceived += (_, _) => { };
+        daemon.BeginErrorReadLine();
+        daemon.BeginOutputReadLine();
+        try
+        {
+            await FetchEngineTests.WaitUntil(() => File.Exists(socket), TimeSpan.FromSeconds(20));
+            // registry.test resolves nowhere: only the hosts.toml mirror (Hoard, with ?ns=registry.test) can serve this.
+            (code, output) = await Pip.RunAsync("ctr", ["--address", socket, "-n", "hoard", "content", "fetch", "--hosts-dir", hostsDir, $"{Upstream}/team/app:v1"]);
+            Assert.True(code == 0, output);
+            (code, output) = await Pip.RunAsync("ctr", ["--address", socket, "-n", "hoard", "content", "ls", "-q"]);
+            Assert.True(code == 0, output);
+            Assert.Contains(single.Digest, output, StringComparison.Ordinal);
+            foreach (var blob in single.Blobs)
+            {
+                Assert.Contains(blob, output, StringComparison.Ordinal);
+            }
+            Assert.True(hoard.Metrics.Get($"hoard_oci_requests_total{{registry=\"{Upstream}\",outcome=\"miss\"}}") >= 3);
+        }
+        finally
+        {
+            daemon.Kill(entireProcessTree: true);
+            await daemon.WaitForExitAsync();
+        }
+    }
+
+    [Fact]
     public async Task Malformed_names_references_digests_and_unknown_registries_get_oci_errors_without_upstream_requests()
     {
         await using var registry = new Registry();
