@@ -110,6 +110,24 @@ public sealed class OciTests
         var whole = await http.GetByteArrayAsync($"{hoard.BaseUrl}/v2/team/app/blobs/{layer}?ns={registry.Host}");
         Assert.Equal(whole[10..20], await part.Content.ReadAsByteArrayAsync());
         Assert.Equal(layer, "sha256:" + Convert.ToHexStringLower(SHA256.HashData(whole)));
+
+        // tags/list is upstream's answer, passed on.
+        using var tags = JsonDocument.Parse(await http.GetStringAsync($"{hoard.BaseUrl}/v2/team/multi/tags/list?ns={registry.Host}"));
+        Assert.Equal("v2", tags.RootElement.GetProperty("tags")[0].GetString());
+    }
+
+    [Fact]
+    public async Task Credentials_configured_for_a_registry_are_used_for_every_client()
+    {
+        var (temp, registry, single, _) = await UpstreamWithImagesAsync("alice", "s3cret");
+        using var __ = temp;
+        await using var ___ = registry;
+        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o => SetRegistry(o, registry, userInfo: "alice:s3cret"));
+        var dest = temp.Sub("pulled");
+        var (code, output) = await Skopeo.PullAsync($"{new Uri(hoard.BaseUrl).Authority}/team/app:v1", dest);
+        Assert.True(code == 0, output);
+        AssertPulled(dest, single, all: true);
+        Assert.DoesNotContain(hoard.Logs.Lines, l => l.Contains("s3cret", StringComparison.Ordinal));
     }
 
     [Fact]
