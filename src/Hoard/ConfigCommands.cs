@@ -12,7 +12,7 @@ public static class ConfigCommands
     {
         var config = new Command("config", "Print (or write) client configuration for this Hoard server.");
         var pip = new Command("pip", "Print pip.conf and uv settings for this server; --apply writes pip's user config.");
-        var url = new Option<string>("--url") { Description = "Hoard's base URL as clients reach it (default: from --listen/HOARD_LISTEN, with this host's name for 0.0.0.0)" };
+        var url = UrlOption();
         var index = new Option<string>("--index") { Description = "PyPI index name to use (default: the default index, /simple/)" };
         var apply = new Option<bool>("--apply") { Description = "write pip's config file instead of printing it (PIP_CONFIG_FILE, else $XDG_CONFIG_HOME/pip/pip.conf); other settings in it are kept" };
         var file = new Option<string>("--file") { Description = "with --apply: the pip config file to write" };
@@ -22,12 +22,11 @@ public static class ConfigCommands
         pip.Options.Add(file);
         pip.SetAction(parse =>
         {
-            var baseUrl = (parse.GetValue(url) ?? DefaultBaseUrl()).TrimEnd('/');
-            if (!Uri.TryCreate(baseUrl, UriKind.Absolute, out var parsed) || (parsed.Scheme != "http" && parsed.Scheme != "https"))
+            if (BaseUrl(parse, url) is not { } parsed)
             {
-                Console.Error.WriteLine($"hoard: --url '{baseUrl}': expected http(s)://HOST[:PORT]");
                 return 2;
             }
+            var baseUrl = parsed.GetLeftPart(UriPartial.Path).TrimEnd('/');
             var indexName = parse.GetValue(index);
             if (indexName is not null && !UpstreamSpec.IsValidName(indexName))
             {
@@ -86,7 +85,7 @@ public static class ConfigCommands
     private static Command Container(string name, string description, string defaultPath, Func<Uri, IReadOnlyList<UpstreamSpec>, string, IReadOnlyList<(string Path, string Content)>> files)
     {
         var command = new Command(name, description);
-        var url = new Option<string>("--url") { Description = "Hoard's base URL as clients reach it (default: from --listen/HOARD_LISTEN, with this host's name for 0.0.0.0)" };
+        var url = UrlOption();
         var apply = new Option<bool>("--apply") { Description = "write the files instead of printing them" };
         var path = new Option<string>("--path") { Description = $"with --apply: where to write (default {defaultPath})" };
         var registries = new Option<string[]>("--registry") { Description = "NAME=URL, as for serve (default: HOARD_REGISTRY or the --config file; Docker Hub always)" };
@@ -97,10 +96,8 @@ public static class ConfigCommands
         }
         command.SetAction(parse =>
         {
-            var baseUrl = (parse.GetValue(url) ?? DefaultBaseUrl()).TrimEnd('/');
-            if (!Uri.TryCreate(baseUrl, UriKind.Absolute, out var hoard) || (hoard.Scheme != "http" && hoard.Scheme != "https"))
+            if (BaseUrl(parse, url) is not { } hoard)
             {
-                Console.Error.WriteLine($"hoard: --url '{baseUrl}': expected http(s)://HOST[:PORT]");
                 return 2;
             }
             var flags = new Dictionary<string, IReadOnlyList<string>>(StringComparer.Ordinal);
@@ -133,6 +130,23 @@ public static class ConfigCommands
             return 0;
         });
         return command;
+    }
+
+    private static Option<string> UrlOption() => new("--url")
+    {
+        Description = "Hoard's base URL as clients reach it (default: from --listen/HOARD_LISTEN, with this host's name for 0.0.0.0)",
+    };
+
+    /// <summary>The --url value (or the default), checked; null after printing why it is unusable.</summary>
+    private static Uri? BaseUrl(ParseResult parse, Option<string> url)
+    {
+        var text = (parse.GetValue(url) ?? DefaultBaseUrl()).TrimEnd('/');
+        if (Uri.TryCreate(text, UriKind.Absolute, out var parsed) && parsed.Scheme is "http" or "https")
+        {
+            return parsed;
+        }
+        Console.Error.WriteLine($"hoard: --url '{text}': expected http(s)://HOST[:PORT]");
+        return null;
     }
 
     private static string DefaultBaseUrl()

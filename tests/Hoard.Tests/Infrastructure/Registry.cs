@@ -4,31 +4,29 @@ using System.Text.RegularExpressions;
 namespace Hoard.Tests.Infrastructure;
 
 /// <summary>Debian's docker-registry (CNCF distribution 2.8) on a loopback port, optionally behind htpasswd basic auth.</summary>
-public sealed partial class Registry : IAsyncDisposable
+public sealed partial class Registry : ChildServer
 {
-    private readonly string _dir;
-    private readonly string _config;
-    private Process? _process;
+        private readonly string _config;
     private readonly List<string> _log = [];
 
     public Registry(string? user = null, string? password = null, int? port = null, TokenServer? tokens = null)
+        : base("hoard-registry-")
     {
         Port = port ?? Ports.Free();
-        _dir = Directory.CreateTempSubdirectory("hoard-registry-").FullName;
-        Storage = Path.Combine(_dir, "storage");
+        Storage = Path.Combine(Dir, "storage");
         var auth = "";
         if (user is not null)
         {
             var (code, output) = Pip.RunAsync("htpasswd", ["-Bbn", user, password!]).GetAwaiter().GetResult();
             Assert.True(code == 0, output);
-            File.WriteAllText(Path.Combine(_dir, "htpasswd"), output.Trim() + "\n");
-            auth = $"auth:\n  htpasswd:\n    realm: hoard-test\n    path: {_dir}/htpasswd\n";
+            File.WriteAllText(Path.Combine(Dir, "htpasswd"), output.Trim() + "\n");
+            auth = $"auth:\n  htpasswd:\n    realm: hoard-test\n    path: {Dir}/htpasswd\n";
         }
         if (tokens is not null)
         {
             auth = $"auth:\n  token:\n    realm: {tokens.Realm}\n    service: {TokenServer.Service}\n    issuer: {TokenServer.Issuer}\n    rootcertbundle: {tokens.CertBundle}\n";
         }
-        _config = Path.Combine(_dir, "config.yml");
+        _config = Path.Combine(Dir, "config.yml");
         File.WriteAllText(_config, $"""
             version: 0.1
             log:
@@ -56,11 +54,11 @@ public sealed partial class Registry : IAsyncDisposable
         var psi = new ProcessStartInfo("docker-registry") { RedirectStandardError = true, RedirectStandardOutput = true };
         psi.ArgumentList.Add("serve");
         psi.ArgumentList.Add(_config);
-        _process = Process.Start(psi)!;
-        _process.ErrorDataReceived += (_, e) => { if (e.Data is not null) { lock (_log) { _log.Add(e.Data); } } };
-        _process.OutputDataReceived += (_, e) => { if (e.Data is not null) { lock (_log) { _log.Add(e.Data); } } };
-        _process.BeginErrorReadLine();
-        _process.BeginOutputReadLine();
+        Process = Process.Start(psi)!;
+        Process.ErrorDataReceived += (_, e) => { if (e.Data is not null) { lock (_log) { _log.Add(e.Data); } } };
+        Process.OutputDataReceived += (_, e) => { if (e.Data is not null) { lock (_log) { _log.Add(e.Data); } } };
+        Process.BeginErrorReadLine();
+        Process.BeginOutputReadLine();
         await Ports.WaitOpenAsync(Port, TimeSpan.FromSeconds(20));
     }
 
@@ -77,26 +75,5 @@ public sealed partial class Registry : IAsyncDisposable
         }
     }
 
-    public void Kill()
-    {
-        if (_process is { HasExited: false })
-        {
-            _process.Kill(entireProcessTree: true);
-            _process.WaitForExit();
-        }
-        _process = null;
-    }
 
-    public ValueTask DisposeAsync()
-    {
-        Kill();
-        try
-        {
-            Directory.Delete(_dir, recursive: true);
-        }
-        catch (IOException)
-        {
-        }
-        return ValueTask.CompletedTask;
-    }
 }
