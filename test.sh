@@ -15,6 +15,8 @@ command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
 command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v containerd >/dev/null 2>&1 || need+=(containerd)
+[ -x /usr/sbin/fcgiwrap ] || need+=(fcgiwrap)
+command -v git >/dev/null 2>&1 || need+=(git)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

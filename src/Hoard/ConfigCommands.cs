@@ -78,7 +78,64 @@ public static class ConfigCommands
             (hoard, registries, path) => ContainerConfig.ContainerdHosts(hoard, registries).Select(h => (Path.Combine(path, h.Registry, "hosts.toml"), h.Content)).ToList()));
         config.Subcommands.Add(Container("podman", "Print a registries.conf drop-in (podman, CRI-O, skopeo, buildah); --apply writes /etc/containers/registries.conf.d/hoard.conf.", "/etc/containers/registries.conf.d/hoard.conf",
             (hoard, registries, path) => [(path, ContainerConfig.RegistriesConf(hoard, registries))]));
+        config.Subcommands.Add(GitCommand());
         return config;
+    }
+
+    /// <summary>`hoard config git`: the insteadOf lines that send every git command for a configured host through Hoard.</summary>
+    private static Command GitCommand()
+    {
+        var command = new Command("git", "Print (or with --apply run) the `git config --global url.<hoard>/git/NAME/.insteadOf <upstream>` line for each --git upstream.");
+        var url = UrlOption();
+        var apply = new Option<bool>("--apply") { Description = "run the git config commands (global config of the current user)" };
+        var upstreams = new Option<string[]>("--git") { Description = "NAME=URL, as for serve (default: HOARD_GIT or the --config file)" };
+        var configFile = Cli.ConfigOption();
+        foreach (var o in new Option[] { url, apply, upstreams, configFile })
+        {
+            command.Options.Add(o);
+        }
+        command.SetAction(parse =>
+        {
+            if (BaseUrl(parse, url) is not { } hoard)
+            {
+                return 2;
+            }
+            var flags = new Dictionary<string, IReadOnlyList<string>>(StringComparer.Ordinal);
+            if (parse.GetValue(upstreams) is { Length: > 0 } given)
+            {
+                flags["git"] = given;
+            }
+            var environment = Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>().ToDictionary(e => (string)e.Key, e => e.Value as string);
+            var (options, errors) = SettingsLoader.Load(parse.GetValue(configFile) ?? environment.GetValueOrDefault("HOARD_CONFIG"), environment, flags);
+            if (errors.Count > 0)
+            {
+                errors.ForEach(e => Console.Error.WriteLine("hoard: " + e));
+                return 2;
+            }
+            if (options.Git.Count == 0)
+            {
+                Console.Error.WriteLine("hoard: no --git upstream is configured");
+                return 2;
+            }
+            foreach (var g in options.Git)
+            {
+                var mirror = $"{hoard.GetLeftPart(UriPartial.Authority)}/git/{g.Name}/";
+                var upstreamUrl = new UriBuilder(g.Url) { UserName = "", Password = "" }.Uri.ToString();
+                if (parse.GetValue(apply))
+                {
+                    var psi = new System.Diagnostics.ProcessStartInfo("git") { ArgumentList = { "config", "--global", $"url.{mirror}.insteadOf", upstreamUrl } };
+                    using var p = System.Diagnostics.Process.Start(psi)!;
+                    p.WaitForExit();
+                    Console.WriteLine($"{(p.ExitCode == 0 ? "set" : "failed")}: url.{mirror}.insteadOf {upstreamUrl}");
+                }
+                else
+                {
+                    Console.WriteLine($"git config --global url.{mirror}.insteadOf {upstreamUrl}");
+                }
+            }
+            return 0;
+        });
+        return command;
     }
 
     /// <summary>One `hoard config` subcommand for a container client: files to print, or to write with --apply.</summary>

@@ -17,6 +17,15 @@ public sealed class HoardOptions
     public List<UpstreamSpec> Pypi { get; } = [new UpstreamSpec("pypi", new Uri(DefaultPypi))];
     public List<UpstreamSpec> Files { get; } = [];
 
+    /// <summary>Git servers by name: /git/NAME/&lt;repo&gt; mirrors URL/&lt;repo&gt;.</summary>
+    public List<UpstreamSpec> Git { get; } = [];
+
+    /// <summary>Serve a mirrored repository from its last known refs when upstream is unreachable.</summary>
+    public bool GitServeStale { get; set; } = true;
+
+    /// <summary>At most this many git processes (upload-pack, mirror fetches) run at once.</summary>
+    public int GitMaxProcesses { get; set; } = Math.Max(2, Environment.ProcessorCount * 2);
+
     /// <summary>Container registries by name (the host as written in image references). Docker Hub is always there unless redefined.</summary>
     public List<UpstreamSpec> Registries { get; } = [new UpstreamSpec(DockerHub, new Uri(DockerHubUrl))];
 

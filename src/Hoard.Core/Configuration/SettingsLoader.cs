@@ -79,6 +79,24 @@ public static class SettingsLoader
         }),
         new("default-registry", "the registry for image requests that name none (default docker.io)", false, (o, v) => { o.DefaultRegistry = v[^1].ToLowerInvariant(); return null; }),
         new("tag-ttl", "how long a tag's digest is trusted before HEAD checks it upstream again (default 1m)", false, (o, v) => Duration(v, "--tag-ttl", t => o.TagTtl = t)),
+        new("git", "NAME=URL of a git server, repeatable: /git/NAME/<repo> mirrors URL/<repo> (git config url.<hoard>/git/NAME/.insteadOf URL)", true, (o, v) =>
+        {
+            o.Git.Clear();
+            foreach (var item in v)
+            {
+                var err = UpstreamSpec.TryParse(item, nameRequired: true, out var spec, out _);
+                if (err is not null)
+                {
+                    return "--git " + err;
+                }
+                o.Git.Add(spec!);
+            }
+            return null;
+        }),
+        new("git-serve-stale", "serve mirrored repositories from their last known refs when upstream is unreachable: true or false (default true)", false, (o, v) =>
+            bool.TryParse(v[^1], out var b) ? Set(() => o.GitServeStale = b) : $"--git-serve-stale '{v[^1]}': expected true or false"),
+        new("git-max-processes", "most git processes at once (default 2 x cores)", false, (o, v) =>
+            int.TryParse(v[^1], out var n) && n is >= 1 and <= 1024 ? Set(() => o.GitMaxProcesses = n) : $"--git-max-processes '{v[^1]}': expected 1-1024"),
         new("files-ttl", "NAME=DURATION: treat that files upstream as mutable, revalidated after DURATION, repeatable", true, (o, v) =>
         {
             o.FilesTtl.Clear();

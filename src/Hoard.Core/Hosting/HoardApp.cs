@@ -67,6 +67,8 @@ public static partial class HoardApp
         services.AddSingleton<FilesFrontEnd>();
         services.AddSingleton<Oci.RegistryAuthenticator>();
         services.AddSingleton<Oci.OciFrontEnd>();
+        services.AddSingleton<Git.GitMirror>();
+        services.AddSingleton<Git.GitFrontEnd>();
         services.AddHostedService<Maintenance>();
         services.AddRouting();
 
@@ -81,6 +83,7 @@ public static partial class HoardApp
         app.Services.GetRequiredService<PypiFrontEnd>().Map(app);
         app.Services.GetRequiredService<FilesFrontEnd>().Map(app);
         app.Services.GetRequiredService<Oci.OciFrontEnd>().Map(app);
+        app.Services.GetRequiredService<Git.GitFrontEnd>().Map(app);
         app.MapFallback((HttpContext ctx) => HttpErrors.WriteAsync(ctx, 404, "no such route: see / for what Hoard serves"));
         return app;
     }

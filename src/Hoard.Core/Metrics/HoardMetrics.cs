@@ -23,7 +23,7 @@ public enum CacheOutcome
 /// </summary>
 public sealed class HoardMetrics
 {
-    public static readonly string[] Protocols = ["pypi", "files", "oci", "admin"];
+    public static readonly string[] Protocols = ["pypi", "files", "oci", "git", "admin"];
     private static readonly int OutcomeCount = Enum.GetValues<CacheOutcome>().Length;
 
     private readonly long[] _requests = new long[Protocols.Length * OutcomeCount];
@@ -56,6 +56,14 @@ public sealed class HoardMetrics
     /// <summary>Image requests by registry and outcome (the per-protocol counter has no registry label).</summary>
     public void OciRequest(string registry, CacheOutcome outcome) =>
         Add($"hoard_oci_requests_total{{registry=\"{registry}\",outcome=\"{outcome.ToString().ToLowerInvariant()}\"}}", 1);
+
+    public void Git(string kind, string result) => Add($"hoard_git_requests_total{{kind=\"{kind}\",result=\"{result}\"}}", 1);
+
+    public void GitMirrorFetch(string upstream, string result, TimeSpan duration)
+    {
+        Add($"hoard_git_mirror_fetches_total{{upstream=\"{upstream}\",result=\"{result}\"}}", 1);
+        Add($"hoard_git_mirror_fetch_milliseconds_total{{upstream=\"{upstream}\"}}", (long)duration.TotalMilliseconds);
+    }
 
     public void StaleServed(string protocol) => Add($"hoard_stale_served_total{{protocol=\"{protocol}\"}}", 1);
 

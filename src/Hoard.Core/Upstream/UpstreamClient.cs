@@ -27,6 +27,12 @@ public sealed record UpstreamCall(string UpstreamName, Uri Url)
     /// <summary>GET unless told otherwise (HEAD resolves a tag without downloading anything).</summary>
     public HttpMethod Method { get; init; } = HttpMethod.Get;
 
+    /// <summary>Extra request headers passed as given (a client's Authorization for git, Git-Protocol).</summary>
+    public IReadOnlyList<KeyValuePair<string, string>> Headers { get; init; } = [];
+
+    /// <summary>A request body, streamed once and never retried (git push).</summary>
+    public HttpContent? Body { get; init; }
+
     /// <summary>Credentials for this request and what to do on a 401 (registries' token flow). Null: URL user info only.</summary>
     public IUpstreamAuth? Auth { get; init; }
 }
@@ -252,6 +258,14 @@ public sealed partial class UpstreamClient : IDisposable
             request.Headers.Authorization = new AuthenticationHeaderValue("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes(credentials)));
         }
         request.Headers.TryAddWithoutValidation("User-Agent", UserAgent);
+        foreach (var (name, value) in call.Headers)
+        {
+            request.Headers.TryAddWithoutValidation(name, value);
+        }
+        if (call.Body is not null)
+        {
+            request.Content = call.Body;
+        }
         if (call.Accept is not null)
         {
             request.Headers.TryAddWithoutValidation("Accept", call.Accept);

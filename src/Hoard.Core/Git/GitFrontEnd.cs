@@ -1,0 +1,437 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.IO.Compression;
+using System.Text;
+using System.Text.RegularExpressions;
+using Hoard.Core.Configuration;
+using Hoard.Core.Http;
+using Hoard.Core.Metrics;
+using Hoard.Core.Upstream;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Logging;
+
+namespace Hoard.Core.Git;
+
+/// <summary>
+/// Git smart HTTP at /git/NAME/&lt;repo&gt;. Discovery (info/refs) always goes upstream with the client's credentials,
+/// so clients see current refs and upstream authorises them; fetches are answered by the real
+/// `git upload-pack --stateless-rpc` on a local full mirror, fetched from upstream only when it lacks a wanted
+/// object; pushes stream straight to upstream. With upstream unreachable, a mirrored repository is served from its
+/// last known refs.
+/// </summary>
+public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstream, HoardOptions options, HoardMetrics metrics, TimeProvider time, ILogger<GitFrontEnd> logger)
+{
+    private const long MaxRequestBody = 64L * 1024 * 1024;
+    private static readonly int Protocol = HoardMetrics.ProtocolIndex("git");
+    private readonly Dictionary<string, UpstreamSpec> _upstreams = options.Git.ToDictionary(g => g.Name, StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, (bool Allowed, long AtMs)> _access = new(StringComparer.Ordinal);
+
+    [GeneratedRegex("^[A-Za-z0-9_][A-Za-z0-9._~-]*(/[A-Za-z0-9_][A-Za-z0-9._~-]*){0,8}$")]
+    private static partial Regex RepositoryPattern();
+
+    public void Map(IEndpointRouteBuilder app) => app.MapMethods("/git/{name}/{**rest}", ["GET", "POST"], HandleAsync);
+
+    private async Task HandleAsync(HttpContext ctx)
+    {
+        RequestInfo.For(ctx).Protocol = Protocol;
+        var name = (string)ctx.Request.RouteValues["name"]!;
+        if (!_upstreams.TryGetValue(name, out var spec))
+        {
+            await HttpErrors.WriteAsync(ctx, 404, $"no git upstream named '{name}' is configured");
+            return;
+        }
+        var rest = (ctx.Request.Path.Value ?? "")[$"/git/{name}/".Length..];
+        string repository, action;
+        if (rest.EndsWith("/info/refs", StringComparison.Ordinal))
+        {
+            (repository, action) = (rest[..^"/info/refs".Length], "info/refs");
+        }
+        else if (rest.EndsWith("/git-upload-pack", StringComparison.Ordinal) || rest.EndsWith("/git-receive-pack", StringComparison.Ordinal))
+        {
+            var slash = rest.LastIndexOf('/');
+            (repository, action) = (rest[..slash], rest[(slash + 1)..]);
+        }
+        else
+        {
+            await HttpErrors.WriteAsync(ctx, 404, "not a git smart HTTP path: expected <repo>/info/refs, <repo>/git-upload-pack or <repo>/git-receive-pack");
+            return;
+        }
+        if (!RepositoryPattern().IsMatch(repository) || repository.Split('/').Any(s => s.StartsWith('.')))
+        {
+            await HttpErrors.WriteAsync(ctx, 400, "invalid repository path");
+            return;
+        }
+        var service = action == "info/refs" ? ctx.Request.Query["service"].ToString() : action;
+        switch (action, service, ctx.Request.Method)
+        {
+            case ("info/refs", "git-upload-pack", "GET"):
+                await InfoRefsAsync(ctx, spec, repository);
+                break;
+            case ("info/refs", "git-receive-pack", "GET") or ("git-receive-pack", _, "POST"):
+                await ForwardAsync(ctx, spec, rest, "receive_pack");
+                break;
+            case ("git-upload-pack", _, "POST"):
+                await UploadPackAsync(ctx, spec, repository);
+                break;
+            default:
+                await HttpErrors.WriteAsync(ctx, 403, "only git-upload-pack and git-receive-pack are served (dumb HTTP is not)");
+                break;
+        }
+    }
+
+    private static string? Authorization(HttpContext ctx) => ctx.Request.Headers.Authorization.Count > 0 ? ctx.Request.Headers.Authorization.ToString() : null;
+
+    private static string GitProtocolHeader(HttpContext ctx) => ctx.Request.Headers["Git-Protocol"].ToString();
+
+    private static bool IsV2(string gitProtocol) => gitProtocol.Split(':').Any(p => p.Trim() == "version=2");
+
+    private Uri UpstreamUrl(UpstreamSpec spec, string pathAndQuery) =>
+        new(new UriBuilder(spec.Url) { UserName = "", Password = "" }.Uri, pathAndQuery);
+
+    private List<KeyValuePair<string, string>> ForwardHeaders(HttpContext ctx, UpstreamSpec spec)
+    {
+        var headers = new List<KeyValuePair<string, string>>();
+        var auth = Authorization(ctx) ?? (string.IsNullOrEmpty(spec.Url.UserInfo) ? null : "Basic " + Convert.ToBase64String(Encoding.UTF8.GetBytes(Uri.UnescapeDataString(spec.Url.UserInfo))));
+        if (auth is not null)
+        {
+            headers.Add(new("Authorization", auth));
+        }
+        if (GitProtocolHeader(ctx) is { Length: > 0 } gp)
+        {
+            headers.Add(new("Git-Protocol", gp));
+        }
+        return headers;
+    }
+
+    private string AccessKey(UpstreamSpec spec, string repository, HttpContext ctx) =>
+        $"{spec.Name}|{repository}|{Oci.RegistryAuthenticator.CredentialId(Authorization(ctx))}";
+
+    /// <summary>Refs come from upstream every time (with the client's credentials, which this also checks).</summary>
+    private async Task InfoRefsAsync(HttpContext ctx, UpstreamSpec spec, string repository)
+    {
+        var info = RequestInfo.For(ctx);
+        try
+        {
+            using var response = await upstream.SendUncheckedAsync(new UpstreamCall(spec.Name, UpstreamUrl(spec, repository + "/info/refs?service=git-upload-pack"))
+            {
+                Headers = ForwardHeaders(ctx, spec),
+            }, ctx.RequestAborted);
+            var status = (int)response.StatusCode;
+            _access[AccessKey(spec, repository, ctx)] = (status == 200, time.GetUtcNow().ToUnixTimeMilliseconds());
+            ctx.Response.StatusCode = status;
+            foreach (var challenge in response.Headers.WwwAuthenticate)
+            {
+                ctx.Response.Headers.Append("WWW-Authenticate", challenge.ToString());
+            }
+            ctx.Response.Headers.CacheControl = "no-cache";
+            ctx.Response.ContentType = response.Content.Headers.ContentType?.ToString() ?? "application/x-git-upload-pack-advertisement";
+            info.Outcome = CacheOutcome.Bypass;
+            metrics.Git("info_refs", status == 200 ? "upstream" : status.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            await response.Content.CopyToAsync(ctx.Response.Body, ctx.RequestAborted);
+        }
+        catch (UpstreamException e)
+        {
+            var mirror = mirrors.PathOf(spec, repository);
+            if (!options.GitServeStale || !mirrors.Exists(mirror) || !(_access.TryGetValue(AccessKey(spec, repository, ctx), out var known) && known.Allowed))
+            {
+                metrics.Git("info_refs", "error");
+                await HttpErrors.WriteAsync(ctx, e.ClientStatus, e.Message);
+                return;
+            }
+            LogStaleRefs(logger, spec.Name, repository, e.Message);
+            metrics.StaleServed("git");
+            metrics.Git("info_refs", "stale");
+            info.Outcome = CacheOutcome.Stale;
+            await RunUploadPackAsync(ctx, mirror, advertise: true, body: null);
+        }
+    }
+
+    private async Task UploadPackAsync(HttpContext ctx, UpstreamSpec spec, string repository)
+    {
+        var info = RequestInfo.For(ctx);
+        var body = await ReadBodyAsync(ctx);
+        if (body is null)
+        {
+            return;
+        }
+        if (await AuthoriseAsync(ctx, spec, repository) is { } refusal)
+        {
+            await HttpErrors.WriteAsync(ctx, refusal.Status, refusal.Message);
+            return;
+        }
+        if (IsCommand(body, "ls-refs"))
+        {
+            // Protocol v2 discovery: upstream's refs, always; the mirror's only when upstream is unreachable.
+            if (await TryForwardLsRefsAsync(ctx, spec, repository, body))
+            {
+                return;
+            }
+            var stale = mirrors.PathOf(spec, repository);
+            if (!options.GitServeStale || !mirrors.Exists(stale))
+            {
+                await HttpErrors.WriteAsync(ctx, 502, $"upstream '{spec.Name}' is unreachable and {repository} is not mirrored");
+                return;
+            }
+            LogStaleRefs(logger, spec.Name, repository, "ls-refs from the mirror");
+            metrics.StaleServed("git");
+            metrics.Git("ls_refs", "stale");
+            info.Outcome = CacheOutcome.Stale;
+            await RunUploadPackAsync(ctx, stale, advertise: false, body);
+            return;
+        }
+        var (wants, wantRefs) = ParseWants(body);
+        var mirror = mirrors.PathOf(spec, repository);
+        var missing = await mirrors.MissingAsync(mirror, wants, wantRefs, ctx.RequestAborted);
+        info.Outcome = missing.Count == 0 ? CacheOutcome.Hit : CacheOutcome.Miss;
+        if (missing.Count > 0)
+        {
+            await mirrors.RefreshAsync(spec, repository, mirror, Authorization(ctx) is { } a ? a : null);
+            if (!mirrors.Exists(mirror))
+            {
+                await HttpErrors.WriteAsync(ctx, 502, $"could not mirror {spec.Name}/{repository} from upstream");
+                return;
+            }
+        }
+        metrics.Git("upload_pack", missing.Count == 0 ? "hit" : "fetched");
+        await RunUploadPackAsync(ctx, mirror, advertise: false, body);
+    }
+
+    private static bool IsCommand(byte[] body, string command) =>
+        body.AsSpan().IndexOf(Encoding.ASCII.GetBytes("command=" + command + "\n")) is >= 4 and < 16;
+
+    /// <summary>Sends a v2 ls-refs upstream and relays the answer; false when upstream could not be reached.</summary>
+    private async Task<bool> TryForwardLsRefsAsync(HttpContext ctx, UpstreamSpec spec, string repository, byte[] body)
+    {
+        var content = new ByteArrayContent(body);
+        content.Headers.TryAddWithoutValidation("Content-Type", "application/x-git-upload-pack-request");
+        try
+        {
+            using var response = await upstream.SendUncheckedAsync(new UpstreamCall(spec.Name, UpstreamUrl(spec, repository + "/git-upload-pack"))
+            {
+                Method = HttpMethod.Post,
+                Headers = ForwardHeaders(ctx, spec),
+                Body = content,
+            }, ctx.RequestAborted);
+            RequestInfo.For(ctx).Outcome = CacheOutcome.Bypass;
+            ctx.Response.StatusCode = (int)response.StatusCode;
+            ctx.Response.Headers.CacheControl = "no-cache";
+            ctx.Response.ContentType = response.Content.Headers.ContentType?.ToString() ?? "application/x-git-upload-pack-result";
+            metrics.Git("ls_refs", "upstream");
+            await response.Content.CopyToAsync(ctx.Response.Body, ctx.RequestAborted);
+            return true;
+        }
+        catch (UpstreamException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Upstream must accept this client for this repository; its answer is remembered for a minute.</summary>
+    private async Task<(int Status, string Message)?> AuthoriseAsync(HttpContext ctx, UpstreamSpec spec, string repository)
+    {
+        var key = AccessKey(spec, repository, ctx);
+        var now = time.GetUtcNow().ToUnixTimeMilliseconds();
+        if (_access.TryGetValue(key, out var known) && now - known.AtMs < 60_000)
+        {
+            return known.Allowed ? null : (401, "upstream refused these credentials for " + repository);
+        }
+        var headers = ForwardHeaders(ctx, spec);
+        headers.RemoveAll(h => h.Key == "Git-Protocol");
+        headers.Add(new("Git-Protocol", "version=2"));
+        try
+        {
+            using var response = await upstream.SendUncheckedAsync(new UpstreamCall(spec.Name, UpstreamUrl(spec, repository + "/info/refs?service=git-upload-pack")) { Headers = headers }, ctx.RequestAborted);
+            var ok = response.IsSuccessStatusCode;
+            _access[key] = (ok, now);
+            return ok ? null : ((int)response.StatusCode, $"upstream answered {(int)response.StatusCode} for {repository}");
+        }
+        catch (UpstreamException e)
+        {
+            return known.AtMs > 0 && known.Allowed ? null : (e.ClientStatus, e.Message);
+        }
+    }
+
+    /// <summary>The request body, gunzipped if the client compressed it, at most 64 MB; null after answering an error.</summary>
+    private static async Task<byte[]?> ReadBodyAsync(HttpContext ctx)
+    {
+        if (ctx.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit)
+        {
+            limit.MaxRequestBodySize = MaxRequestBody;
+        }
+        using var buffer = new MemoryStream();
+        try
+        {
+            var input = ctx.Request.Body;
+            if (ctx.Request.Headers.ContentEncoding.ToString().Contains("gzip", StringComparison.OrdinalIgnoreCase))
+            {
+                input = new GZipStream(input, CompressionMode.Decompress);
+            }
+            var chunk = new byte[81920];
+            int n;
+            while ((n = await input.ReadAsync(chunk, ctx.RequestAborted)) > 0)
+            {
+                buffer.Write(chunk, 0, n);
+                if (buffer.Length > MaxRequestBody)
+                {
+                    await HttpErrors.WriteAsync(ctx, 413, "git request body larger than 64 MB");
+                    return null;
+                }
+            }
+        }
+        catch (Exception e) when (e is InvalidDataException or BadHttpRequestException)
+        {
+            await HttpErrors.WriteAsync(ctx, 400, "unreadable request body: " + e.Message);
+            return null;
+        }
+        return buffer.ToArray();
+    }
+
+    /// <summary>want &lt;oid&gt; and want-ref &lt;ref&gt; lines from pkt-lines (v0/v1 and v2).</summary>
+    internal static (List<string> Objects, List<string> Refs) ParseWants(byte[] body)
+    {
+        var objects = new List<string>();
+        var refs = new List<string>();
+        var i = 0;
+        while (i + 4 <= body.Length)
+        {
+            if (!int.TryParse(Encoding.ASCII.GetString(body, i, 4), System.Globalization.NumberStyles.HexNumber, null, out var length))
+            {
+                break;
+            }
+            if (length < 4)
+            {
+                i += 4;
+                continue;
+            }
+            if (i + length > body.Length)
+            {
+                break;
+            }
+            var line = Encoding.UTF8.GetString(body, i + 4, length - 4).TrimEnd('\n');
+            if (line.StartsWith("want-ref ", StringComparison.Ordinal))
+            {
+                refs.Add(line[9..].Trim());
+            }
+            else if (line.StartsWith("want ", StringComparison.Ordinal) && line.Length >= 45)
+            {
+                objects.Add(line.Substring(5, 40));
+            }
+            i += length;
+        }
+        return (objects, refs);
+    }
+
+    /// <summary>git upload-pack on the mirror, its stdout streamed to the client; killed if the client leaves.</summary>
+    private async Task RunUploadPackAsync(HttpContext ctx, string mirror, bool advertise, byte[]? body)
+    {
+        var gitProtocol = GitProtocolHeader(ctx);
+        await mirrors.Processes.WaitAsync(ctx.RequestAborted);
+        try
+        {
+            List<string> args = advertise ? ["upload-pack", "--stateless-rpc", "--advertise-refs", mirror] : ["upload-pack", "--stateless-rpc", mirror];
+            using var p = Process.Start(GitProcess.Start(args, gitProtocol: gitProtocol))!;
+            var stderr = p.StandardError.ReadToEndAsync();
+            ctx.Response.ContentType = advertise ? "application/x-git-upload-pack-advertisement" : "application/x-git-upload-pack-result";
+            ctx.Response.Headers.CacheControl = "no-cache";
+            var feed = Task.Run(async () =>
+            {
+                try
+                {
+                    if (body is not null)
+                    {
+                        await p.StandardInput.BaseStream.WriteAsync(body);
+                    }
+                }
+                catch (IOException)
+                {
+                    // upload-pack ended early; its stderr says why.
+                }
+                finally
+                {
+                    p.StandardInput.Close();
+                }
+            });
+            if (advertise && !IsV2(gitProtocol))
+            {
+                await ctx.Response.Body.WriteAsync("001e# service=git-upload-pack\n0000"u8.ToArray(), ctx.RequestAborted);
+            }
+            try
+            {
+                await p.StandardOutput.BaseStream.CopyToAsync(ctx.Response.Body, ctx.RequestAborted);
+                await p.WaitForExitAsync(ctx.RequestAborted);
+            }
+            catch (OperationCanceledException)
+            {
+                p.Kill(entireProcessTree: true);
+                return;
+            }
+            await feed;
+            if (p.ExitCode != 0)
+            {
+                LogUploadPackFailed(logger, mirror, p.ExitCode, (await stderr).Trim());
+            }
+        }
+        finally
+        {
+            mirrors.Processes.Release();
+        }
+    }
+
+    /// <summary>Pushes and their discovery: streamed to upstream as they come, never buffered, never retried.</summary>
+    private async Task ForwardAsync(HttpContext ctx, UpstreamSpec spec, string pathAndService, string kind)
+    {
+        RequestInfo.For(ctx).Outcome = CacheOutcome.Bypass;
+        var isPost = HttpMethods.IsPost(ctx.Request.Method);
+        if (isPost && ctx.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit)
+        {
+            limit.MaxRequestBodySize = null;
+        }
+        var headers = ForwardHeaders(ctx, spec);
+        HttpContent? content = null;
+        if (isPost)
+        {
+            content = new StreamContent(ctx.Request.Body);
+            content.Headers.TryAddWithoutValidation("Content-Type", ctx.Request.ContentType ?? "application/x-git-receive-pack-request");
+            if (ctx.Request.Headers.ContentEncoding.Count > 0)
+            {
+                content.Headers.TryAddWithoutValidation("Content-Encoding", ctx.Request.Headers.ContentEncoding.ToString());
+            }
+        }
+        var query = ctx.Request.QueryString.Value ?? "";
+        try
+        {
+            using var response = await upstream.SendUncheckedAsync(new UpstreamCall(spec.Name, UpstreamUrl(spec, pathAndService + query))
+            {
+                Method = isPost ? HttpMethod.Post : HttpMethod.Get,
+                Headers = headers,
+                Body = content,
+            }, ctx.RequestAborted);
+            ctx.Response.StatusCode = (int)response.StatusCode;
+            foreach (var challenge in response.Headers.WwwAuthenticate)
+            {
+                ctx.Response.Headers.Append("WWW-Authenticate", challenge.ToString());
+            }
+            ctx.Response.Headers.CacheControl = "no-cache";
+            if (response.Content.Headers.ContentType is { } type)
+            {
+                ctx.Response.ContentType = type.ToString();
+            }
+            metrics.Git(kind, ((int)response.StatusCode).ToString(System.Globalization.CultureInfo.InvariantCulture));
+            await response.Content.CopyToAsync(ctx.Response.Body, ctx.RequestAborted);
+        }
+        catch (UpstreamException e)
+        {
+            metrics.Git(kind, "error");
+            await HttpErrors.WriteAsync(ctx, e.ClientStatus, e.Message);
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Git {Upstream}/{Repository}: upstream unreachable, serving the mirror's last known refs: {Error}")]
+    private static partial void LogStaleRefs(ILogger logger, string upstream, string repository, string error);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "git upload-pack on {Mirror} exited {Code}: {Error}")]
+    private static partial void LogUploadPackFailed(ILogger logger, string mirror, int code, string error);
+}

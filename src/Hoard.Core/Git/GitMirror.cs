@@ -1,0 +1,151 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using Hoard.Core.Configuration;
+using Hoard.Core.Metrics;
+using Microsoft.Extensions.Logging;
+
+namespace Hoard.Core.Git;
+
+/// <summary>
+/// Full, non-shallow bare mirrors of upstream repositories under {data}/git, refs 1:1 with upstream
+/// (clone --mirror). One clone or fetch per repository at a time; callers that find one running wait for it
+/// and check again instead of fetching twice. Readers (upload-pack) keep working while a fetch runs: git writes
+/// objects before it moves refs.
+/// </summary>
+public sealed partial class GitMirror(HoardOptions options, HoardMetrics metrics, ILogger<GitMirror> logger)
+{
+    private readonly ConcurrentDictionary<string, Task<bool>> _fetches = new(StringComparer.Ordinal);
+    private readonly string _root = Path.Combine(Path.GetFullPath(options.DataDir), "git");
+
+    public SemaphoreSlim Processes { get; } = new(options.GitMaxProcesses);
+
+    /// <summary>The mirror's directory for a validated repository path; never outside {data}/git.</summary>
+    public string PathOf(UpstreamSpec upstream, string repository)
+    {
+        var path = Path.GetFullPath(Path.Combine(_root, upstream.Name, repository.EndsWith(".git", StringComparison.Ordinal) ? repository : repository + ".git"));
+        if (!path.StartsWith(_root + Path.DirectorySeparatorChar, StringComparison.Ordinal))
+        {
+            throw new InvalidOperationException("repository path escapes the mirror root");
+        }
+        return path;
+    }
+
+    public bool Exists(string mirror) => File.Exists(Path.Combine(mirror, "HEAD"));
+
+    /// <summary>Objects (and want-ref refs) the mirror lacks.</summary>
+    public async Task<List<string>> MissingAsync(string mirror, IReadOnlyList<string> objects, IReadOnlyList<string> refs, CancellationToken ct)
+    {
+        var missing = new List<string>();
+        if (!Exists(mirror))
+        {
+            missing.AddRange(objects);
+            missing.AddRange(refs);
+            return missing;
+        }
+        if (objects.Count > 0)
+        {
+            using var p = Process.Start(GitProcess.Start(["-C", mirror, "cat-file", "--batch-check"]))!;
+            var read = p.StandardOutput.ReadToEndAsync(ct);
+            foreach (var oid in objects)
+            {
+                await p.StandardInput.WriteLineAsync(oid.AsMemory(), ct);
+            }
+            p.StandardInput.Close();
+            var output = await read;
+            await p.WaitForExitAsync(ct);
+            missing.AddRange(output.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => l.EndsWith(" missing", StringComparison.Ordinal)).Select(l => l.Split(' ')[0]));
+        }
+        foreach (var r in refs)
+        {
+            var (code, _, _) = await GitProcess.RunAsync(["-C", mirror, "rev-parse", "--verify", "--quiet", r], null, ct);
+            if (code != 0)
+            {
+                missing.Add(r);
+            }
+        }
+        return missing;
+    }
+
+    /// <summary>Clones or fetches the mirror, joining one already running for this repository.</summary>
+    public Task<bool> RefreshAsync(UpstreamSpec upstream, string repository, string mirror, string? authorization)
+    {
+        var created = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var task = _fetches.GetOrAdd(mirror, created.Task);
+        if (!ReferenceEquals(task, created.Task))
+        {
+            return task;
+        }
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                created.SetResult(await FetchAsync(upstream, repository, mirror, authorization));
+            }
+            catch (Exception e)
+            {
+                LogFetchFailed(logger, upstream.Name, repository, e.Message);
+                created.SetResult(false);
+            }
+            finally
+            {
+                _fetches.TryRemove(new KeyValuePair<string, Task<bool>>(mirror, created.Task));
+            }
+        });
+        return created.Task;
+    }
+
+    private async Task<bool> FetchAsync(UpstreamSpec upstream, string repository, string mirror, string? authorization)
+    {
+        var url = new UriBuilder(upstream.Url) { UserName = "", Password = "" }.Uri + repository;
+        authorization ??= string.IsNullOrEmpty(upstream.Url.UserInfo) ? null : "Basic " + Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes(Uri.UnescapeDataString(upstream.Url.UserInfo)));
+        var started = Stopwatch.GetTimestamp();
+        await Processes.WaitAsync();
+        try
+        {
+            int code;
+            string error;
+            if (Exists(mirror))
+            {
+                (code, _, error) = await GitProcess.RunAsync(["-C", mirror, "fetch", "--prune", "--quiet", "origin"], authorization, CancellationToken.None);
+            }
+            else
+            {
+                // Clone beside the final path and rename: a half-made mirror is never visible.
+                var temp = mirror + ".tmp-" + Guid.NewGuid().ToString("N");
+                Directory.CreateDirectory(Path.GetDirectoryName(mirror)!);
+                (code, _, error) = await GitProcess.RunAsync(["clone", "--mirror", "--quiet", url, temp], authorization, CancellationToken.None);
+                if (code == 0)
+                {
+                    foreach (var (key, value) in new[] { ("uploadpack.allowFilter", "true"), ("uploadpack.allowAnySHA1InWant", "true"), ("uploadpack.allowRefInWant", "true"), ("gc.auto", "0") })
+                    {
+                        await GitProcess.RunAsync(["-C", temp, "config", key, value], null, CancellationToken.None);
+                    }
+                    Directory.Move(temp, mirror);
+                }
+                else if (Directory.Exists(temp))
+                {
+                    Directory.Delete(temp, recursive: true);
+                }
+            }
+            var elapsed = Stopwatch.GetElapsedTime(started);
+            metrics.GitMirrorFetch(upstream.Name, code == 0 ? "ok" : "error", elapsed);
+            if (code != 0)
+            {
+                LogFetchFailed(logger, upstream.Name, repository, error.Trim());
+                return false;
+            }
+            LogFetched(logger, upstream.Name, repository, elapsed.TotalMilliseconds);
+            return true;
+        }
+        finally
+        {
+            Processes.Release();
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Git mirror {Upstream}/{Repository} updated in {Ms:0} ms")]
+    private static partial void LogFetched(ILogger logger, string upstream, string repository, double ms);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Git mirror {Upstream}/{Repository}: fetch failed: {Error}")]
+    private static partial void LogFetchFailed(ILogger logger, string upstream, string repository, string error);
+}

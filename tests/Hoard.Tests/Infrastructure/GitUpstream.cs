@@ -1,0 +1,138 @@
+using System.Diagnostics;
+
+namespace Hoard.Tests.Infrastructure;
+
+/// <summary>
+/// A real git server: nginx + fcgiwrap + git http-backend (Debian's), serving bare repositories the test makes,
+/// push enabled. nginx's access log counts upload-pack POSTs. With a user, every request needs Basic auth.
+/// </summary>
+public sealed class GitUpstream : IAsyncDisposable
+{
+    private readonly TempDir _dir = new("hoard-gitup");
+    private Process? _fcgi;
+    private Nginx? _nginx;
+
+    public GitUpstream(string? user = null, string? password = null)
+    {
+        Root = _dir.Sub("repos");
+        Socket = Path.Combine(_dir.Path, "fcgi.sock");
+        var auth = "";
+        if (user is not null)
+        {
+            var (code, output) = Pip.RunAsync("htpasswd", ["-bn", user, password!]).GetAwaiter().GetResult();
+            Assert.True(code == 0, output);
+            File.WriteAllText(Path.Combine(_dir.Path, "htpasswd"), output.Trim() + "\n");
+            auth = $"auth_basic \"git\"; auth_basic_user_file {_dir.Path}/htpasswd;";
+        }
+        Config = $$"""
+            client_max_body_size 0;
+            location / {
+              {{auth}}
+              fastcgi_pass unix:{{Socket}};
+              include /etc/nginx/fastcgi_params;
+              fastcgi_param SCRIPT_FILENAME /usr/lib/git-core/git-http-backend;
+              fastcgi_param GIT_PROJECT_ROOT {{Root}};
+              fastcgi_param GIT_HTTP_EXPORT_ALL "";
+              fastcgi_param PATH_INFO $uri;
+              fastcgi_param REMOTE_USER $remote_user;
+              fastcgi_param GIT_PROTOCOL $http_git_protocol;
+            }
+            """;
+    }
+
+    public string Root { get; }
+    private string Socket { get; }
+    private string Config { get; }
+    public int Port => _nginx!.Port;
+    public string BaseUrl => _nginx!.BaseUrl;
+    public Nginx Nginx => _nginx!;
+
+    public async Task StartAsync(int? port = null)
+    {
+        if (_fcgi is null)
+        {
+            var psi = new ProcessStartInfo("fcgiwrap") { RedirectStandardError = true, RedirectStandardOutput = true };
+            psi.ArgumentList.Add("-s");
+            psi.ArgumentList.Add("unix:" + Socket);
+            _fcgi = Process.Start(psi)!;
+            await FetchWait(() => File.Exists(Socket));
+        }
+        _nginx = new Nginx(Root, Config, port);
+        await _nginx.StartAsync();
+    }
+
+    public async Task StopNginxAsync()
+    {
+        if (_nginx is not null)
+        {
+            await _nginx.DisposeAsync();
+        }
+    }
+
+    private static async Task FetchWait(Func<bool> condition)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (!condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, "fcgiwrap did not start");
+            await Task.Delay(50);
+        }
+    }
+
+    /// <summary>A bare repository with a few commits on main, a branch and a tag, pushable over HTTP.</summary>
+    public async Task<string> CreateRepositoryAsync(string name, int commits = 3, int bigFileBytes = 0)
+    {
+        var work = _dir.Sub("work-" + Guid.NewGuid().ToString("N"));
+        await Git(work, "init", "-q", "-b", "main");
+        for (var i = 0; i < commits; i++)
+        {
+            File.WriteAllText(Path.Combine(work, $"file{i}.txt"), $"content {i} {Guid.NewGuid()}\n");
+            await Git(work, "add", ".");
+            await Git(work, "commit", "-q", "-m", $"commit {i}");
+        }
+        if (bigFileBytes > 0)
+        {
+            var data = new byte[bigFileBytes];
+            Random.Shared.NextBytes(data);
+            File.WriteAllBytes(Path.Combine(work, "big.bin"), data);
+            await Git(work, "add", ".");
+            await Git(work, "commit", "-q", "-m", "big file");
+        }
+        await Git(work, "branch", "feature");
+        await Git(work, "tag", "v1.0");
+        var bare = Path.Combine(Root, name);
+        await Git(Root, "clone", "-q", "--bare", work, bare);
+        await Git(bare, "config", "http.receivepack", "true");
+        await Git(bare, "config", "uploadpack.allowFilter", "true");
+        return work;
+    }
+
+    /// <summary>Commits in a work tree and pushes it straight to the bare repository (not through anyone).</summary>
+    public async Task<string> CommitUpstreamAsync(string work, string name)
+    {
+        File.WriteAllText(Path.Combine(work, "new.txt"), Guid.NewGuid().ToString());
+        await Git(work, "add", ".");
+        await Git(work, "commit", "-q", "-m", "new upstream commit");
+        await Git(work, "push", "-q", Path.Combine(Root, name), "main");
+        return (await Git(work, "rev-parse", "HEAD")).Trim();
+    }
+
+    public static async Task<string> Git(string dir, params string[] args)
+    {
+        var (code, output) = await Pip.RunAsync("git", ["-C", dir, "-c", "user.email=t@example.com", "-c", "user.name=test", .. args],
+            new Dictionary<string, string> { ["GIT_TERMINAL_PROMPT"] = "0" });
+        Assert.True(code == 0, $"git {string.Join(' ', args)}: {output}");
+        return output;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopNginxAsync();
+        if (_fcgi is { HasExited: false })
+        {
+            _fcgi.Kill(entireProcessTree: true);
+        }
+        _fcgi?.Dispose();
+        _dir.Dispose();
+    }
+}

@@ -1,0 +1,160 @@
+using Hoard.Core.Configuration;
+using Hoard.Tests.Infrastructure;
+
+namespace Hoard.Tests.Integration;
+
+/// <summary>The real git through Hoard against git http-backend behind nginx.</summary>
+public sealed class GitTests
+{
+    private static void SetGit(HoardOptions o, GitUpstream up, string? userInfo = null)
+    {
+        o.Git.Add(new UpstreamSpec("up", new Uri($"http://{(userInfo is null ? "" : userInfo + "@")}127.0.0.1:{up.Port}/")));
+    }
+
+    private static Task<string> Git(string dir, params string[] args) => GitUpstream.Git(dir, args);
+
+    [Theory]
+    [InlineData("version=2")]
+    [InlineData("version=0")]
+    public async Task Clone_fetch_and_push_through_hoard_see_upstream_at_once(string protocol)
+    {
+        await using var up = new GitUpstream();
+        await up.StartAsync();
+        var work = await up.CreateRepositoryAsync("project.git");
+        using var temp = new TempDir();
+        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o => SetGit(o, up));
+        var url = $"{hoard.BaseUrl}/git/up/project.git";
+
+        var clone = Path.Combine(temp.Path, "clone");
+        await Git(temp.Path, "-c", $"protocol.version={protocol[^1]}", "clone", "-q", url, clone);
+        Assert.Equal((await Git(work, "rev-parse", "HEAD")).Trim(), (await Git(clone, "rev-parse", "HEAD")).Trim());
+        Assert.Contains("v1.0", await Git(clone, "tag"), StringComparison.Ordinal);
+
+        // A new upstream commit is visible to the next fetch at once: discovery always asks upstream.
+        var newHead = await up.CommitUpstreamAsync(work, "project.git");
+        await Git(clone, "-c", $"protocol.version={protocol[^1]}", "fetch", "-q", "origin");
+        Assert.Equal(newHead, (await Git(clone, "rev-parse", "origin/main")).Trim());
+
+        // Push through Hoard lands upstream.
+        await Git(clone, "checkout", "-q", "-B", "main", "origin/main");
+        File.WriteAllText(Path.Combine(clone, "pushed.txt"), "from the client");
+        await Git(clone, "add", ".");
+        await Git(clone, "-c", "user.email=t@example.com", "-c", "user.name=test", "commit", "-q", "-m", "pushed through hoard");
+        await Git(clone, "push", "-q", "origin", "main");
+        Assert.Equal((await Git(clone, "rev-parse", "HEAD")).Trim(), (await Git(Path.Combine(up.Root, "project.git"), "rev-parse", "main")).Trim());
+    }
+
+    [Fact]
+    public async Task Shallow_and_partial_clones_work_and_ten_concurrent_clones_cost_upstream_one_mirror_fetch()
+    {
+        await using var up = new GitUpstream();
+        await up.StartAsync();
+        var work = await up.CreateRepositoryAsync("busy.git", commits: 5, bigFileBytes: 2_000_000);
+        using var temp = new TempDir();
+        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o => SetGit(o, up));
+        var url = $"{hoard.BaseUrl}/git/up/busy.git";
+
+        var clones = Enumerable.Range(0, 10).Select(i => Git(temp.Path, "clone", "-q", url, Path.Combine(temp.Path, "c" + i))).ToArray();
+        await Task.WhenAll(clones);
+        var head = (await Git(work, "rev-parse", "HEAD")).Trim();
+        for (var i = 0; i < 10; i++)
+        {
+            Assert.Equal(head, (await Git(Path.Combine(temp.Path, "c" + i), "rev-parse", "HEAD")).Trim());
+        }
+        // Upstream computed one pack (the mirror's clone, with the 2 MB file); the other upload-pack POSTs are the
+        // clients' v2 ls-refs, which always go upstream so refs are never stale, and answer in a few hundred bytes.
+        var posts = up.Nginx.Lines.Select(l => l.Split(' ')).Where(p => p[0] == "POST" && p[1].EndsWith("/busy.git/git-upload-pack", StringComparison.Ordinal)).ToList();
+        Assert.Single(posts, p => long.Parse(p[3], System.Globalization.CultureInfo.InvariantCulture) > 100_000);
+        Assert.All(posts.Where(p => long.Parse(p[3], System.Globalization.CultureInfo.InvariantCulture) <= 100_000), p => Assert.True(long.Parse(p[3], System.Globalization.CultureInfo.InvariantCulture) < 10_000));
+
+        var shallow = Path.Combine(temp.Path, "shallow");
+        await Git(temp.Path, "clone", "-q", "--depth", "1", url, shallow);
+        Assert.Equal("1", (await Git(shallow, "rev-list", "--count", "HEAD")).Trim());
+        var partial = Path.Combine(temp.Path, "partial");
+        await Git(temp.Path, "clone", "-q", "--filter=blob:none", url, partial);
+        Assert.Equal(head, (await Git(partial, "rev-parse", "HEAD")).Trim());
+    }
+
+    [Fact]
+    public async Task With_upstream_down_a_mirrored_repository_still_clones_from_its_last_known_refs()
+    {
+        await using var up = new GitUpstream();
+        await up.StartAsync();
+        var work = await up.CreateRepositoryAsync("offline.git");
+        using var temp = new TempDir();
+        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o =>
+        {
+            SetGit(o, up);
+            o.ConnectTimeout = TimeSpan.FromSeconds(2);
+        });
+        var url = $"{hoard.BaseUrl}/git/up/offline.git";
+        await Git(temp.Path, "clone", "-q", url, Path.Combine(temp.Path, "first"));
+        await up.StopNginxAsync();
+        foreach (var v in new[] { "2", "0" })
+        {
+            var again = Path.Combine(temp.Path, "again" + v);
+            await Git(temp.Path, "-c", "protocol.version=" + v, "clone", "-q", url, again);
+            Assert.Equal((await Git(work, "rev-parse", "HEAD")).Trim(), (await Git(again, "rev-parse", "HEAD")).Trim());
+        }
+        Assert.True(hoard.Metrics.Get("hoard_stale_served_total{protocol=\"git\"}") >= 2);
+    }
+
+    [Fact]
+    public async Task A_private_repository_needs_credentials_upstream_accepts_and_they_never_reach_process_arguments()
+    {
+        await using var up = new GitUpstream("bob", "hunter2");
+        await up.StartAsync();
+        var work = await up.CreateRepositoryAsync("private.git");
+        using var temp = new TempDir();
+        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o => SetGit(o, up));
+        var port = new Uri(hoard.BaseUrl).Port;
+        await Git(temp.Path, "clone", "-q", $"http://bob:hunter2@127.0.0.1:{port}/git/up/private.git", Path.Combine(temp.Path, "ok"));
+        Assert.Equal((await Git(work, "rev-parse", "HEAD")).Trim(), (await Git(Path.Combine(temp.Path, "ok"), "rev-parse", "HEAD")).Trim());
+
+        // Cached now, but an anonymous client and a wrong password are still refused.
+        var (code, _) = await Pip.RunAsync("git", ["clone", "-q", $"{hoard.BaseUrl}/git/up/private.git", Path.Combine(temp.Path, "anon")], new Dictionary<string, string> { ["GIT_TERMINAL_PROMPT"] = "0" });
+        Assert.NotEqual(0, code);
+        (code, _) = await Pip.RunAsync("git", ["clone", "-q", $"http://bob:wrong@127.0.0.1:{port}/git/up/private.git", Path.Combine(temp.Path, "wrong")], new Dictionary<string, string> { ["GIT_TERMINAL_PROMPT"] = "0" });
+        Assert.NotEqual(0, code);
+        Assert.DoesNotContain(hoard.Logs.Lines, l => l.Contains("hunter2", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Config_git_insteadof_makes_an_unchanged_git_command_go_through_hoard()
+    {
+        await using var up = new GitUpstream();
+        await up.StartAsync();
+        var work = await up.CreateRepositoryAsync("tool.git");
+        using var temp = new TempDir();
+        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o => SetGit(o, up));
+        var (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "config", "git", "--url", hoard.BaseUrl, "--git", $"up={up.BaseUrl}/"]);
+        Assert.True(code == 0, output);
+        var line = output.Trim();
+        Assert.StartsWith($"git config --global url.{hoard.BaseUrl}/git/up/.insteadOf {up.BaseUrl}/", line, StringComparison.Ordinal);
+        // Apply it to a private git config and clone by the upstream's own URL.
+        var home = temp.Sub("home");
+        var env = new Dictionary<string, string> { ["HOME"] = home, ["GIT_CONFIG_NOSYSTEM"] = "1", ["GIT_TERMINAL_PROMPT"] = "0" };
+        var parts = line.Split(' ');
+        Assert.Equal(0, (await Pip.RunAsync("git", parts[1..], env)).Code);
+        (code, output) = await Pip.RunAsync("git", ["clone", "-q", $"{up.BaseUrl}/tool.git", Path.Combine(temp.Path, "viaInsteadOf")], env);
+        Assert.True(code == 0, output);
+        Assert.True(hoard.Metrics.Get("hoard_git_requests_total{kind=\"upload_pack\",result=\"fetched\"}") >= 1);
+        Assert.Equal((await Git(work, "rev-parse", "HEAD")).Trim(), (await Git(Path.Combine(temp.Path, "viaInsteadOf"), "rev-parse", "HEAD")).Trim());
+    }
+
+    [Fact]
+    public async Task Unknown_upstreams_and_bad_repository_paths_get_4xx_without_outbound_requests()
+    {
+        await using var up = new GitUpstream();
+        await up.StartAsync();
+        using var temp = new TempDir();
+        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o => SetGit(o, up));
+        foreach (var path in new[] { "/git/nope/r.git/info/refs?service=git-upload-pack", "/git/up/.hidden/info/refs?service=git-upload-pack", "/git/up/r.git/HEAD", "/git/up/r.git/info/refs?service=git-shell" })
+        {
+            var (status, body) = await RawHttp.GetAsync(hoard.BaseUrl, path);
+            Assert.True(status is >= 400 and < 500, $"{path} -> {status}");
+            Assert.False(string.IsNullOrWhiteSpace(body));
+        }
+        Assert.Empty(up.Nginx.Lines);
+    }
+}
