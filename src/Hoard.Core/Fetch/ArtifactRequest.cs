@@ -25,6 +25,12 @@ public sealed record ArtifactRequest(string Protocol, string Key, string Upstrea
     /// </summary>
     public bool RequireKeyEntry { get; init; }
 
+    /// <summary>
+    /// Produces the bytes locally instead of fetching UpstreamUrl (a git pack from `upload-pack`). The response is
+    /// treated as an upstream's: streamed to every waiter, verified, committed only when complete.
+    /// </summary>
+    public Func<CancellationToken, Task<HttpResponseMessage>>? Producer { get; init; }
+
     /// <summary>Single-flight key: content named by digest is shared across keys and indexes.</summary>
     public string FlightKey => ExpectedSha256 is { } sha ? "sha256:" + sha : Key;
 }

@@ -193,13 +193,15 @@ public sealed partial class FetchEngine : IDisposable
     /// <summary>Opens the artifact straight from upstream at an offset, storing nothing (used when the store fails).</summary>
     public async Task<(HttpResponseMessage Response, Stream Body)> OpenPassthroughAsync(ArtifactRequest request, long offset, CancellationToken ct)
     {
-        var response = await _upstream.SendAsync(new UpstreamCall(request.UpstreamName, request.UpstreamUrl)
-        {
-            Decompress = request.Decompress,
-            Accept = request.Accept,
-            RangeStart = offset,
-            Auth = request.Auth,
-        }, ct);
+        var response = request.Producer is { } produce
+            ? await produce(ct)
+            : await _upstream.SendAsync(new UpstreamCall(request.UpstreamName, request.UpstreamUrl)
+            {
+                Decompress = request.Decompress,
+                Accept = request.Accept,
+                RangeStart = offset,
+                Auth = request.Auth,
+            }, ct);
         var body = await response.Content.ReadAsStreamAsync(ct);
         if (offset > 0 && response.StatusCode != HttpStatusCode.PartialContent)
         {
@@ -247,7 +249,7 @@ public sealed partial class FetchEngine : IDisposable
             };
             try
             {
-                response = await _upstream.SendAsync(call, ct);
+                response = request.Producer is { } produce ? await produce(ct) : await _upstream.SendAsync(call, ct);
             }
             catch (UpstreamException e)
             {

@@ -22,8 +22,10 @@ namespace Hoard.Core.Git;
 /// object; pushes stream straight to upstream. With upstream unreachable, a mirrored repository is served from its
 /// last known refs.
 /// </summary>
-public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstream, HoardOptions options, HoardMetrics metrics, TimeProvider time, ILogger<GitFrontEnd> logger)
+public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstream, ArtifactResponder responder,
+    HoardOptions options, HoardMetrics metrics, TimeProvider time, ILogger<GitFrontEnd> logger)
 {
+    private static readonly ResponseShape PackShape = new("application/x-git-upload-pack-result", "no-cache");
     private const long MaxRequestBody = 64L * 1024 * 1024;
     private static readonly int Protocol = HoardMetrics.ProtocolIndex("git");
     private readonly Dictionary<string, UpstreamSpec> _upstreams = options.Git.ToDictionary(g => g.Name, StringComparer.Ordinal);
@@ -196,7 +198,128 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
             }
         }
         metrics.Git("upload_pack", missing.Count == 0 ? "hit" : "fetched");
+        var gitProtocol = GitProtocolHeader(ctx);
+        if (PackCacheKey(spec, repository, mirror, gitProtocol, body) is { } key)
+        {
+            // Identical requests (same repository, refs, protocol, wants, haves, arguments) share one upload-pack
+            // run: it streams to everyone waiting and is stored, progress removed, for the next identical request.
+            var request = new Fetch.ArtifactRequest("git", "git/pack/" + key, spec.Name, UpstreamUrl(spec, repository + "/git-upload-pack"))
+            {
+                Producer = ct => ProducePackAsync(mirror, gitProtocol, body, ct),
+            };
+            await responder.RespondAsync(ctx, request, PackShape);
+            metrics.Git("pack_cache", info.Outcome.ToString().ToLowerInvariant());
+            return;
+        }
         await RunUploadPackAsync(ctx, mirror, advertise: false, body);
+    }
+
+    /// <summary>
+    /// The pack cache key: repository, protocol version, the request minus what identifies the session (agent,
+    /// session-id), and the mirror's refs. Nothing identifying the user. Null when the response is not cacheable:
+    /// want-ref (depends on refs by name) or a v0/v1 request without side-band (raw pack, progress not separable).
+    /// </summary>
+    internal static string? PackCacheKey(UpstreamSpec spec, string repository, string mirror, string gitProtocol, byte[] body)
+    {
+        var lines = PktLines(body);
+        var v2 = IsV2(gitProtocol);
+        if (lines.Any(l => l.StartsWith("want-ref ", StringComparison.Ordinal)))
+        {
+            return null;
+        }
+        if (v2)
+        {
+            if (!lines.Contains("command=fetch"))
+            {
+                return null;
+            }
+            lines.RemoveAll(l => l.StartsWith("agent=", StringComparison.Ordinal) || l.StartsWith("session-id=", StringComparison.Ordinal));
+        }
+        else
+        {
+            var first = lines.FindIndex(l => l.StartsWith("want ", StringComparison.Ordinal));
+            if (first < 0 || !lines[first].Contains(" side-band", StringComparison.Ordinal))
+            {
+                return null;
+            }
+            lines[first] = string.Join(' ', lines[first].Split(' ').Where(t => !t.StartsWith("agent=", StringComparison.Ordinal) && !t.StartsWith("session-id=", StringComparison.Ordinal)));
+        }
+        using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        hash.AppendData(Encoding.UTF8.GetBytes($"{spec.Name}\n{repository}\n{(v2 ? 2 : 0)}\n{string.Join('\n', lines)}\n"));
+        AppendRefs(hash, mirror);
+        return Convert.ToHexStringLower(hash.GetHashAndReset());
+    }
+
+    /// <summary>The mirror's refs (packed and loose): a fetch that moves a ref gives new keys.</summary>
+    private static void AppendRefs(System.Security.Cryptography.IncrementalHash hash, string mirror)
+    {
+        var packed = Path.Combine(mirror, "packed-refs");
+        if (File.Exists(packed))
+        {
+            hash.AppendData(File.ReadAllBytes(packed));
+        }
+        var refs = Path.Combine(mirror, "refs");
+        foreach (var file in Directory.EnumerateFiles(refs, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal))
+        {
+            hash.AppendData(Encoding.UTF8.GetBytes(Path.GetRelativePath(refs, file)));
+            hash.AppendData(File.ReadAllBytes(file));
+        }
+    }
+
+    private static List<string> PktLines(byte[] body)
+    {
+        var lines = new List<string>();
+        var i = 0;
+        while (i + 4 <= body.Length && int.TryParse(Encoding.ASCII.GetString(body, i, 4), System.Globalization.NumberStyles.HexNumber, null, out var length))
+        {
+            if (length < 4)
+            {
+                lines.Add(length.ToString("x4", System.Globalization.CultureInfo.InvariantCulture));
+                i += 4;
+                continue;
+            }
+            if (i + length > body.Length)
+            {
+                break;
+            }
+            lines.Add(Encoding.UTF8.GetString(body, i + 4, length - 4).TrimEnd('\n'));
+            i += length;
+        }
+        return lines;
+    }
+
+    /// <summary>Runs upload-pack for the pack cache: its output, progress removed, as if an upstream had sent it.</summary>
+    private async Task<HttpResponseMessage> ProducePackAsync(string mirror, string gitProtocol, byte[] body, CancellationToken ct)
+    {
+        await mirrors.Processes.WaitAsync(ct);
+        Process process;
+        try
+        {
+            process = Process.Start(GitProcess.Start(["upload-pack", "--stateless-rpc", mirror], gitProtocol: gitProtocol))!;
+        }
+        catch
+        {
+            mirrors.Processes.Release();
+            throw;
+        }
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                await process.StandardInput.BaseStream.WriteAsync(body, CancellationToken.None);
+            }
+            catch (IOException)
+            {
+            }
+            finally
+            {
+                process.StandardInput.Close();
+            }
+        }, CancellationToken.None);
+        _ = process.StandardError.ReadToEndAsync(CancellationToken.None);
+        var content = new StreamContent(new ProgressFilterStream(new ProcessOutputStream(process, () => mirrors.Processes.Release())));
+        content.Headers.TryAddWithoutValidation("Content-Type", "application/x-git-upload-pack-result");
+        return new HttpResponseMessage(System.Net.HttpStatusCode.OK) { Content = content };
     }
 
     private static bool IsCommand(byte[] body, string command) =>

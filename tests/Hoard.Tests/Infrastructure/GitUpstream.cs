@@ -12,7 +12,8 @@ public sealed class GitUpstream : IAsyncDisposable
     private Process? _fcgi;
     private Nginx? _nginx;
 
-    public GitUpstream(string? user = null, string? password = null)
+    /// <param name="privatePrefix">With a user: only paths under this prefix need credentials (e.g. "/secret").</param>
+    public GitUpstream(string? user = null, string? password = null, string? privatePrefix = null)
     {
         Root = _dir.Sub("repos");
         Socket = Path.Combine(_dir.Path, "fcgi.sock");
@@ -23,6 +24,21 @@ public sealed class GitUpstream : IAsyncDisposable
             Assert.True(code == 0, output);
             File.WriteAllText(Path.Combine(_dir.Path, "htpasswd"), output.Trim() + "\n");
             auth = $"auth_basic \"git\"; auth_basic_user_file {_dir.Path}/htpasswd;";
+        }
+        var fastcgi = $$"""
+              fastcgi_pass unix:{{Socket}};
+              include /etc/nginx/fastcgi_params;
+              fastcgi_param SCRIPT_FILENAME /usr/lib/git-core/git-http-backend;
+              fastcgi_param GIT_PROJECT_ROOT {{Root}};
+              fastcgi_param GIT_HTTP_EXPORT_ALL "";
+              fastcgi_param PATH_INFO $uri;
+              fastcgi_param REMOTE_USER $remote_user;
+              fastcgi_param GIT_PROTOCOL $http_git_protocol;
+            """;
+        if (privatePrefix is not null)
+        {
+            Config = $"client_max_body_size 0;\nlocation / {{ {fastcgi} }}\nlocation {privatePrefix} {{ {auth} {fastcgi} }}\n";
+            return;
         }
         Config = $$"""
             client_max_body_size 0;

@@ -67,6 +67,15 @@ public sealed class GitTests
         Assert.Single(posts, p => long.Parse(p[3], System.Globalization.CultureInfo.InvariantCulture) > 100_000);
         Assert.All(posts.Where(p => long.Parse(p[3], System.Globalization.CultureInfo.InvariantCulture) <= 100_000), p => Assert.True(long.Parse(p[3], System.Globalization.CultureInfo.InvariantCulture) < 10_000));
 
+        // The ten identical clone fetches ran upload-pack once; the rest joined it or read its stored result.
+        Assert.Equal(1, hoard.Metrics.Get("hoard_git_requests_total{kind=\"pack_cache\",result=\"miss\"}"));
+        Assert.Equal(9, hoard.Metrics.Get("hoard_git_requests_total{kind=\"pack_cache\",result=\"hit\"}") + hoard.Metrics.Get("hoard_git_requests_total{kind=\"pack_cache\",result=\"coalesced\"}"));
+        // Stored without anyone's progress messages (sideband 2).
+        var index = hoard.Service<Hoard.Core.Storage.CacheIndex>();
+        var packs = index.Blobs.Select(b => File.ReadAllBytes(hoard.Service<Hoard.Core.Storage.ContentStore>().BlobPath(b.Digest))).ToList();
+        Assert.NotEmpty(packs);
+        Assert.All(packs, p => Assert.DoesNotContain(PktPayloads(p), payload => payload.Length > 0 && payload[0] == 2));
+
         var shallow = Path.Combine(temp.Path, "shallow");
         await Git(temp.Path, "clone", "-q", "--depth", "1", url, shallow);
         Assert.Equal("1", (await Git(shallow, "rev-list", "--count", "HEAD")).Trim());
@@ -88,7 +97,8 @@ public sealed class GitTests
             o.ConnectTimeout = TimeSpan.FromSeconds(2);
         });
         var url = $"{hoard.BaseUrl}/git/up/offline.git";
-        await Git(temp.Path, "clone", "-q", url, Path.Combine(temp.Path, "first"));
+        var (c0, o0) = await Pip.RunAsync("git", ["clone", "-q", url, Path.Combine(temp.Path, "first")]);
+        Assert.True(c0 == 0, o0 + string.Join("\n", hoard.Logs.Lines.Where(l => !l.Contains("Debug", StringComparison.Ordinal))));
         await up.StopNginxAsync();
         foreach (var v in new[] { "2", "0" })
         {
@@ -140,6 +150,50 @@ public sealed class GitTests
         Assert.True(code == 0, output);
         Assert.True(hoard.Metrics.Get("hoard_git_requests_total{kind=\"upload_pack\",result=\"fetched\"}") >= 1);
         Assert.Equal((await Git(work, "rev-parse", "HEAD")).Trim(), (await Git(Path.Combine(temp.Path, "viaInsteadOf"), "rev-parse", "HEAD")).Trim());
+    }
+
+    private static List<byte[]> PktPayloads(byte[] data)
+    {
+        var payloads = new List<byte[]>();
+        var i = 0;
+        while (i + 4 <= data.Length)
+        {
+            var length = int.Parse(System.Text.Encoding.ASCII.GetString(data, i, 4), System.Globalization.NumberStyles.HexNumber, System.Globalization.CultureInfo.InvariantCulture);
+            if (length < 4)
+            {
+                i += 4;
+                continue;
+            }
+            payloads.Add(data[(i + 4)..(i + length)]);
+            i += length;
+        }
+        Assert.Equal(data.Length, i);
+        return payloads;
+    }
+
+    [Fact]
+    public async Task A_client_allowed_one_repository_cannot_get_another_repositorys_cached_objects()
+    {
+        await using var up = new GitUpstream("bob", "hunter2", privatePrefix: "/secret");
+        await up.StartAsync();
+        await up.CreateRepositoryAsync("public.git");
+        var secretWork = await up.CreateRepositoryAsync("secret.git");
+        using var temp = new TempDir();
+        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o => SetGit(o, up));
+        var port = new Uri(hoard.BaseUrl).Port;
+        var env = new Dictionary<string, string> { ["GIT_TERMINAL_PROMPT"] = "0" };
+        await Git(temp.Path, "clone", "-q", $"http://bob:hunter2@127.0.0.1:{port}/git/up/secret.git", Path.Combine(temp.Path, "bob"));
+        var secretHead = (await Git(secretWork, "rev-parse", "HEAD")).Trim();
+
+        var mine = Path.Combine(temp.Path, "anon");
+        await Git(temp.Path, "clone", "-q", $"{hoard.BaseUrl}/git/up/public.git", mine);
+        // The secret commit is cached in Hoard, but asking for it by id through the public repository fails,
+        // and so does the secret repository itself without credentials.
+        var (code, _) = await Pip.RunAsync("git", ["-C", mine, "fetch", "-q", "origin", secretHead], env);
+        Assert.NotEqual(0, code);
+        Assert.NotEqual(0, (await Pip.RunAsync("git", ["-C", mine, "cat-file", "-e", secretHead], env)).Code);
+        (code, _) = await Pip.RunAsync("git", ["clone", "-q", $"{hoard.BaseUrl}/git/up/secret.git", Path.Combine(temp.Path, "anon-secret")], env);
+        Assert.NotEqual(0, code);
     }
 
     [Fact]
