@@ -16,6 +16,7 @@ command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v containerd >/dev/null 2>&1 || need+=(containerd)
 [ -x /usr/sbin/fcgiwrap ] || need+=(fcgiwrap)
+command -v git-lfs >/dev/null 2>&1 || need+=(git-lfs)
 command -v git >/dev/null 2>&1 || need+=(git)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

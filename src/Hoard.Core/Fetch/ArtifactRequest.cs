@@ -16,6 +16,9 @@ public sealed record ArtifactRequest(string Protocol, string Key, string Upstrea
     public string? Accept { get; init; }
     public int Retries { get; init; }
 
+    /// <summary>Extra headers for the upstream request (an LFS action's header).</summary>
+    public IReadOnlyList<KeyValuePair<string, string>> Headers { get; init; } = [];
+
     /// <summary>Upstream authentication (a registry's token flow with the client's or the configured credentials).</summary>
     public Upstream.IUpstreamAuth? Auth { get; init; }
 

@@ -201,6 +201,7 @@ public sealed partial class FetchEngine : IDisposable
                 Accept = request.Accept,
                 RangeStart = offset,
                 Auth = request.Auth,
+                Headers = request.Headers,
             }, ct);
         var body = await response.Content.ReadAsStreamAsync(ct);
         if (offset > 0 && response.StatusCode != HttpStatusCode.PartialContent)
@@ -244,6 +245,7 @@ public sealed partial class FetchEngine : IDisposable
                 Accept = request.Accept,
                 Retries = request.Retries,
                 Auth = request.Auth,
+                Headers = request.Headers,
                 IfNoneMatch = fill.Stale?.UpstreamETag,
                 IfModifiedSince = fill.Stale?.UpstreamETag is null ? fill.Stale?.UpstreamLastModified : null,
             };

@@ -22,7 +22,7 @@ namespace Hoard.Core.Git;
 /// object; pushes stream straight to upstream. With upstream unreachable, a mirrored repository is served from its
 /// last known refs.
 /// </summary>
-public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstream, ArtifactResponder responder,
+public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstream, ArtifactResponder responder, LfsProxy lfs,
     HoardOptions options, HoardMetrics metrics, TimeProvider time, ILogger<GitFrontEnd> logger)
 {
     private static readonly ResponseShape PackShape = new("application/x-git-upload-pack-result", "no-cache");
@@ -46,7 +46,36 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
             return;
         }
         var rest = (ctx.Request.Path.Value ?? "")[$"/git/{name}/".Length..];
+        if (rest.StartsWith("-/lfs/", StringComparison.Ordinal))
+        {
+            var oid = rest["-/lfs/".Length..];
+            await (Storage.ContentStore.IsDigest(oid) && HttpMethods.IsGet(ctx.Request.Method)
+                ? lfs.ObjectAsync(ctx, spec, oid)
+                : HttpErrors.WriteAsync(ctx, 400, "expected GET /git/NAME/-/lfs/<sha256 oid>?t=TOKEN"));
+            return;
+        }
         string repository, action;
+        var lfsAt = rest.IndexOf("/info/lfs/", StringComparison.Ordinal);
+        if (lfsAt > 0)
+        {
+            repository = rest[..lfsAt];
+            if (!RepositoryPattern().IsMatch(repository) || repository.Split('/').Any(s => s.StartsWith('.')))
+            {
+                await HttpErrors.WriteAsync(ctx, 400, "invalid repository path");
+                return;
+            }
+            if (rest.EndsWith("/info/lfs/objects/batch", StringComparison.Ordinal) && HttpMethods.IsPost(ctx.Request.Method))
+            {
+                RequestInfo.For(ctx).Outcome = CacheOutcome.Bypass;
+                if (await ReadBodyAsync(ctx) is { } batch)
+                {
+                    await lfs.BatchAsync(ctx, spec, UpstreamUrl(spec, rest), batch, ForwardHeaders(ctx, spec));
+                }
+                return;
+            }
+            await ForwardAsync(ctx, spec, rest, "lfs");
+            return;
+        }
         if (rest.EndsWith("/info/refs", StringComparison.Ordinal))
         {
             (repository, action) = (rest[..^"/info/refs".Length], "info/refs");

@@ -68,6 +68,7 @@ public static partial class HoardApp
         services.AddSingleton<Oci.RegistryAuthenticator>();
         services.AddSingleton<Oci.OciFrontEnd>();
         services.AddSingleton<Git.GitMirror>();
+        services.AddSingleton<Git.LfsProxy>();
         services.AddSingleton<Git.GitFrontEnd>();
         services.AddHostedService<Maintenance>();
         services.AddRouting();

@@ -13,7 +13,7 @@ public sealed class GitUpstream : IAsyncDisposable
     private Nginx? _nginx;
 
     /// <param name="privatePrefix">With a user: only paths under this prefix need credentials (e.g. "/secret").</param>
-    public GitUpstream(string? user = null, string? password = null, string? privatePrefix = null)
+    public GitUpstream(string? user = null, string? password = null, string? privatePrefix = null, int? lfsPort = null)
     {
         Root = _dir.Sub("repos");
         Socket = Path.Combine(_dir.Path, "fcgi.sock");
@@ -40,8 +40,10 @@ public sealed class GitUpstream : IAsyncDisposable
             Config = $"client_max_body_size 0;\nlocation / {{ {fastcgi} }}\nlocation {privatePrefix} {{ {auth} {fastcgi} }}\n";
             return;
         }
+        var lfs = lfsPort is null ? "" : $"location ~ /info/lfs/ {{ proxy_pass http://127.0.0.1:{lfsPort}; }}";
         Config = $$"""
             client_max_body_size 0;
+            {{lfs}}
             location / {
               {{auth}}
               fastcgi_pass unix:{{Socket}};

@@ -197,6 +197,52 @@ public sealed class GitTests
     }
 
     [Fact]
+    public async Task Git_lfs_objects_come_through_hoard_verified_and_cached_for_the_next_clone()
+    {
+        using var temp = new TempDir();
+        await using var lfsServer = new LfsServer(temp.Path);
+        await lfsServer.StartAsync();
+        await using var up = new GitUpstream(lfsPort: lfsServer.Port);
+        await up.StartAsync();
+        // The real git-lfs, with its filters installed in a private HOME.
+        var home = temp.Sub("home");
+        var env = new Dictionary<string, string> { ["HOME"] = home, ["GIT_CONFIG_NOSYSTEM"] = "1", ["GIT_TERMINAL_PROMPT"] = "0" };
+        async Task<string> G(string dir, params string[] args)
+        {
+            var (code, output) = await Pip.RunAsync("git", ["-C", dir, "-c", "user.email=t@example.com", "-c", "user.name=test", .. args], env);
+            Assert.True(code == 0, $"git {string.Join(' ', args)}: {output}");
+            return output;
+        }
+        await G(home, "lfs", "install");
+        await G(up.Root, "init", "-q", "--bare", "-b", "main", "lfs.git");
+        await G(Path.Combine(up.Root, "lfs.git"), "config", "http.receivepack", "true");
+        var work = temp.Sub("work");
+        await G(work, "init", "-q", "-b", "main");
+        await G(work, "lfs", "track", "*.bin");
+        var data = new byte[3_000_000];
+        Random.Shared.NextBytes(data);
+        File.WriteAllBytes(Path.Combine(work, "model.bin"), data);
+        await G(work, "add", ".");
+        await G(work, "commit", "-q", "-m", "lfs file");
+        await G(work, "push", "-q", $"{up.BaseUrl}/lfs.git", "main");
+
+        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o => SetGit(o, up));
+        for (var i = 0; i < 2; i++)
+        {
+            var clone = Path.Combine(temp.Path, "clone" + i);
+            await G(temp.Path, "clone", "-q", $"{hoard.BaseUrl}/git/up/lfs.git", clone);
+            Assert.Equal(data, File.ReadAllBytes(Path.Combine(clone, "model.bin")));
+        }
+        // Two clones, one download from the LFS server; the object sits in Hoard's store under its oid.
+        Assert.Equal(1, lfsServer.Downloads);
+        var oid = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(data));
+        Assert.True(hoard.Service<Hoard.Core.Storage.CacheIndex>().TryGetBlob(oid, out _));
+        // A made-up token gets nothing.
+        var (status, _) = await RawHttp.GetAsync(hoard.BaseUrl, $"/git/up/-/lfs/{oid}?t=forged");
+        Assert.Equal(401, status);
+    }
+
+    [Fact]
     public async Task Unknown_upstreams_and_bad_repository_paths_get_4xx_without_outbound_requests()
     {
         await using var up = new GitUpstream();

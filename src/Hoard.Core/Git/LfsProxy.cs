@@ -1,0 +1,110 @@
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using System.Text.Json.Nodes;
+using Hoard.Core.Configuration;
+using Hoard.Core.Fetch;
+using Hoard.Core.Http;
+using Hoard.Core.Metrics;
+using Hoard.Core.Upstream;
+using Microsoft.AspNetCore.Http;
+
+namespace Hoard.Core.Git;
+
+/// <summary>
+/// Git LFS: the batch API goes upstream (which authorises the client); download hrefs in its answer become Hoard
+/// URLs carrying an unguessable, expiring token that stands for that one upstream action; objects are then fetched
+/// through the shared cache, verified by oid (sha256) and size, shared by concurrent downloads, served with Range.
+/// Uploads and verify keep upstream's hrefs: they never pass through Hoard.
+/// </summary>
+public sealed class LfsProxy(UpstreamClient upstream, ArtifactResponder responder, HoardMetrics metrics, TimeProvider time)
+{
+    private static readonly ResponseShape ObjectShape = new("application/octet-stream", "private, max-age=3600");
+    private static readonly TimeSpan MaxTokenLife = TimeSpan.FromHours(1);
+    private readonly ConcurrentDictionary<string, Grant> _grants = new(StringComparer.Ordinal);
+
+    /// <summary>What upstream allowed: one object, from one href, with its headers, until a time.</summary>
+    private sealed record Grant(string Upstream, string Oid, long Size, Uri Href, IReadOnlyList<KeyValuePair<string, string>> Headers, long ExpiresMs);
+
+    public async Task BatchAsync(HttpContext ctx, UpstreamSpec spec, Uri batchUrl, byte[] body, IReadOnlyList<KeyValuePair<string, string>> headers)
+    {
+        var content = new ByteArrayContent(body);
+        content.Headers.TryAddWithoutValidation("Content-Type", "application/vnd.git-lfs+json");
+        using var response = await upstream.SendUncheckedAsync(new UpstreamCall(spec.Name, batchUrl)
+        {
+            Method = HttpMethod.Post,
+            Accept = "application/vnd.git-lfs+json",
+            Headers = headers,
+            Body = content,
+        }, ctx.RequestAborted);
+        ctx.Response.StatusCode = (int)response.StatusCode;
+        foreach (var challenge in response.Headers.WwwAuthenticate)
+        {
+            ctx.Response.Headers.Append("WWW-Authenticate", challenge.ToString());
+        }
+        ctx.Response.ContentType = "application/vnd.git-lfs+json";
+        var text = await response.Content.ReadAsStringAsync(ctx.RequestAborted);
+        metrics.Git("lfs_batch", ((int)response.StatusCode).ToString(System.Globalization.CultureInfo.InvariantCulture));
+        if (response.IsSuccessStatusCode && JsonNode.Parse(text) is JsonObject root && root["objects"] is JsonArray objects)
+        {
+            var baseUrl = $"{ctx.Request.Scheme}://{ctx.Request.Host}{ctx.Request.PathBase}/git/{spec.Name}/-/lfs/";
+            foreach (var o in objects.OfType<JsonObject>())
+            {
+                RewriteDownload(spec, o, baseUrl);
+            }
+            text = root.ToJsonString();
+        }
+        await ctx.Response.WriteAsync(text, ctx.RequestAborted);
+    }
+
+    private void RewriteDownload(UpstreamSpec spec, JsonObject o, string baseUrl)
+    {
+        if (o["actions"]?["download"] is not JsonObject download || o["oid"]?.GetValue<string>() is not { } oid || !Storage.ContentStore.IsDigest(oid)
+            || download["href"]?.GetValue<string>() is not { } href || !Uri.TryCreate(href, UriKind.Absolute, out var hrefUrl) || hrefUrl.Scheme is not ("http" or "https"))
+        {
+            return;
+        }
+        var size = o["size"] is JsonValue sv && sv.TryGetValue<long>(out var s) ? s : -1;
+        var headers = (download["header"] as JsonObject)?.Select(kv => new KeyValuePair<string, string>(kv.Key, kv.Value?.ToString() ?? "")).ToList() ?? [];
+        var now = time.GetUtcNow();
+        var expires = now + MaxTokenLife;
+        if (download["expires_in"] is JsonValue ein && ein.TryGetValue<long>(out var seconds) && seconds > 0 && now.AddSeconds(seconds) < expires)
+        {
+            expires = now.AddSeconds(seconds);
+        }
+        var token = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(24));
+        _grants[token] = new Grant(spec.Name, oid, size, hrefUrl, headers, expires.ToUnixTimeMilliseconds());
+        download["href"] = baseUrl + oid + "?t=" + token;
+        download.Remove("header");
+        download["expires_in"] = (long)(expires - now).TotalSeconds;
+        download.Remove("expires_at");
+        if (_grants.Count > 100_000)
+        {
+            foreach (var (key, grant) in _grants.Where(g => g.Value.ExpiresMs < time.GetUtcNow().ToUnixTimeMilliseconds()).ToList())
+            {
+                _grants.TryRemove(key, out _);
+            }
+        }
+    }
+
+    /// <summary>GET /git/NAME/-/lfs/&lt;oid&gt;?t=TOKEN: the object, from the cache or through it.</summary>
+    public Task ObjectAsync(HttpContext ctx, UpstreamSpec spec, string oid)
+    {
+        var token = ctx.Request.Query["t"].ToString();
+        if (!_grants.TryGetValue(token, out var grant) || grant.Oid != oid || grant.Upstream != spec.Name)
+        {
+            return HttpErrors.WriteAsync(ctx, 401, "no valid LFS download token for this object: ask the batch API again");
+        }
+        if (grant.ExpiresMs < time.GetUtcNow().ToUnixTimeMilliseconds())
+        {
+            _grants.TryRemove(token, out _);
+            return HttpErrors.WriteAsync(ctx, 401, "the LFS download token has expired: ask the batch API again");
+        }
+        var request = new ArtifactRequest("git", "lfs/" + oid, spec.Name, grant.Href)
+        {
+            ExpectedSha256 = oid,
+            ExpectedSize = grant.Size >= 0 ? grant.Size : null,
+            Headers = grant.Headers,
+        };
+        return responder.RespondAsync(ctx, request, ObjectShape);
+    }
+}
