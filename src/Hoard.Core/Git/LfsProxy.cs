@@ -87,17 +87,19 @@ public sealed class LfsProxy(UpstreamClient upstream, ArtifactResponder responde
     }
 
     /// <summary>GET /git/NAME/-/lfs/&lt;oid&gt;?t=TOKEN: the object, from the cache or through it.</summary>
-    public Task ObjectAsync(HttpContext ctx, UpstreamSpec spec, string oid)
+    public async Task ObjectAsync(HttpContext ctx, UpstreamSpec spec, string oid)
     {
         var token = ctx.Request.Query["t"].ToString();
         if (!_grants.TryGetValue(token, out var grant) || grant.Oid != oid || grant.Upstream != spec.Name)
         {
-            return HttpErrors.WriteAsync(ctx, 401, "no valid LFS download token for this object: ask the batch API again");
+            await HttpErrors.WriteAsync(ctx, 401, "no valid LFS download token for this object: ask the batch API again");
+            return;
         }
         if (grant.ExpiresMs < time.GetUtcNow().ToUnixTimeMilliseconds())
         {
             _grants.TryRemove(token, out _);
-            return HttpErrors.WriteAsync(ctx, 401, "the LFS download token has expired: ask the batch API again");
+            await HttpErrors.WriteAsync(ctx, 401, "the LFS download token has expired: ask the batch API again");
+            return;
         }
         var request = new ArtifactRequest("git", "lfs/" + oid, spec.Name, grant.Href)
         {
@@ -105,6 +107,7 @@ public sealed class LfsProxy(UpstreamClient upstream, ArtifactResponder responde
             ExpectedSize = grant.Size >= 0 ? grant.Size : null,
             Headers = grant.Headers,
         };
-        return responder.RespondAsync(ctx, request, ObjectShape);
+        await responder.RespondAsync(ctx, request, ObjectShape);
+        metrics.Git("lfs_object", RequestInfo.For(ctx).Outcome.ToString().ToLowerInvariant());
     }
 }

@@ -235,6 +235,8 @@ public sealed class GitTests
         }
         // Two clones, one download from the LFS server; the object sits in Hoard's store under its oid.
         Assert.Equal(1, lfsServer.Downloads);
+        Assert.Equal(1, hoard.Metrics.Get("hoard_git_requests_total{kind=\"lfs_object\",result=\"miss\"}"));
+        Assert.Equal(1, hoard.Metrics.Get("hoard_git_requests_total{kind=\"lfs_object\",result=\"hit\"}"));
         var oid = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(data));
         Assert.True(hoard.Service<Hoard.Core.Storage.CacheIndex>().TryGetBlob(oid, out _));
         // A made-up token gets nothing.
