@@ -219,7 +219,7 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
         info.Outcome = missing.Count == 0 ? CacheOutcome.Hit : CacheOutcome.Miss;
         if (missing.Count > 0)
         {
-            await mirrors.RefreshAsync(spec, repository, mirror, Authorization(ctx) is { } a ? a : null);
+            await mirrors.RefreshAsync(spec, repository, mirror, Authorization(ctx), wants);
             if (!mirrors.Exists(mirror))
             {
                 await HttpErrors.WriteAsync(ctx, 502, $"could not mirror {spec.Name}/{repository} from upstream");

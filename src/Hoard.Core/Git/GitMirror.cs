@@ -67,7 +67,7 @@ public sealed partial class GitMirror(HoardOptions options, HoardMetrics metrics
     }
 
     /// <summary>Clones or fetches the mirror, joining one already running for this repository.</summary>
-    public Task<bool> RefreshAsync(UpstreamSpec upstream, string repository, string mirror, string? authorization)
+    public Task<bool> RefreshAsync(UpstreamSpec upstream, string repository, string mirror, string? authorization, IReadOnlyList<string> wants)
     {
         var created = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
         var task = _fetches.GetOrAdd(mirror, created.Task);
@@ -79,7 +79,7 @@ public sealed partial class GitMirror(HoardOptions options, HoardMetrics metrics
         {
             try
             {
-                created.SetResult(await FetchAsync(upstream, repository, mirror, authorization));
+                created.SetResult(await FetchAsync(upstream, repository, mirror, authorization, wants));
             }
             catch (Exception e)
             {
@@ -94,7 +94,7 @@ public sealed partial class GitMirror(HoardOptions options, HoardMetrics metrics
         return created.Task;
     }
 
-    private async Task<bool> FetchAsync(UpstreamSpec upstream, string repository, string mirror, string? authorization)
+    private async Task<bool> FetchAsync(UpstreamSpec upstream, string repository, string mirror, string? authorization, IReadOnlyList<string> wants)
     {
         var url = new UriBuilder(upstream.Url) { UserName = "", Password = "" }.Uri + repository;
         authorization ??= string.IsNullOrEmpty(upstream.Url.UserInfo) ? null : "Basic " + Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes(Uri.UnescapeDataString(upstream.Url.UserInfo)));
@@ -102,6 +102,11 @@ public sealed partial class GitMirror(HoardOptions options, HoardMetrics metrics
         await Processes.WaitAsync();
         try
         {
+            // A fetch that finished while this one waited for a slot may have brought everything already.
+            if (Exists(mirror) && wants.Count > 0 && (await MissingAsync(mirror, wants, [], CancellationToken.None)).Count == 0)
+            {
+                return true;
+            }
             int code;
             string error;
             if (Exists(mirror))
