@@ -100,16 +100,8 @@ public static class ConfigCommands
             {
                 return 2;
             }
-            var flags = new Dictionary<string, IReadOnlyList<string>>(StringComparer.Ordinal);
-            if (parse.GetValue(upstreams) is { Length: > 0 } given)
+            if (LoadSettings(parse, configFile, "git", upstreams) is not { } options)
             {
-                flags["git"] = given;
-            }
-            var environment = Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>().ToDictionary(e => (string)e.Key, e => e.Value as string);
-            var (options, errors) = SettingsLoader.Load(parse.GetValue(configFile) ?? environment.GetValueOrDefault("HOARD_CONFIG"), environment, flags);
-            if (errors.Count > 0)
-            {
-                errors.ForEach(e => Console.Error.WriteLine("hoard: " + e));
                 return 2;
             }
             if (options.Git.Count == 0)
@@ -157,16 +149,8 @@ public static class ConfigCommands
             {
                 return 2;
             }
-            var flags = new Dictionary<string, IReadOnlyList<string>>(StringComparer.Ordinal);
-            if (parse.GetValue(registries) is { Length: > 0 } given)
+            if (LoadSettings(parse, configFile, "registry", registries) is not { } options)
             {
-                flags["registry"] = given;
-            }
-            var environment = Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>().ToDictionary(e => (string)e.Key, e => e.Value as string);
-            var (options, errors) = SettingsLoader.Load(parse.GetValue(configFile) ?? environment.GetValueOrDefault("HOARD_CONFIG"), environment, flags);
-            if (errors.Count > 0)
-            {
-                errors.ForEach(e => Console.Error.WriteLine("hoard: " + e));
                 return 2;
             }
             var target = parse.GetValue(path) ?? defaultPath;
@@ -187,6 +171,20 @@ public static class ConfigCommands
             return 0;
         });
         return command;
+    }
+
+    /// <summary>Settings as `serve` would see them (file, HOARD_* variables, one repeatable flag); null after printing errors.</summary>
+    private static HoardOptions? LoadSettings(ParseResult parse, Option<string> configFile, string setting, Option<string[]> option)
+    {
+        var flags = new Dictionary<string, IReadOnlyList<string>>(StringComparer.Ordinal);
+        if (parse.GetValue(option) is { Length: > 0 } given)
+        {
+            flags[setting] = given;
+        }
+        var environment = Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>().ToDictionary(e => (string)e.Key, e => e.Value as string);
+        var (options, errors) = SettingsLoader.Load(parse.GetValue(configFile) ?? environment.GetValueOrDefault("HOARD_CONFIG"), environment, flags);
+        errors.ForEach(e => Console.Error.WriteLine("hoard: " + e));
+        return errors.Count == 0 ? options : null;
     }
 
     private static Option<string> UrlOption() => new("--url")

@@ -48,51 +48,15 @@ public static class SettingsLoader
             }
             return null;
         }),
-        new("files", "NAME=URL of a generic file upstream served at /files/NAME/<path>, repeatable", true, (o, v) =>
-        {
-            o.Files.Clear();
-            foreach (var item in v)
-            {
-                var err = UpstreamSpec.TryParse(item, nameRequired: true, out var spec, out _);
-                if (err is not null)
-                {
-                    return "--files " + err;
-                }
-                o.Files.Add(spec!);
-            }
-            return null;
-        }),
+        new("files", "NAME=URL of a generic file upstream served at /files/NAME/<path>, repeatable", true, (o, v) => Named(v, "--files", o.Files, replaceAll: true)),
         new("registry", "NAME=URL of a container registry, repeatable; NAME is its host in image references (ghcr.io); Docker Hub (docker.io=https://registry-1.docker.io) is always configured; credentials go in the URL", true, (o, v) =>
         {
             o.Registries.RemoveAll(r => r.Name != HoardOptions.DockerHub);
-            foreach (var item in v)
-            {
-                var err = UpstreamSpec.TryParse(item, nameRequired: true, out var spec, out _);
-                if (err is not null)
-                {
-                    return "--registry " + err;
-                }
-                o.Registries.RemoveAll(r => r.Name == spec!.Name);
-                o.Registries.Add(spec!);
-            }
-            return null;
+            return Named(v, "--registry", o.Registries, replaceAll: false);
         }),
         new("default-registry", "the registry for image requests that name none (default docker.io)", false, (o, v) => { o.DefaultRegistry = v[^1].ToLowerInvariant(); return null; }),
         new("tag-ttl", "how long a tag's digest is trusted before HEAD checks it upstream again (default 1m)", false, (o, v) => Duration(v, "--tag-ttl", t => o.TagTtl = t)),
-        new("git", "NAME=URL of a git server, repeatable: /git/NAME/<repo> mirrors URL/<repo> (git config url.<hoard>/git/NAME/.insteadOf URL)", true, (o, v) =>
-        {
-            o.Git.Clear();
-            foreach (var item in v)
-            {
-                var err = UpstreamSpec.TryParse(item, nameRequired: true, out var spec, out _);
-                if (err is not null)
-                {
-                    return "--git " + err;
-                }
-                o.Git.Add(spec!);
-            }
-            return null;
-        }),
+        new("git", "NAME=URL of a git server, repeatable: /git/NAME/<repo> mirrors URL/<repo> (git config url.<hoard>/git/NAME/.insteadOf URL)", true, (o, v) => Named(v, "--git", o.Git, replaceAll: true)),
         new("git-serve-stale", "serve mirrored repositories from their last known refs when upstream is unreachable: true or false (default true)", false, (o, v) =>
             bool.TryParse(v[^1], out var b) ? Set(() => o.GitServeStale = b) : $"--git-serve-stale '{v[^1]}': expected true or false"),
         new("git-max-processes", "most git processes at once (default 2 x cores)", false, (o, v) =>
@@ -122,6 +86,26 @@ public static class SettingsLoader
         new("log-format", "text or json, for the application log and the access log (default text)", false, (o, v) => { o.LogFormat = v[^1].ToLowerInvariant(); return null; }),
         new("access-log", "one line per request to stdout, off, or a file path (default stdout)", false, (o, v) => { o.AccessLog = v[^1]; return null; }),
     ];
+
+    /// <summary>Parses NAME=URL items into a list: replacing it, or adding to it with later names overriding.</summary>
+    private static string? Named(IReadOnlyList<string> values, string flag, List<UpstreamSpec> into, bool replaceAll)
+    {
+        if (replaceAll)
+        {
+            into.Clear();
+        }
+        foreach (var item in values)
+        {
+            var err = UpstreamSpec.TryParse(item, nameRequired: true, out var spec, out _);
+            if (err is not null)
+            {
+                return flag + " " + err;
+            }
+            into.RemoveAll(r => r.Name == spec!.Name);
+            into.Add(spec!);
+        }
+        return null;
+    }
 
     private static string? Set(Action a)
     {

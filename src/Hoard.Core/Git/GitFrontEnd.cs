@@ -152,12 +152,7 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
             }, ctx.RequestAborted);
             var status = (int)response.StatusCode;
             _access[AccessKey(spec, repository, ctx)] = (status == 200, time.GetUtcNow().ToUnixTimeMilliseconds());
-            ctx.Response.StatusCode = status;
-            foreach (var challenge in response.Headers.WwwAuthenticate)
-            {
-                ctx.Response.Headers.Append("WWW-Authenticate", challenge.ToString());
-            }
-            ctx.Response.Headers.CacheControl = "no-cache";
+            UpstreamRelay.CopyStatus(ctx.Response, response);
             ctx.Response.ContentType = response.Content.Headers.ContentType?.ToString() ?? "application/x-git-upload-pack-advertisement";
             info.Outcome = CacheOutcome.Bypass;
             metrics.Git("info_refs", status == 200 ? "upstream" : status.ToString(System.Globalization.CultureInfo.InvariantCulture));
@@ -561,12 +556,7 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
                 Headers = headers,
                 Body = content,
             }, ctx.RequestAborted);
-            ctx.Response.StatusCode = (int)response.StatusCode;
-            foreach (var challenge in response.Headers.WwwAuthenticate)
-            {
-                ctx.Response.Headers.Append("WWW-Authenticate", challenge.ToString());
-            }
-            ctx.Response.Headers.CacheControl = "no-cache";
+            UpstreamRelay.CopyStatus(ctx.Response, response);
             if (response.Content.Headers.ContentType is { } type)
             {
                 ctx.Response.ContentType = type.ToString();

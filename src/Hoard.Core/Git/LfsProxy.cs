@@ -36,11 +36,7 @@ public sealed class LfsProxy(UpstreamClient upstream, ArtifactResponder responde
             Headers = headers,
             Body = content,
         }, ctx.RequestAborted);
-        ctx.Response.StatusCode = (int)response.StatusCode;
-        foreach (var challenge in response.Headers.WwwAuthenticate)
-        {
-            ctx.Response.Headers.Append("WWW-Authenticate", challenge.ToString());
-        }
+        UpstreamRelay.CopyStatus(ctx.Response, response);
         ctx.Response.ContentType = "application/vnd.git-lfs+json";
         var text = await response.Content.ReadAsStringAsync(ctx.RequestAborted);
         metrics.Git("lfs_batch", ((int)response.StatusCode).ToString(System.Globalization.CultureInfo.InvariantCulture));

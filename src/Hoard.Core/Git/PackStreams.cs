@@ -9,7 +9,7 @@ namespace Hoard.Core.Git;
 /// committed to the pack cache, so a non-zero exit surfaces as an IOException at the end of the stream.
 /// The process slot is released when the stream ends or is disposed.
 /// </summary>
-internal sealed class ProcessOutputStream(Process process, Action release) : Stream
+internal sealed class ProcessOutputStream(Process process, Action release) : ReadOnlyStream
 {
     private readonly Stream _stdout = process.StandardOutput.BaseStream;
     private int _released;
@@ -29,7 +29,6 @@ internal sealed class ProcessOutputStream(Process process, Action release) : Str
         return n;
     }
 
-    public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
 
     private void Release()
     {
@@ -62,15 +61,6 @@ internal sealed class ProcessOutputStream(Process process, Action release) : Str
         base.Dispose(disposing);
     }
 
-    public override bool CanRead => true;
-    public override bool CanSeek => false;
-    public override bool CanWrite => false;
-    public override long Length => throw new NotSupportedException();
-    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-    public override void Flush() { }
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-    public override void SetLength(long value) => throw new NotSupportedException();
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 }
 
 /// <summary>
@@ -78,7 +68,7 @@ internal sealed class ProcessOutputStream(Process process, Action release) : Str
 /// session that produced it. Everything else passes byte for byte. Only for side-band responses (v2, or v0/v1 with
 /// side-band-64k), where every byte after the request is a pkt-line.
 /// </summary>
-internal sealed class ProgressFilterStream(Stream inner) : Stream
+internal sealed class ProgressFilterStream(Stream inner) : ReadOnlyStream
 {
     private readonly byte[] _header = new byte[4];
     private byte[] _packet = new byte[65520];
@@ -140,7 +130,6 @@ internal sealed class ProgressFilterStream(Stream inner) : Stream
         return true;
     }
 
-    public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
 
     protected override void Dispose(bool disposing)
     {
@@ -151,6 +140,14 @@ internal sealed class ProgressFilterStream(Stream inner) : Stream
         base.Dispose(disposing);
     }
 
+
+}
+
+/// <summary>A forward-only readable stream: subclasses implement ReadAsync; everything else is fixed.</summary>
+internal abstract class ReadOnlyStream : Stream
+{
+    public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
+
     public override bool CanRead => true;
     public override bool CanSeek => false;
     public override bool CanWrite => false;
@@ -160,5 +157,4 @@ internal sealed class ProgressFilterStream(Stream inner) : Stream
     public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
     public override void SetLength(long value) => throw new NotSupportedException();
     public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-
 }

@@ -41,21 +41,7 @@ public sealed class GitUpstream : IAsyncDisposable
             return;
         }
         var lfs = lfsPort is null ? "" : $"location ~ /info/lfs/ {{ proxy_pass http://127.0.0.1:{lfsPort}; }}";
-        Config = $$"""
-            client_max_body_size 0;
-            {{lfs}}
-            location / {
-              {{auth}}
-              fastcgi_pass unix:{{Socket}};
-              include /etc/nginx/fastcgi_params;
-              fastcgi_param SCRIPT_FILENAME /usr/lib/git-core/git-http-backend;
-              fastcgi_param GIT_PROJECT_ROOT {{Root}};
-              fastcgi_param GIT_HTTP_EXPORT_ALL "";
-              fastcgi_param PATH_INFO $uri;
-              fastcgi_param REMOTE_USER $remote_user;
-              fastcgi_param GIT_PROTOCOL $http_git_protocol;
-            }
-            """;
+        Config = $"client_max_body_size 0;\n{lfs}\nlocation / {{ {auth} {fastcgi} }}\n";
     }
 
     public string Root { get; }
