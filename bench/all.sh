@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Every benchmark, in order: run.sh writes bench/RESULTS.md afresh, oci.sh and git.sh append their sections.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+"$here/run.sh"
+"$here/oci.sh"
+"$here/git.sh"
