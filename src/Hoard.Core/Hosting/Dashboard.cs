@@ -55,6 +55,21 @@ public static class Dashboard
             }
             sb.Append("</table>");
         }
+        sb.Append("<h2>Container registries</h2><table>");
+        foreach (var r in options.Registries)
+        {
+            sb.Append($"<tr><td>{E(r.Name)}</td><td><code>{E(ctx.Request.Host.ToString())}/{E(r.Name)}/IMAGE</code></td><td>upstream {E(Upstream.UpstreamClient.Redact(r.Url))}{(r.Name == options.DefaultRegistry ? " (default)" : "")}</td></tr>");
+        }
+        sb.Append("</table>");
+        if (options.Git.Count > 0)
+        {
+            sb.Append("<h2>Git</h2><table>");
+            foreach (var g in options.Git)
+            {
+                sb.Append($"<tr><td><code>git config --global url.{E(baseUrl)}/git/{E(g.Name)}/.insteadOf {E(Upstream.UpstreamClient.Redact(g.Url))}</code></td></tr>");
+            }
+            sb.Append("</table>");
+        }
         sb.Append("<p><a href=\"metrics\">metrics</a> · <a href=\"healthz\">healthz</a></p></body></html>");
         return sb.ToString();
     }
