@@ -17,6 +17,7 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v containerd >/dev/null 2>&1 || need+=(containerd)
 [ -x /usr/sbin/fcgiwrap ] || need+=(fcgiwrap)
 command -v git-lfs >/dev/null 2>&1 || need+=(git-lfs)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v git >/dev/null 2>&1 || need+=(git)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

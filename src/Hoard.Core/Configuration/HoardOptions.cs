@@ -26,6 +26,18 @@ public sealed class HoardOptions
     /// <summary>At most this many git processes (upload-pack, mirror fetches) run at once.</summary>
     public int GitMaxProcesses { get; set; } = Math.Max(2, Environment.ProcessorCount * 2);
 
+    /// <summary>redis://HOST:PORT of the cluster's Redis; null: this node works alone.</summary>
+    public string? ClusterRedis { get; set; }
+
+    /// <summary>This node's URL as the other nodes reach it.</summary>
+    public string? Advertise { get; set; }
+
+    /// <summary>Shared secret that signs requests between nodes.</summary>
+    public string? ClusterSecret { get; set; }
+
+    /// <summary>At most this many peers download one blob from this node at once; more are refused and look elsewhere.</summary>
+    public int PeerFanout { get; set; } = 4;
+
     /// <summary>Container registries by name (the host as written in image references). Docker Hub is always there unless redefined.</summary>
     public List<UpstreamSpec> Registries { get; } = [new UpstreamSpec(DockerHub, new Uri(DockerHubUrl))];
 
@@ -123,6 +135,21 @@ public sealed class HoardOptions
         if (!Enum.TryParse<Microsoft.Extensions.Logging.LogLevel>(LogLevel, ignoreCase: true, out _))
         {
             errors.Add($"--log-level '{LogLevel}': expected trace, debug, information, warning, error or none");
+        }
+        if (ClusterRedis is not null)
+        {
+            if (!Uri.TryCreate(ClusterRedis, UriKind.Absolute, out var redis) || redis.Scheme != "redis")
+            {
+                errors.Add($"--cluster-redis '{ClusterRedis}': expected redis://HOST:PORT");
+            }
+            if (!Uri.TryCreate(Advertise, UriKind.Absolute, out var advertise) || advertise.Scheme is not ("http" or "https"))
+            {
+                errors.Add("--advertise http://THIS-NODE:PORT is required with --cluster-redis");
+            }
+            if (string.IsNullOrEmpty(ClusterSecret) || ClusterSecret.Length < 16)
+            {
+                errors.Add("--cluster-secret of at least 16 characters is required with --cluster-redis");
+            }
         }
         if (LogFormat is not ("text" or "json"))
         {

@@ -61,6 +61,11 @@ public static class SettingsLoader
             bool.TryParse(v[^1], out var b) ? Set(() => o.GitServeStale = b) : $"--git-serve-stale '{v[^1]}': expected true or false"),
         new("git-max-processes", "most git processes at once (default 2 x cores)", false, (o, v) =>
             int.TryParse(v[^1], out var n) && n is >= 1 and <= 1024 ? Set(() => o.GitMaxProcesses = n) : $"--git-max-processes '{v[^1]}': expected 1-1024"),
+        new("cluster-redis", "redis://HOST:PORT: share this node's cache with every node using the same Redis", false, (o, v) => { o.ClusterRedis = v[^1]; return null; }),
+        new("advertise", "this node's URL as the other cluster nodes reach it (with --cluster-redis)", false, (o, v) => { o.Advertise = v[^1].TrimEnd('/'); return null; }),
+        new("cluster-secret", "shared secret signing requests between cluster nodes (with --cluster-redis)", false, (o, v) => { o.ClusterSecret = v[^1]; return null; }),
+        new("peer-fanout", "most peers downloading one blob from this node at once (default 4)", false, (o, v) =>
+            int.TryParse(v[^1], out var n) && n is >= 1 and <= 1024 ? Set(() => o.PeerFanout = n) : $"--peer-fanout '{v[^1]}': expected 1-1024"),
         new("files-ttl", "NAME=DURATION: treat that files upstream as mutable, revalidated after DURATION, repeatable", true, (o, v) =>
         {
             o.FilesTtl.Clear();

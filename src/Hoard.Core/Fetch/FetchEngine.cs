@@ -49,6 +49,12 @@ public sealed partial class FetchEngine : IDisposable
         _logger = logger;
     }
 
+    /// <summary>Other nodes sharing this cache (cluster mode), or null when this node works alone.</summary>
+    public IClusterPeers? Cluster { get; set; }
+
+    /// <summary>The download in progress for a flight key, if any (peers stream from it).</summary>
+    public Fill? InFlightFor(string flightKey) => _flights.GetValueOrDefault(flightKey);
+
     public ContentStore Store => _store;
     public CacheIndex Index => _index;
     public int InFlight => _flights.Count;
@@ -236,6 +242,8 @@ public sealed partial class FetchEngine : IDisposable
         HttpResponseMessage? response = null;
         Microsoft.Win32.SafeHandles.SafeFileHandle? handle = null;
         var committed = false;
+        string? clusterDigest = null;
+        var fromPeer = false;
         try
         {
             // :: Step 1 — the upstream request, conditional when revalidating.
@@ -251,7 +259,14 @@ public sealed partial class FetchEngine : IDisposable
             };
             try
             {
-                response = request.Producer is { } produce ? await produce(ct) : await _upstream.SendAsync(call, ct);
+                if (Cluster is { } cluster && request.Producer is null && request.ExpectedSha256 is { } wanted && fill.Stale is null)
+                {
+                    // Another node may hold it or be fetching it: stream from there, verified here as always.
+                    clusterDigest = wanted;
+                    response = await cluster.TryPeersAsync(wanted, ct);
+                    fromPeer = response is not null;
+                }
+                response ??= request.Producer is { } produce ? await produce(ct) : await _upstream.SendAsync(call, ct);
             }
             catch (UpstreamException e)
             {
@@ -300,7 +315,8 @@ public sealed partial class FetchEngine : IDisposable
                 MakeRoom(incoming);
             }
             fill.SetStarted(new FillStart(FillStartKind.Streaming, length, contentType, etag, lastModified, null));
-            var (end, written, digest) = await DownloadAsync(fill, response, handle, call, etag ?? lastModified, length, ct);
+            // A peer's body resumes from upstream: no validator to pin (the digest check is the pin).
+            var (end, written, digest) = await DownloadAsync(fill, response, handle, call, fromPeer ? null : etag ?? lastModified, length, ct);
             response = null; // DownloadAsync owns and disposes the responses it used.
             if (end is not null)
             {
@@ -372,6 +388,10 @@ public sealed partial class FetchEngine : IDisposable
                 }
             }
             _flights.TryRemove(new KeyValuePair<string, Fill>(request.FlightKey, fill));
+            if (clusterDigest is not null)
+            {
+                Cluster?.Finished(clusterDigest, committed);
+            }
         }
     }
 
@@ -507,6 +527,7 @@ public sealed partial class FetchEngine : IDisposable
         foreach (var blob in _index.EvictTo(target))
         {
             _store.Delete(blob.Digest);
+            Cluster?.Evicted(blob.Digest);
             _metrics.Evicted(blob.Size);
             LogEvicted(_logger, blob.Digest, blob.Size);
         }

@@ -71,6 +71,11 @@ public static partial class HoardApp
         services.AddSingleton<Git.LfsProxy>();
         services.AddSingleton<Git.GitFrontEnd>();
         services.AddHostedService<Maintenance>();
+        if (options.ClusterRedis is not null)
+        {
+            services.AddSingleton<Cluster.ClusterNode>();
+            services.AddHostedService(sp => sp.GetRequiredService<Cluster.ClusterNode>());
+        }
         services.AddRouting();
 
         var app = builder.Build();
@@ -85,6 +90,10 @@ public static partial class HoardApp
         app.Services.GetRequiredService<FilesFrontEnd>().Map(app);
         app.Services.GetRequiredService<Oci.OciFrontEnd>().Map(app);
         app.Services.GetRequiredService<Git.GitFrontEnd>().Map(app);
+        if (options.ClusterRedis is not null)
+        {
+            app.Services.GetRequiredService<Cluster.ClusterNode>().Map(app);
+        }
         app.MapFallback((HttpContext ctx) => HttpErrors.WriteAsync(ctx, 404, "no such route: see / for what Hoard serves"));
         return app;
     }

@@ -237,6 +237,18 @@ public sealed partial class ArtifactResponder(FetchEngine engine, HoardMetrics m
         Finish(ctx, request, result);
     }
 
+    /// <summary>Streams a download in progress to a peer node, as it grows (cluster mode).</summary>
+    public async Task ServeInFlightAsync(HttpContext ctx, Fill fill)
+    {
+        var start = await fill.Started.WaitAsync(ctx.RequestAborted);
+        if (start.Kind != FillStartKind.Streaming)
+        {
+            await HttpErrors.WriteAsync(ctx, 404, "this node's download of that blob failed");
+            return;
+        }
+        await ServeFillAsync(ctx, fill.Request, fill, ResponseShape.Immutable, CacheOutcome.Coalesced);
+    }
+
     private async Task<Stream> OpenPassthroughBodyAsync(ArtifactRequest request, long pos, CancellationToken ct)
     {
         var (_, body) = await engine.OpenPassthroughAsync(request, pos, ct);

@@ -65,6 +65,8 @@ public sealed class HoardMetrics
         Add($"hoard_git_mirror_fetch_milliseconds_total{{upstream=\"{upstream}\"}}", (long)duration.TotalMilliseconds);
     }
 
+    public void PeerFetch(string node, string result) => Add($"hoard_peer_requests_total{{node=\"{node[..8]}\",result=\"{result}\"}}", 1);
+
     public void StaleServed(string protocol) => Add($"hoard_stale_served_total{{protocol=\"{protocol}\"}}", 1);
 
     public void DigestMismatch(string protocol) => Add($"hoard_digest_mismatch_total{{protocol=\"{protocol}\"}}", 1);

@@ -1,0 +1,312 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Security.Cryptography;
+using System.Text;
+using Hoard.Core.Configuration;
+using Hoard.Core.Fetch;
+using Hoard.Core.Http;
+using Hoard.Core.Metrics;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using StackExchange.Redis;
+
+namespace Hoard.Core.Cluster;
+
+/// <summary>
+/// Cluster mode, with one Redis as the only shared part. Redis knows which nodes are alive (heartbeat keys that
+/// expire), which node holds which blob, and who is downloading a digest (a lock taken with SET NX, refreshed while
+/// the download runs). Blobs move between nodes over plain HTTP on the normal port, under /_hoard/peer/, signed with
+/// the cluster secret; every node verifies every digest itself. If Redis is unreachable, each node works alone.
+/// </summary>
+public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncDisposable
+{
+    private static readonly TimeSpan Heartbeat = TimeSpan.FromSeconds(3);
+    private static readonly TimeSpan NodeTtl = TimeSpan.FromSeconds(10);
+    private static readonly TimeSpan LockTtl = TimeSpan.FromSeconds(15);
+    private readonly HoardOptions _options;
+    private readonly FetchEngine _engine;
+    private readonly ArtifactResponder _responder;
+    private readonly HoardMetrics _metrics;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly HttpClient _peers;
+    private readonly byte[] _secret;
+    private readonly ConcurrentDictionary<string, int> _uploads = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, ITimer> _locks = new(StringComparer.Ordinal);
+    private ConnectionMultiplexer? _redis;
+    private ITimer? _heartbeat;
+    private int _redisDown;
+
+    public ClusterNode(HoardOptions options, FetchEngine engine, ArtifactResponder responder, HoardMetrics metrics, TimeProvider time, ILogger<ClusterNode> logger)
+    {
+        _options = options;
+        _engine = engine;
+        _responder = responder;
+        _metrics = metrics;
+        _time = time;
+        _logger = logger;
+        _secret = Encoding.UTF8.GetBytes(options.ClusterSecret!);
+        _peers = new HttpClient(new SocketsHttpHandler { UseProxy = false, ConnectTimeout = TimeSpan.FromSeconds(2), AutomaticDecompression = DecompressionMethods.None })
+        {
+            Timeout = Timeout.InfiniteTimeSpan,
+        };
+        Id = LoadOrCreateId(options.DataDir);
+        engine.Cluster = this;
+    }
+
+    /// <summary>This node's identity; kept in the data dir, so it survives restarts.</summary>
+    public string Id { get; }
+
+    private static string LoadOrCreateId(string dataDir)
+    {
+        var path = Path.Combine(dataDir, "node-id");
+        if (File.Exists(path) && File.ReadAllText(path).Trim() is { Length: 32 } existing)
+        {
+            return existing;
+        }
+        var id = Guid.NewGuid().ToString("N");
+        File.WriteAllText(path, id);
+        return id;
+    }
+
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        var uri = new Uri(_options.ClusterRedis!);
+        var config = new ConfigurationOptions
+        {
+            AbortOnConnectFail = false,
+            ConnectTimeout = 2000,
+            SyncTimeout = 2000,
+            AsyncTimeout = 2000,
+            BacklogPolicy = BacklogPolicy.FailFast,
+            ReconnectRetryPolicy = new LinearRetry(1000),
+        };
+        config.EndPoints.Add(uri.Host, uri.Port > 0 ? uri.Port : 6379);
+        _redis = await ConnectionMultiplexer.ConnectAsync(config);
+        _heartbeat = _time.CreateTimer(_ => _ = BeatAsync(), null, TimeSpan.Zero, Heartbeat);
+        LogJoined(_logger, Id, _options.Advertise!, _options.ClusterRedis!);
+    }
+
+    private async Task BeatAsync()
+    {
+        await Redis(async db =>
+        {
+            await db.StringSetAsync($"hoard:node:{Id}", _options.Advertise, NodeTtl);
+            await db.SetAddAsync("hoard:nodes", Id);
+            return true;
+        });
+    }
+
+    /// <summary>Runs a Redis call; on failure logs once (until Redis is back) and answers the fallback.</summary>
+    private async Task<T?> Redis<T>(Func<IDatabase, Task<T>> call)
+    {
+        if (_redis is null)
+        {
+            return default;
+        }
+        try
+        {
+            var result = await call(_redis.GetDatabase());
+            if (Interlocked.Exchange(ref _redisDown, 0) == 1)
+            {
+                LogRedisBack(_logger);
+            }
+            return result;
+        }
+        catch (Exception e) when (e is RedisException or TimeoutException)
+        {
+            if (Interlocked.Exchange(ref _redisDown, 1) == 0)
+            {
+                LogRedisDown(_logger, e.Message);
+            }
+            return default;
+        }
+    }
+
+    public async Task<HttpResponseMessage?> TryPeersAsync(string digest, CancellationToken ct)
+    {
+        // 1. Someone holds it: stream from them.
+        var holders = await Redis(db => db.SetMembersAsync($"hoard:blob:{digest}"));
+        foreach (var holder in (holders ?? []).Select(h => h.ToString()).Where(h => h != Id))
+        {
+            if (await FromPeerAsync(holder, digest, ct) is { } response)
+            {
+                return response;
+            }
+        }
+        // 2. Nobody: take the cluster-wide lock and go upstream, or stream from whoever holds the lock.
+        for (var attempt = 0; attempt < 20; attempt++)
+        {
+            var taken = await Redis(db => db.StringSetAsync($"hoard:lock:{digest}", Id, LockTtl, When.NotExists));
+            if (_redis is null || Volatile.Read(ref _redisDown) == 1)
+            {
+                return null; // alone: upstream
+            }
+            if (taken)
+            {
+                _locks[digest] = _time.CreateTimer(_ => _ = Redis(db => db.KeyExpireAsync($"hoard:lock:{digest}", LockTtl)), null, LockTtl / 3, LockTtl / 3);
+                return null;
+            }
+            var owner = (await Redis(db => db.StringGetAsync($"hoard:lock:{digest}"))).ToString();
+            if (!string.IsNullOrEmpty(owner) && owner != Id && await FromPeerAsync(owner, digest, ct) is { } response)
+            {
+                return response;
+            }
+            await Task.Delay(TimeSpan.FromMilliseconds(250), _time, ct);
+        }
+        return null;
+    }
+
+    private async Task<HttpResponseMessage?> FromPeerAsync(string node, string digest, CancellationToken ct)
+    {
+        var url = (await Redis(db => db.StringGetAsync($"hoard:node:{node}"))).ToString();
+        if (string.IsNullOrEmpty(url))
+        {
+            return null; // heartbeat expired: the node is gone
+        }
+        var path = "/_hoard/peer/blob/" + digest;
+        using var request = new HttpRequestMessage(HttpMethod.Get, url + path);
+        request.Headers.TryAddWithoutValidation("X-Hoard-Peer", Sign(path));
+        try
+        {
+            var response = await _peers.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, ct);
+            if (response.StatusCode == HttpStatusCode.OK)
+            {
+                _metrics.PeerFetch(node, "ok");
+                return response;
+            }
+            _metrics.PeerFetch(node, ((int)response.StatusCode).ToString(System.Globalization.CultureInfo.InvariantCulture));
+            response.Dispose();
+        }
+        catch (HttpRequestException)
+        {
+            _metrics.PeerFetch(node, "error");
+        }
+        return null;
+    }
+
+    public void Finished(string digest, bool committed)
+    {
+        if (_locks.TryRemove(digest, out var timer))
+        {
+            timer.Dispose();
+            _ = Redis(db => db.KeyDeleteAsync($"hoard:lock:{digest}"));
+        }
+        if (committed)
+        {
+            _ = Redis(db => db.SetAddAsync($"hoard:blob:{digest}", Id));
+        }
+    }
+
+    public void Evicted(string digest) => _ = Redis(db => db.SetRemoveAsync($"hoard:blob:{digest}", Id));
+
+    /// <summary>"{unix seconds}.{hex HMAC-SHA256(secret, seconds + path)}".</summary>
+    private string Sign(string path)
+    {
+        var ts = _time.GetUtcNow().ToUnixTimeSeconds().ToString(System.Globalization.CultureInfo.InvariantCulture);
+        return ts + "." + Convert.ToHexStringLower(HMACSHA256.HashData(_secret, Encoding.UTF8.GetBytes(ts + "\n" + path)));
+    }
+
+    private bool Verify(string? header, string path)
+    {
+        var dot = header?.IndexOf('.', StringComparison.Ordinal) ?? -1;
+        if (dot <= 0 || !long.TryParse(header![..dot], out var ts) || Math.Abs(_time.GetUtcNow().ToUnixTimeSeconds() - ts) > 60)
+        {
+            return false;
+        }
+        var expected = HMACSHA256.HashData(_secret, Encoding.UTF8.GetBytes(header[..dot] + "\n" + path));
+        return CryptographicOperations.FixedTimeEquals(expected, Convert.FromHexString(header[(dot + 1)..].PadRight(64, '0')[..64]));
+    }
+
+    public void Map(IEndpointRouteBuilder app) => app.MapGet("/_hoard/peer/blob/{digest}", ServePeerAsync);
+
+    /// <summary>A peer asks for a blob: committed, or streamed from this node's download in progress. Never fetched for it.</summary>
+    private async Task ServePeerAsync(HttpContext ctx, string digest)
+    {
+        if (!Verify(ctx.Request.Headers["X-Hoard-Peer"], ctx.Request.Path.Value ?? ""))
+        {
+            await HttpErrors.WriteAsync(ctx, 403, "cluster requests must be signed with the cluster secret");
+            return;
+        }
+        if (!Storage.ContentStore.IsDigest(digest))
+        {
+            await HttpErrors.WriteAsync(ctx, 400, "not a sha256 digest");
+            return;
+        }
+        if (_uploads.AddOrUpdate(digest, 1, (_, n) => n + 1) > _options.PeerFanout)
+        {
+            _uploads.AddOrUpdate(digest, 0, (_, n) => n - 1);
+            await HttpErrors.WriteAsync(ctx, 503, "this node is serving this blob to enough peers already: ask another holder");
+            return;
+        }
+        try
+        {
+            if (_engine.TryAcquireBlob(digest) is { } blob)
+            {
+                try
+                {
+                    await _responder.ServeBlobAsync(ctx, blob, null, ResponseShape.Immutable, CacheOutcome.Hit);
+                }
+                finally
+                {
+                    blob.Release();
+                }
+                return;
+            }
+            if (_engine.InFlightFor("sha256:" + digest) is { } fill)
+            {
+                await _responder.ServeInFlightAsync(ctx, fill);
+                return;
+            }
+            await HttpErrors.WriteAsync(ctx, 404, "this node neither holds nor is fetching that blob");
+        }
+        finally
+        {
+            _uploads.AddOrUpdate(digest, 0, (_, n) => n - 1);
+        }
+    }
+
+    /// <summary>Live nodes and how many blobs each announces (for `hoard status` and the dashboard).</summary>
+    public async Task<List<(string Id, string Url)>> NodesAsync()
+    {
+        var ids = await Redis(db => db.SetMembersAsync("hoard:nodes")) ?? [];
+        var nodes = new List<(string, string)>();
+        foreach (var id in ids.Select(i => i.ToString()))
+        {
+            var url = (await Redis(db => db.StringGetAsync($"hoard:node:{id}"))).ToString();
+            if (!string.IsNullOrEmpty(url))
+            {
+                nodes.Add((id, url));
+            }
+        }
+        return nodes;
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public async ValueTask DisposeAsync()
+    {
+        _heartbeat?.Dispose();
+        foreach (var timer in _locks.Values)
+        {
+            timer.Dispose();
+        }
+        if (_redis is not null)
+        {
+            await _redis.DisposeAsync();
+        }
+        _peers.Dispose();
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Cluster: node {Id} at {Advertise} joined through {Redis}")]
+    private static partial void LogJoined(ILogger logger, string id, string advertise, string redis);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Cluster: Redis unreachable, working alone until it is back: {Error}")]
+    private static partial void LogRedisDown(ILogger logger, string error);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Cluster: Redis is back")]
+    private static partial void LogRedisBack(ILogger logger);
+}

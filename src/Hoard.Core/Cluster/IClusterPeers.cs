@@ -1,0 +1,17 @@
+namespace Hoard.Core.Fetch;
+
+/// <summary>The fetch engine's view of the other nodes of a cluster.</summary>
+public interface IClusterPeers
+{
+    /// <summary>
+    /// A response streaming the blob from a node that holds it or is fetching it, or null: then this node goes
+    /// upstream itself (holding the cluster-wide lock for the digest if it could take it).
+    /// </summary>
+    Task<HttpResponseMessage?> TryPeersAsync(string digest, CancellationToken ct);
+
+    /// <summary>The download for a digest ended: release the lock, announce the blob if it was committed.</summary>
+    void Finished(string digest, bool committed);
+
+    /// <summary>The blob left this node's store.</summary>
+    void Evicted(string digest);
+}
