@@ -13,6 +13,7 @@ public static class Cli
         var root = new RootCommand("Hoard: a caching mirror for PyPI and plain files. The first request goes upstream, every later one is served locally; concurrent misses share one download.");
         root.Subcommands.Add(BuildServe());
         root.Subcommands.Add(ConfigCommands.Build());
+        root.Subcommands.Add(StatusCommand.Build());
         var version = new Command("version", "Print Hoard's version.");
         version.SetAction(_ => Console.WriteLine("hoard " + (typeof(Cli).Assembly.GetName().Version?.ToString(3) ?? "0")));
         root.Subcommands.Add(version);

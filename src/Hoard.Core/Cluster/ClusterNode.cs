@@ -96,6 +96,12 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
         {
             await db.StringSetAsync($"hoard:node:{Id}", _options.Advertise, NodeTtl);
             await db.SetAddAsync("hoard:nodes", Id);
+            var live = 0;
+            foreach (var id in await db.SetMembersAsync("hoard:nodes"))
+            {
+                live += await db.KeyExistsAsync($"hoard:node:{id}") ? 1 : 0;
+            }
+            _metrics.ClusterSize = live;
             return true;
         });
     }
@@ -176,6 +182,10 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
             if (response.StatusCode == HttpStatusCode.OK)
             {
                 _metrics.PeerFetch(node, "ok");
+                if (response.Content.Headers.ContentLength is { } bytes)
+                {
+                    _metrics.FromPeers(bytes);
+                }
                 return response;
             }
             _metrics.PeerFetch(node, ((int)response.StatusCode).ToString(System.Globalization.CultureInfo.InvariantCulture));
@@ -269,17 +279,24 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
         }
     }
 
-    /// <summary>Live nodes and how many blobs each announces (for `hoard status` and the dashboard).</summary>
-    public async Task<List<(string Id, string Url)>> NodesAsync()
+    /// <summary>Live nodes and how many blobs each holds, read from Redis (for `hoard status`).</summary>
+    public static async Task<List<(string Id, string Url, int Blobs)>> StatusAsync(IDatabase db, IServer server)
     {
-        var ids = await Redis(db => db.SetMembersAsync("hoard:nodes")) ?? [];
-        var nodes = new List<(string, string)>();
-        foreach (var id in ids.Select(i => i.ToString()))
+        var holdings = new Dictionary<string, int>(StringComparer.Ordinal);
+        await foreach (var key in server.KeysAsync(pattern: "hoard:blob:*"))
         {
-            var url = (await Redis(db => db.StringGetAsync($"hoard:node:{id}"))).ToString();
+            foreach (var holder in await db.SetMembersAsync(key))
+            {
+                holdings[holder.ToString()] = holdings.GetValueOrDefault(holder.ToString()) + 1;
+            }
+        }
+        var nodes = new List<(string, string, int)>();
+        foreach (var id in (await db.SetMembersAsync("hoard:nodes")).Select(i => i.ToString()))
+        {
+            var url = (await db.StringGetAsync($"hoard:node:{id}")).ToString();
             if (!string.IsNullOrEmpty(url))
             {
-                nodes.Add((id, url));
+                nodes.Add((id, url, holdings.GetValueOrDefault(id)));
             }
         }
         return nodes;

@@ -65,6 +65,11 @@ public sealed class HoardMetrics
         Add($"hoard_git_mirror_fetch_milliseconds_total{{upstream=\"{upstream}\"}}", (long)duration.TotalMilliseconds);
     }
 
+    /// <summary>Live nodes seen at the last heartbeat (cluster mode), else 0.</summary>
+    public int ClusterSize { get; set; }
+
+    public void FromPeers(long bytes) => Add("hoard_peer_bytes_total", bytes);
+
     public void PeerFetch(string node, string result) => Add($"hoard_peer_requests_total{{node=\"{node[..8]}\",result=\"{result}\"}}", 1);
 
     public void StaleServed(string protocol) => Add($"hoard_stale_served_total{{protocol=\"{protocol}\"}}", 1);
@@ -113,6 +118,11 @@ public sealed class HoardMetrics
             sb.Append(CultureInfo.InvariantCulture, $"hoard_store_blobs {blobs}\n");
             sb.Append("# TYPE hoard_store_entries gauge\n");
             sb.Append(CultureInfo.InvariantCulture, $"hoard_store_entries {entries}\n");
+        }
+        if (ClusterSize > 0)
+        {
+            sb.Append("# HELP hoard_cluster_nodes Live cluster nodes at the last heartbeat.\n# TYPE hoard_cluster_nodes gauge\n");
+            sb.Append(CultureInfo.InvariantCulture, $"hoard_cluster_nodes {ClusterSize}\n");
         }
         if (AccessLogDropped is { } dropped)
         {

@@ -55,6 +55,13 @@ public sealed class ClusterTests
             // Every node now holds it, verified, in its own store.
             Assert.All(nodes, n => Assert.True(n.Service<Hoard.Core.Storage.CacheIndex>().TryGetBlob(wheel.Sha256, out _)));
             Assert.Equal("3", await redis.CliAsync("SCARD", "hoard:blob:" + wheel.Sha256));
+            // hoard status lists the three nodes, each holding the blob.
+            var (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "status", "--cluster-redis", redis.Url]);
+            Assert.True(code == 0, output);
+            Assert.Contains("3 live node(s)", output, StringComparison.Ordinal);
+            Assert.Equal(3, output.Split('\n').Count(l => l.Contains("1 blob(s)", StringComparison.Ordinal)));
+            await FetchEngineTests.WaitUntil(() => nodes[0].Metrics.Render().Contains("hoard_cluster_nodes 3", StringComparison.Ordinal), TimeSpan.FromSeconds(10));
+            Assert.True(nodes.Sum(n => n.Metrics.Get("hoard_peer_bytes_total")) > 0);
         }
         finally
         {
