@@ -134,34 +134,34 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
 
     public async Task<HttpResponseMessage?> TryPeersAsync(string digest, CancellationToken ct)
     {
-        // 1. Someone holds it: stream from them.
-        var holders = await Redis(db => db.SetMembersAsync($"hoard:blob:{digest}"));
-        foreach (var holder in (holders ?? []).Select(h => h.ToString()).Where(h => h != Id))
+        for (var attempt = 0; attempt < 40; attempt++)
         {
-            if (await FromPeerAsync(holder, digest, ct) is { } response)
-            {
-                return response;
-            }
-        }
-        // 2. Nobody: take the cluster-wide lock and go upstream, or stream from whoever holds the lock.
-        for (var attempt = 0; attempt < 20; attempt++)
-        {
-            var taken = await Redis(db => db.StringSetAsync($"hoard:lock:{digest}", Id, LockTtl, When.NotExists));
+            // 1. Nodes that hold it, then nodes that are streaming it themselves (a tree, not a star: a node at its
+            //    fan-out limit answers 503 and the next one is asked).
+            var holders = await Redis(db => db.SetMembersAsync($"hoard:blob:{digest}")) ?? [];
+            var fetching = await Redis(db => db.SetMembersAsync($"hoard:fetching:{digest}")) ?? [];
             if (_redis is null || Volatile.Read(ref _redisDown) == 1)
             {
                 return null; // alone: upstream
             }
+            foreach (var node in holders.Concat(fetching).Select(h => h.ToString()).Where(h => h != Id).Distinct())
+            {
+                if (await FromPeerAsync(node, digest, ct) is { } response)
+                {
+                    await Redis(db => db.SetAddAsync($"hoard:fetching:{digest}", Id));
+                    return response;
+                }
+            }
+            // 2. Nobody has it: take the cluster-wide lock and go upstream; if another node holds the lock, it will
+            //    appear among the fetching nodes on the next round.
+            var taken = await Redis(db => db.StringSetAsync($"hoard:lock:{digest}", Id, LockTtl, When.NotExists));
             if (taken)
             {
+                await Redis(db => db.SetAddAsync($"hoard:fetching:{digest}", Id));
                 _locks[digest] = _time.CreateTimer(_ => _ = Redis(db => db.KeyExpireAsync($"hoard:lock:{digest}", LockTtl)), null, LockTtl / 3, LockTtl / 3);
                 return null;
             }
-            var owner = (await Redis(db => db.StringGetAsync($"hoard:lock:{digest}"))).ToString();
-            if (!string.IsNullOrEmpty(owner) && owner != Id && await FromPeerAsync(owner, digest, ct) is { } response)
-            {
-                return response;
-            }
-            await Task.Delay(TimeSpan.FromMilliseconds(250), _time, ct);
+            await Task.Delay(TimeSpan.FromMilliseconds(150), _time, ct);
         }
         return null;
     }
@@ -200,6 +200,7 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
 
     public void Finished(string digest, bool committed)
     {
+        _ = Redis(db => db.SetRemoveAsync($"hoard:fetching:{digest}", Id));
         if (_locks.TryRemove(digest, out var timer))
         {
             timer.Dispose();
