@@ -5,3 +5,4 @@ here=$(cd "$(dirname "$0")" && pwd)
 "$here/run.sh"
 "$here/oci.sh"
 "$here/git.sh"
+"$here/cluster.sh"
