@@ -1,12 +1,7 @@
 using System.Security.Cryptography;
 using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 
 namespace Hoard.Tests.Infrastructure;
 
@@ -29,16 +24,13 @@ public sealed class LfsServer : IAsyncDisposable
 
     public async Task StartAsync()
     {
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.WebHost.UseUrls("http://127.0.0.1:0");
-        builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = null);
-        builder.Logging.ClearProviders();
-        _app = builder.Build();
-        _app.MapPost("/{**repo}", Batch);
-        _app.MapPut("/objects/{oid}", Upload);
-        _app.MapGet("/objects/{oid}", Download);
-        await _app.StartAsync();
-        Port = new Uri(_app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First()).Port;
+        (_app, var baseUrl) = await TestWebApp.StartAsync(app =>
+        {
+            app.MapPost("/{**repo}", Batch);
+            app.MapPut("/objects/{oid}", Upload);
+            app.MapGet("/objects/{oid}", Download);
+        });
+        Port = new Uri(baseUrl).Port;
     }
 
     private async Task Batch(HttpContext ctx)

@@ -3,12 +3,7 @@ using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 
 namespace Hoard.Tests.Infrastructure;
 
@@ -40,13 +35,8 @@ public sealed class TokenServer : IAsyncDisposable
 
     public async Task StartAsync()
     {
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.WebHost.UseUrls("http://127.0.0.1:0");
-        builder.Logging.ClearProviders();
-        _app = builder.Build();
-        _app.MapGet("/token", (HttpContext ctx) => Issue(ctx));
-        await _app.StartAsync();
-        Realm = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First() + "/token";
+        (_app, var baseUrl) = await TestWebApp.StartAsync(app => app.MapGet("/token", (HttpContext ctx) => Issue(ctx)));
+        Realm = baseUrl + "/token";
     }
 
     private IResult Issue(HttpContext ctx)
