@@ -9,7 +9,7 @@ public sealed class ClusterTests
 {
     private const string Secret = "cluster-test-secret-0123456789";
 
-    private static async Task<List<HoardHost>> StartNodesAsync(TempDir temp, int count, RedisServer redis, string pypi)
+    private static async Task<List<HoardHost>> StartNodesAsync(TempDir temp, int count, RedisServer redis, string pypi, int fanout = 4)
     {
         var nodes = new List<HoardHost>();
         for (var i = 0; i < count; i++)
@@ -21,6 +21,7 @@ public sealed class ClusterTests
                 o.Advertise = $"http://127.0.0.1:{port}";
                 o.ClusterRedis = redis.Url;
                 o.ClusterSecret = Secret;
+                o.PeerFanout = fanout;
                 o.ConnectTimeout = TimeSpan.FromSeconds(2);
                 PipTests.SetPypi(o, pypi);
             }));
@@ -62,6 +63,50 @@ public sealed class ClusterTests
             Assert.Equal(3, output.Split('\n').Count(l => l.Contains("1 blob(s)", StringComparison.Ordinal)));
             await FetchEngineTests.WaitUntil(() => nodes[0].Metrics.Render().Contains("hoard_cluster_nodes 3", StringComparison.Ordinal), TimeSpan.FromSeconds(10));
             Assert.True(nodes.Sum(n => n.Metrics.Get("hoard_peer_bytes_total")) > 0);
+        }
+        finally
+        {
+            foreach (var n in nodes)
+            {
+                await n.DisposeAsync();
+            }
+        }
+    }
+
+    [Fact]
+    public async Task A_node_at_its_fanout_limit_refuses_and_the_peer_streams_from_another_node_that_is_still_downloading()
+    {
+        using var temp = new TempDir();
+        var index = new PackageIndex(temp.Sub("upstream"));
+        var wheel = index.AddWheel("tree", "1.0", extraBytes: 16 * 1024 * 1024);
+        index.WriteHtml();
+        await using var nginx = new Nginx(index.Root, "location /packages/ { limit_rate 8m; }");
+        await nginx.StartAsync();
+        await using var redis = new RedisServer();
+        await redis.StartAsync();
+        var nodes = await StartNodesAsync(temp, 3, redis, nginx.BaseUrl + "/simple/", fanout: 1);
+        try
+        {
+            using var http = new HttpClient();
+            foreach (var node in nodes)
+            {
+                await http.GetStringAsync(node.BaseUrl + "/simple/tree/");
+            }
+            var url = "/simple/tree/" + wheel.Filename;
+            var first = http.GetByteArrayAsync(nodes[0].BaseUrl + url);
+            await FetchEngineTests.WaitUntil(() => nginx.Lines.Any(l => l.Contains(wheel.Filename, StringComparison.Ordinal)) || nodes[0].Service<Hoard.Core.Fetch.FetchEngine>().InFlight > 0, TimeSpan.FromSeconds(10));
+            var second = http.GetByteArrayAsync(nodes[1].BaseUrl + url);
+            await FetchEngineTests.WaitUntil(() => nodes[1].Service<Hoard.Core.Fetch.FetchEngine>().InFlight > 0, TimeSpan.FromSeconds(10));
+            var third = http.GetByteArrayAsync(nodes[2].BaseUrl + url);
+            foreach (var bytes in await Task.WhenAll(first, second, third))
+            {
+                Assert.Equal(wheel.Sha256, Convert.ToHexStringLower(SHA256.HashData(bytes)));
+            }
+            Assert.Equal(1, nginx.Count("/packages/" + wheel.Filename));
+            // Node 2 was refused by node 0 (fan-out 1, busy with node 1) or went to node 1 directly; either way it
+            // got its copy from a peer, not from upstream.
+            var id1 = File.ReadAllText(Path.Combine(temp.Path, "node1", "node-id")).Trim()[..8];
+            Assert.Equal(1, nodes[2].Metrics.Get($"hoard_peer_requests_total{{node=\"{id1}\",result=\"ok\"}}"));
         }
         finally
         {
