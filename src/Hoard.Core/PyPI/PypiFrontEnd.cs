@@ -167,6 +167,7 @@ public sealed partial class PypiFrontEnd
     {
         if (Negotiate(ctx) is not { } chosen)
         {
+            await NotAcceptableAsync(ctx);
             return;
         }
         var (page, digest, outcome, status, error) = await LoadAsync(ctx, index, project, (b, t, u) => SimpleParser.ParseProject(project, b, t, u));
@@ -182,6 +183,7 @@ public sealed partial class PypiFrontEnd
     {
         if (Negotiate(ctx) is not { } chosen)
         {
+            await NotAcceptableAsync(ctx);
             return;
         }
         var (list, digest, outcome, status, error) = await LoadAsync(ctx, index, "", (b, t, _) => SimpleParser.ParseList(b, t));
@@ -193,15 +195,11 @@ public sealed partial class PypiFrontEnd
         await WritePageAsync(ctx, digest!, outcome, chosen, () => SimpleRenderer.RenderList(list, chosen.Format));
     }
 
-    private static (SimpleFormat Format, string ContentType)? Negotiate(HttpContext ctx)
-    {
-        var chosen = SimpleNegotiation.Choose(ctx.Request.Headers.Accept, ctx.Request.Query["format"]);
-        if (chosen is null)
-        {
-            _ = HttpErrors.WriteAsync(ctx, 406, $"acceptable: {SimpleNegotiation.JsonType}, {SimpleNegotiation.HtmlType}, text/html");
-        }
-        return chosen;
-    }
+    private static (SimpleFormat Format, string ContentType)? Negotiate(HttpContext ctx) =>
+        SimpleNegotiation.Choose(ctx.Request.Headers.Accept, ctx.Request.Query["format"]);
+
+    private static Task NotAcceptableAsync(HttpContext ctx) =>
+        HttpErrors.WriteAsync(ctx, 406, $"acceptable: {SimpleNegotiation.JsonType}, {SimpleNegotiation.HtmlType}, text/html");
 
     /// <summary>A page's ETag names the upstream content and the format, so a 304 needs no rendering.</summary>
     private async Task WritePageAsync(HttpContext ctx, string digest, CacheOutcome outcome, (SimpleFormat Format, string ContentType) chosen, Func<byte[]> render)
