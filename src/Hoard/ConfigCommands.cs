@@ -112,7 +112,7 @@ public static class ConfigCommands
             foreach (var g in options.Git)
             {
                 var mirror = $"{hoard.GetLeftPart(UriPartial.Authority)}/git/{g.Name}/";
-                var upstreamUrl = new UriBuilder(g.Url) { UserName = "", Password = "" }.Uri.ToString();
+                var upstreamUrl = Hoard.Core.Upstream.UrlCredentials.WithoutUserInfo(g.Url).ToString();
                 if (parse.GetValue(apply))
                 {
                     var psi = new System.Diagnostics.ProcessStartInfo("git") { ArgumentList = { "config", "--global", $"url.{mirror}.insteadOf", upstreamUrl } };

@@ -42,7 +42,7 @@ public static class ContainerConfig
     {
         foreach (var r in registries)
         {
-            var server = new UriBuilder(r.Url) { UserName = "", Password = "" }.Uri.GetLeftPart(UriPartial.Authority);
+            var server = Hoard.Core.Upstream.UrlCredentials.WithoutUserInfo(r.Url).GetLeftPart(UriPartial.Authority);
             var sb = new StringBuilder();
             sb.Append($"# {r.Name}: pull through Hoard, fall back to the registry itself if Hoard is down\n");
             sb.Append($"server = \"{server}\"\n\n");
@@ -59,7 +59,7 @@ public static class ContainerConfig
         var sb = new StringBuilder("# Hoard mirrors for podman, CRI-O, skopeo and buildah (/etc/containers/registries.conf.d/hoard.conf)\n");
         foreach (var r in registries)
         {
-            var location = r.Name == HoardOptions.DockerHub ? "docker.io" : new UriBuilder(r.Url) { UserName = "", Password = "" }.Uri.Authority;
+            var location = r.Name == HoardOptions.DockerHub ? "docker.io" : r.Url.Authority;
             sb.Append($"\n[[registry]]\nprefix = \"{r.Name}\"\nlocation = \"{location}\"\n\n");
             sb.Append($"[[registry.mirror]]\nlocation = \"{hoard.Authority}/{r.Name}\"\n");
             if (hoard.Scheme == "http")

@@ -120,12 +120,12 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
     private static bool IsV2(string gitProtocol) => gitProtocol.Split(':').Any(p => p.Trim() == "version=2");
 
     private Uri UpstreamUrl(UpstreamSpec spec, string pathAndQuery) =>
-        new(new UriBuilder(spec.Url) { UserName = "", Password = "" }.Uri, pathAndQuery);
+        new(UrlCredentials.WithoutUserInfo(spec.Url), pathAndQuery);
 
     private List<KeyValuePair<string, string>> ForwardHeaders(HttpContext ctx, UpstreamSpec spec)
     {
         var headers = new List<KeyValuePair<string, string>>();
-        var auth = Authorization(ctx) ?? (string.IsNullOrEmpty(spec.Url.UserInfo) ? null : "Basic " + Convert.ToBase64String(Encoding.UTF8.GetBytes(Uri.UnescapeDataString(spec.Url.UserInfo))));
+        var auth = Authorization(ctx) ?? (UrlCredentials.Basic(spec.Url) is { } basic ? "Basic " + basic : null);
         if (auth is not null)
         {
             headers.Add(new("Authorization", auth));

@@ -96,8 +96,8 @@ public sealed partial class GitMirror(HoardOptions options, HoardMetrics metrics
 
     private async Task<bool> FetchAsync(UpstreamSpec upstream, string repository, string mirror, string? authorization, IReadOnlyList<string> wants)
     {
-        var url = new UriBuilder(upstream.Url) { UserName = "", Password = "" }.Uri + repository;
-        authorization ??= string.IsNullOrEmpty(upstream.Url.UserInfo) ? null : "Basic " + Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes(Uri.UnescapeDataString(upstream.Url.UserInfo)));
+        var url = Upstream.UrlCredentials.WithoutUserInfo(upstream.Url) + repository;
+        authorization ??= Upstream.UrlCredentials.Basic(upstream.Url) is { } basic ? "Basic " + basic : null;
         var started = Stopwatch.GetTimestamp();
         await Processes.WaitAsync();
         try

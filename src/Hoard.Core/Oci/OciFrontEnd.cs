@@ -120,7 +120,7 @@ public sealed partial class OciFrontEnd(
 
     private static Uri ApiUrl(UpstreamSpec registry, string path)
     {
-        var b = new UriBuilder(registry.Url) { UserName = "", Password = "", Query = "" };
+        var b = new UriBuilder(UrlCredentials.WithoutUserInfo(registry.Url)) { Query = "" };
         b.Path = b.Path.TrimEnd('/') + "/v2/" + path;
         return b.Uri;
     }

@@ -21,8 +21,7 @@ public sealed class RegistryAuthenticator(UpstreamClient upstream, TimeProvider 
     private readonly ConcurrentDictionary<string, bool> _basic = new(StringComparer.Ordinal);
 
     /// <summary>The Basic credentials configured in a registry URL's user info, base64, or null.</summary>
-    public static string? ConfiguredCredentials(UpstreamSpec registry) =>
-        string.IsNullOrEmpty(registry.Url.UserInfo) ? null : Convert.ToBase64String(Encoding.UTF8.GetBytes(Uri.UnescapeDataString(registry.Url.UserInfo)));
+    public static string? ConfiguredCredentials(UpstreamSpec registry) => UrlCredentials.Basic(registry.Url);
 
     /// <summary>A short, non-reversible name for a credential, for cache keys: never the credential itself.</summary>
     public static string CredentialId(string? basic) =>

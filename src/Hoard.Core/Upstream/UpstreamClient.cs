@@ -251,11 +251,10 @@ public sealed partial class UpstreamClient : IDisposable
     {
         var url = call.Url;
         var request = new HttpRequestMessage(call.Method, url);
-        if (!string.IsNullOrEmpty(url.UserInfo))
+        if (UrlCredentials.Basic(url) is { } basic)
         {
-            request.RequestUri = new UriBuilder(url) { UserName = "", Password = "" }.Uri;
-            var credentials = Uri.UnescapeDataString(url.UserInfo);
-            request.Headers.Authorization = new AuthenticationHeaderValue("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes(credentials)));
+            request.RequestUri = UrlCredentials.WithoutUserInfo(url);
+            request.Headers.Authorization = new AuthenticationHeaderValue("Basic", basic);
         }
         request.Headers.TryAddWithoutValidation("User-Agent", UserAgent);
         foreach (var (name, value) in call.Headers)
@@ -290,7 +289,7 @@ public sealed partial class UpstreamClient : IDisposable
     }
 
     /// <summary>A URL fit for logs: user info removed.</summary>
-    public static string Redact(Uri url) => string.IsNullOrEmpty(url.UserInfo) ? url.ToString() : new UriBuilder(url) { UserName = "", Password = "" }.Uri.ToString();
+    public static string Redact(Uri url) => UrlCredentials.WithoutUserInfo(url).ToString();
 
     public void Dispose()
     {
