@@ -23,7 +23,15 @@ public static partial class HoardApp
     public static WebApplication Build(HoardOptions options, Action<ILoggingBuilder>? configureLogging = null)
     {
         Directory.CreateDirectory(options.DataDir);
-        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ApplicationName = "hoard" });
+        // Hoard's settings come from SettingsLoader, not appsettings.json. The host's defaults would watch the working
+        // directory recursively for config changes, and a data dir below it (`--data ./cache`) then costs an inotify
+        // event on every write of every download: the content root is the app's own folder, and nothing is watched.
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
+        {
+            Args = ["--hostBuilder:reloadConfigOnChange=false"],
+            ApplicationName = "hoard",
+            ContentRootPath = AppContext.BaseDirectory,
+        });
         builder.WebHost.UseUrls(options.Listen);
         builder.WebHost.ConfigureKestrel(k =>
         {
