@@ -39,6 +39,7 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
     private ConnectionMultiplexer? _redis;
     private ITimer? _heartbeat;
     private int _redisDown;
+    private int _announced;
 
     public ClusterNode(HoardOptions options, FetchEngine engine, ArtifactResponder responder, HoardMetrics metrics, TimeProvider time, ILogger<ClusterNode> logger)
     {
@@ -104,6 +105,35 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
             _metrics.ClusterSize = live;
             return true;
         });
+        if (Volatile.Read(ref _redisDown) == 0 && Interlocked.Exchange(ref _announced, 1) == 0)
+        {
+            await AnnounceHeldAsync();
+        }
+    }
+
+    /// <summary>
+    /// Tells Redis every blob this node holds: at start (the store outlives the process) and whenever Redis comes
+    /// back (it may have lost everything). Commits and evictions after that are announced one by one.
+    /// </summary>
+    private async Task AnnounceHeldAsync()
+    {
+        var blobs = _engine.Index.Blobs.Select(b => b.Digest).ToList();
+        var done = await Redis(async db =>
+        {
+            foreach (var chunk in blobs.Chunk(512))
+            {
+                await Task.WhenAll(chunk.Select(d => db.SetAddAsync($"hoard:blob:{d}", Id)));
+            }
+            return true;
+        });
+        if (done)
+        {
+            LogAnnounced(_logger, blobs.Count);
+        }
+        else
+        {
+            Volatile.Write(ref _announced, 0); // Redis went away meanwhile: again when it is back
+        }
     }
 
     /// <summary>Runs a Redis call; on failure logs once (until Redis is back) and answers the fallback.</summary>
@@ -128,6 +158,7 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
             {
                 LogRedisDown(_logger, e.Message);
             }
+            Volatile.Write(ref _announced, 0);
             return default;
         }
     }
@@ -136,24 +167,27 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
     {
         for (var attempt = 0; attempt < 40; attempt++)
         {
-            // 1. Nodes that hold it, then nodes that are streaming it themselves (a tree, not a star: a node at its
-            //    fan-out limit answers 503 and the next one is asked).
-            var holders = await Redis(db => db.SetMembersAsync($"hoard:blob:{digest}")) ?? [];
-            var fetching = await Redis(db => db.SetMembersAsync($"hoard:fetching:{digest}")) ?? [];
-            if (_redis is null || Volatile.Read(ref _redisDown) == 1)
+            // 1. Nodes that hold it, then nodes that are streaming it themselves, then the lock holder (a tree, not
+            //    a star: a node at its fan-out limit answers 503 and the next one is asked).
+            if (await CandidatesAsync(digest) is not { } candidates)
             {
                 return null; // alone: upstream
             }
-            foreach (var node in holders.Concat(fetching).Select(h => h.ToString()).Where(h => h != Id).Distinct())
+            foreach (var node in candidates)
             {
-                if (await FromPeerAsync(node, digest, ct) is { } response)
+                var (response, dead) = await FromPeerAsync(node, digest, 0, null, ct);
+                if (response is not null)
                 {
                     await Redis(db => db.SetAddAsync($"hoard:fetching:{digest}", Id));
                     return response;
                 }
+                if (dead)
+                {
+                    await ForgetAsync(node, digest);
+                }
             }
             // 2. Nobody has it: take the cluster-wide lock and go upstream; if another node holds the lock, it will
-            //    appear among the fetching nodes on the next round.
+            //    be asked on the next round (and released here if it turns out to be gone).
             var taken = await Redis(db => db.StringSetAsync($"hoard:lock:{digest}", Id, LockTtl, When.NotExists));
             if (taken)
             {
@@ -166,36 +200,99 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
         return null;
     }
 
-    private async Task<HttpResponseMessage?> FromPeerAsync(string node, string digest, CancellationToken ct)
+    public async Task<HttpResponseMessage?> ResumeAsync(string digest, long offset, Uri? failed, CancellationToken ct)
+    {
+        foreach (var node in await CandidatesAsync(digest) ?? [])
+        {
+            var (response, dead) = await FromPeerAsync(node, digest, offset, failed, ct);
+            if (response is not null)
+            {
+                _metrics.PeerResumed();
+                return response;
+            }
+            if (dead)
+            {
+                await ForgetAsync(node, digest);
+            }
+        }
+        return null;
+    }
+
+    /// <summary>Other nodes that hold it, fetch it or hold its lock, in that order; null when Redis is unreachable.</summary>
+    private async Task<List<string>?> CandidatesAsync(string digest)
+    {
+        var holders = await Redis(db => db.SetMembersAsync($"hoard:blob:{digest}")) ?? [];
+        var fetching = await Redis(db => db.SetMembersAsync($"hoard:fetching:{digest}")) ?? [];
+        var locker = await Redis(db => db.StringGetAsync($"hoard:lock:{digest}"));
+        if (_redis is null || Volatile.Read(ref _redisDown) == 1)
+        {
+            return null;
+        }
+        return [.. holders.Concat(fetching).Append(locker).Where(n => !n.IsNullOrEmpty).Select(n => n.ToString()).Where(n => n != Id).Distinct()];
+    }
+
+    /// <summary>
+    /// A node that cannot be reached (or whose heartbeat expired) is fetching nothing for anyone: drop it from the
+    /// digest's fetchers and, if the digest's lock is still that node's, release it, so a live node takes over now
+    /// instead of after the lock expires.
+    /// </summary>
+    private async Task ForgetAsync(string node, string digest)
+    {
+        await Redis(db => db.SetRemoveAsync($"hoard:fetching:{digest}", node));
+        var released = await Redis(db => db.ScriptEvaluateAsync(ReleaseIfOwner, [(RedisKey)$"hoard:lock:{digest}"], [(RedisValue)node]));
+        if (released is not null && (long)released == 1)
+        {
+            _metrics.LockTakenOver();
+            LogLockReleased(_logger, node, digest);
+        }
+    }
+
+    private const string ReleaseIfOwner = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+
+    /// <summary>Asks one node for the blob from <paramref name="offset"/>. Dead: it could not be reached at all.</summary>
+    private async Task<(HttpResponseMessage? Response, bool Dead)> FromPeerAsync(string node, string digest, long offset, Uri? skip, CancellationToken ct)
     {
         var url = (await Redis(db => db.StringGetAsync($"hoard:node:{node}"))).ToString();
         if (string.IsNullOrEmpty(url))
         {
-            return null; // heartbeat expired: the node is gone
+            return (null, true); // heartbeat expired: the node is gone
         }
         var path = "/_hoard/peer/blob/" + digest;
         using var request = new HttpRequestMessage(HttpMethod.Get, url + path);
+        if (skip is not null && request.RequestUri!.Authority == skip.Authority)
+        {
+            return (null, false); // the node whose body just broke off
+        }
         request.Headers.TryAddWithoutValidation("X-Hoard-Peer", Sign(path));
+        if (offset > 0)
+        {
+            request.Headers.Range = new System.Net.Http.Headers.RangeHeaderValue(offset, null);
+        }
         try
         {
             var response = await _peers.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, ct);
-            if (response.StatusCode == HttpStatusCode.OK)
+            var ok = offset == 0
+                ? response.StatusCode == HttpStatusCode.OK
+                : response.StatusCode == HttpStatusCode.PartialContent && response.Content.Headers.ContentRange?.From == offset;
+            if (ok)
             {
                 _metrics.PeerFetch(node, "ok");
                 if (response.Content.Headers.ContentLength is { } bytes)
                 {
                     _metrics.FromPeers(bytes);
                 }
-                return response;
+                return (response, false);
             }
             _metrics.PeerFetch(node, ((int)response.StatusCode).ToString(System.Globalization.CultureInfo.InvariantCulture));
             response.Dispose();
+            return (null, false);
         }
-        catch (HttpRequestException)
+        catch (HttpRequestException e)
         {
             _metrics.PeerFetch(node, "error");
+            // Refused or unreachable: the process (or its address) is gone; other failures may be passing.
+            return (null, e.HttpRequestError == HttpRequestError.ConnectionError);
         }
-        return null;
     }
 
     public void Finished(string digest, bool committed)
@@ -259,7 +356,7 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
             {
                 try
                 {
-                    await _responder.ServeBlobAsync(ctx, blob, null, ResponseShape.Immutable, CacheOutcome.Hit);
+                    await _responder.ServeBlobAsync(ctx, blob, null, ResponseShape.Immutable with { ContentType = blob.ContentType }, CacheOutcome.Hit);
                 }
                 finally
                 {
@@ -327,4 +424,10 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Cluster: Redis is back")]
     private static partial void LogRedisBack(ILogger logger);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Cluster: node {Node} cannot be reached; released its download lock for {Digest} so this node takes over")]
+    private static partial void LogLockReleased(ILogger logger, string node, string digest);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Cluster: announced {Count} blob(s) held here")]
+    private static partial void LogAnnounced(ILogger logger, int count);
 }

@@ -9,6 +9,12 @@ public interface IClusterPeers
     /// </summary>
     Task<HttpResponseMessage?> TryPeersAsync(string digest, CancellationToken ct);
 
+    /// <summary>
+    /// After a peer's body broke off at <paramref name="offset"/>: a 206 response with the rest from another node
+    /// that holds or is fetching the blob, or null (then the rest comes from upstream with Range).
+    /// </summary>
+    Task<HttpResponseMessage?> ResumeAsync(string digest, long offset, Uri? failed, CancellationToken ct);
+
     /// <summary>The download for a digest ended: release the lock, announce the blob if it was committed.</summary>
     void Finished(string digest, bool committed);
 

@@ -19,11 +19,11 @@ namespace Hoard.Core.Fetch;
 ///   2. 304: restarts the stale entry's TTL; error: ends the fill, clients get the stale entry or the error;
 ///   3. writes the body to a temp file, hashing as it goes, with an idle timeout per read;
 ///   4. on a broken body resumes with Range (If-Range pinned to the validator), up to three times;
-///   5. checks size and sha256, fsyncs, renames into the store, records the keys in the index;
+///   5. checks size and sha256 (readers may then have the last byte), fsyncs, renames into the store, records the keys;
 ///   6. on a write error gives up storing: clients read what was written and the rest straight from upstream.
 /// The download runs under the engine's lifetime, not a client's, so a client that leaves does not cancel it.
 /// </summary>
-public sealed partial class FetchEngine : IDisposable
+public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
 {
     private const int MaxResumes = 3;
     private readonly ConcurrentDictionary<string, Fill> _flights = new(StringComparer.Ordinal);
@@ -37,6 +37,7 @@ public sealed partial class FetchEngine : IDisposable
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private long _storageDegradedUntilMs;
+    private int _running;
 
     public FetchEngine(ContentStore store, CacheIndex index, UpstreamClient upstream, HoardOptions options, HoardMetrics metrics, TimeProvider time, ILogger<FetchEngine> logger)
     {
@@ -157,7 +158,18 @@ public sealed partial class FetchEngine : IDisposable
         var joined = !ReferenceEquals(fill, created);
         if (!joined)
         {
-            _ = Task.Run(() => RunFillAsync(fill), CancellationToken.None);
+            Interlocked.Increment(ref _running);
+            _ = Task.Run(async () =>
+            {
+                try
+                {
+                    await RunFillAsync(fill);
+                }
+                finally
+                {
+                    Interlocked.Decrement(ref _running);
+                }
+            }, CancellationToken.None);
         }
         var alias = new EntryTemplate(request.Key, null, null, null);
         if (joined && request.Key != fill.Request.Key && !fill.TryAddAlias(alias))
@@ -165,6 +177,12 @@ public sealed partial class FetchEngine : IDisposable
             _ = RecordAliasAfterCommitAsync(fill, alias);
         }
 
+        if (joined && fill.IsVerified && await fill.Completed.WaitAsync(ct) is { End: FillEnd.Committed, Blob: { } done } && done.TryAcquire(NowMs))
+        {
+            // The body was whole and checked, only the commit was under way: a hit from the store, not a join.
+            _index.TryGetEntry(request.Key, out var committed);
+            return CacheLookup.Stored(CacheOutcome.Hit, done, committed);
+        }
         var start = await fill.Started.WaitAsync(ct);
         switch (start.Kind)
         {
@@ -316,7 +334,7 @@ public sealed partial class FetchEngine : IDisposable
             }
             fill.SetStarted(new FillStart(FillStartKind.Streaming, length, contentType, etag, lastModified, null));
             // A peer's body resumes from upstream: no validator to pin (the digest check is the pin).
-            var (end, written, digest) = await DownloadAsync(fill, response, handle, call, fromPeer ? null : etag ?? lastModified, length, ct);
+            var (end, written, digest) = await DownloadAsync(fill, response, handle, call, fromPeer ? null : etag ?? lastModified, length, fromPeer ? clusterDigest : null, ct);
             response = null; // DownloadAsync owns and disposes the responses it used.
             if (end is not null)
             {
@@ -338,6 +356,7 @@ public sealed partial class FetchEngine : IDisposable
                 Fail(fill, "digest_mismatch", message);
                 return;
             }
+            fill.Verified(written);
             try
             {
                 RandomAccess.FlushToDisk(handle);
@@ -397,7 +416,8 @@ public sealed partial class FetchEngine : IDisposable
 
     /// <summary>Step 3 and 4: the body loop. Returns a failure, or null with the size and digest on success.</summary>
     private async Task<(FillResult? Failure, long Written, string Digest)> DownloadAsync(
-        Fill fill, HttpResponseMessage response, Microsoft.Win32.SafeHandles.SafeFileHandle handle, UpstreamCall call, string? validator, long? length, CancellationToken ct)
+        Fill fill, HttpResponseMessage response, Microsoft.Win32.SafeHandles.SafeFileHandle handle, UpstreamCall call, string? validator, long? length,
+        string? peerDigest, CancellationToken ct)
     {
         var request = fill.Request;
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
@@ -423,8 +443,15 @@ public sealed partial class FetchEngine : IDisposable
                         var reason = e is OperationCanceledException ? $"no data for {_options.IdleTimeout.TotalSeconds:0.#}s" : e.Message;
                         _metrics.UpstreamError(request.UpstreamName, "body");
                         LogBodyBroken(_logger, request.UpstreamName, request.Key, written, reason);
+                        var brokenFrom = current.RequestMessage?.RequestUri;
                         current.Dispose();
                         HttpResponseMessage? resumed = null;
+                        if (peerDigest is not null && Cluster is { } cluster && written > 0)
+                        {
+                            // A peer went away: another node that holds or fetches the blob has the rest at once.
+                            resumed = await cluster.ResumeAsync(peerDigest, written, brokenFrom, ct);
+                        }
+                        var fromAnotherPeer = resumed is not null;
                         while (resumed is null && resumes < MaxResumes && written > 0 && !request.Decompress)
                         {
                             // Back off before each try: a restarting upstream needs a moment.
@@ -437,7 +464,10 @@ public sealed partial class FetchEngine : IDisposable
                             return (new FillResult(FillEnd.UpstreamFailed, written, null,
                                 new UpstreamException("body", 502, $"upstream '{request.UpstreamName}' broke off after {written} bytes ({reason}) and could not be resumed")), written, "");
                         }
-                        _metrics.Resumed(request.UpstreamName);
+                        if (!fromAnotherPeer)
+                        {
+                            _metrics.Resumed(request.UpstreamName);
+                        }
                         current = resumed;
                         body = await current.Content.ReadAsStreamAsync(ct);
                         continue;
@@ -449,7 +479,9 @@ public sealed partial class FetchEngine : IDisposable
                 }
                 try
                 {
-                    await RandomAccess.WriteAsync(handle, buffer.AsMemory(0, n), written, ct);
+                    // Synchronous: the write lands in the page cache; WriteAsync on Linux would hand the same
+                    // call to another thread-pool thread, one more wake-up per chunk for every download.
+                    RandomAccess.Write(handle, buffer.AsSpan(0, n), written);
                 }
                 catch (IOException e)
                 {
@@ -552,6 +584,20 @@ public sealed partial class FetchEngine : IDisposable
         if (Interlocked.Exchange(ref _disposed, 1) == 0)
         {
             _shutdown.Cancel();
+        }
+    }
+
+    /// <summary>
+    /// Cancels the downloads and waits (up to 10 s) for them to end: one may be committing (fsync, rename, index
+    /// row), and the index it writes to is disposed right after this engine.
+    /// </summary>
+    public async ValueTask DisposeAsync()
+    {
+        Dispose();
+        var deadline = NowMs + 10_000;
+        while (Volatile.Read(ref _running) > 0 && NowMs < deadline)
+        {
+            await Task.Delay(20, CancellationToken.None);
         }
     }
 

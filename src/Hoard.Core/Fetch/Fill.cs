@@ -26,7 +26,9 @@ public sealed record FillResult(FillEnd End, long Written, BlobRecord? Blob, Ups
 /// <summary>
 /// One upstream download into one temp file, shared by every client that asked for the same key while it runs.
 /// Clients read the growing temp file; the last byte is held back until the size and digest check out, so a
-/// download that fails verification can never look like a complete, successful body to anyone.
+/// download that fails verification can never look like a complete, successful body to anyone. It is released as
+/// soon as they do, before the fsync and rename that commit the blob: what protects a client is the check, and
+/// the fsync (hundreds of milliseconds for a large blob) only protects this node's store.
 /// </summary>
 public sealed class Fill
 {
@@ -35,6 +37,7 @@ public sealed class Fill
     private TaskCompletionSource _progress = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly List<EntryTemplate> _aliases = [];
     private long _written;
+    private long _verified = -1;
     private bool _committed;
 
     internal Fill(ArtifactRequest request, EntryRecord? stale, Func<string, string> blobPathOf)
@@ -60,6 +63,16 @@ public sealed class Fill
     internal void Advance(long written)
     {
         Volatile.Write(ref _written, written);
+        Interlocked.Exchange(ref _progress, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+    }
+
+    /// <summary>The body is whole and checked; the commit (fsync, rename, index) may still be under way.</summary>
+    public bool IsVerified => Volatile.Read(ref _verified) >= 0;
+
+    /// <summary>The whole body is written and its size and digest check out: readers may have the last byte.</summary>
+    internal void Verified(long written)
+    {
+        Volatile.Write(ref _verified, written);
         Interlocked.Exchange(ref _progress, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
     }
 
@@ -96,13 +109,19 @@ public sealed class Fill
         }
     }
 
-    /// <summary>How far a reader may read now: everything once committed, else all but the last byte.</summary>
-    private long Readable(out FillResult? result)
+    /// <summary>How far a reader may read now: everything once verified (or committed), else all but the last byte.</summary>
+    private long Readable(out FillResult? result, out bool whole)
     {
         var task = _completed.Task;
         result = task.IsCompleted ? task.Result : null;
-        var written = Written;
-        return result is { End: FillEnd.Committed or FillEnd.StorageFailed } ? result.Written : Math.Max(0, written - 1);
+        var verified = Volatile.Read(ref _verified);
+        if (verified >= 0)
+        {
+            whole = true; // even if storing it fails afterwards: the bytes written are the checked ones
+            return verified;
+        }
+        whole = result?.End == FillEnd.Committed;
+        return result is { End: FillEnd.Committed or FillEnd.StorageFailed } ? result.Written : Math.Max(0, Written - 1);
     }
 
     /// <summary>
@@ -119,7 +138,7 @@ public sealed class Fill
             while (end < 0 || pos < end)
             {
                 var wait = Volatile.Read(ref _progress).Task;
-                var readable = Readable(out var result);
+                var readable = Readable(out var result, out var whole);
                 if (end >= 0)
                 {
                     readable = Math.Min(readable, end);
@@ -129,7 +148,9 @@ public sealed class Fill
                     handle ??= await OpenForReadAsync(ct);
                     var memory = output.GetMemory(StreamCopy.BufferSize);
                     var want = (int)Math.Min(memory.Length, readable - pos);
-                    var n = await RandomAccess.ReadAsync(handle, memory[..want], pos, ct);
+                    // A synchronous read: these bytes were just written, so they come from the page cache, and
+                    // ReadAsync on Linux would only queue the same read to another thread (a wake-up per chunk).
+                    var n = RandomAccess.Read(handle, memory.Span[..want], pos);
                     if (n <= 0)
                     {
                         return CopyOutcome.UpstreamFailed("the cached download ended early");
@@ -143,10 +164,12 @@ public sealed class Fill
                     }
                     continue;
                 }
+                if (whole)
+                {
+                    return CopyOutcome.Done(pos - offset);
+                }
                 switch (result?.End)
                 {
-                    case FillEnd.Committed:
-                        return CopyOutcome.Done(pos - offset);
                     case FillEnd.UpstreamFailed:
                         return CopyOutcome.UpstreamFailed(result.Error?.Message ?? "upstream failed");
                     case FillEnd.StorageFailed:
@@ -196,7 +219,7 @@ public sealed class Fill
         {
             try
             {
-                return File.OpenHandle(temp, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, FileOptions.Asynchronous);
+                return File.OpenHandle(temp, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
             }
             catch (FileNotFoundException)
             {
@@ -205,7 +228,7 @@ public sealed class Fill
         // Renamed but maybe not yet recorded: the result follows within moments.
         if (await _completed.Task.WaitAsync(ct) is { Blob: { } blob })
         {
-            return File.OpenHandle(BlobPathOf(blob.Digest), FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, FileOptions.Asynchronous);
+            return File.OpenHandle(BlobPathOf(blob.Digest), FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
         }
         throw new IOException("the download's temp file is gone");
     }

@@ -72,6 +72,12 @@ public sealed class HoardMetrics
 
     public void PeerFetch(string node, string result) => Add($"hoard_peer_requests_total{{node=\"{node[..8]}\",result=\"{result}\"}}", 1);
 
+    /// <summary>A peer's body broke off and the rest came from another node with Range.</summary>
+    public void PeerResumed() => Add("hoard_peer_resumes_total", 1);
+
+    /// <summary>The node holding a digest's download lock was unreachable: its lock was released for another.</summary>
+    public void LockTakenOver() => Add("hoard_cluster_lock_takeovers_total", 1);
+
     public void StaleServed(string protocol) => Add($"hoard_stale_served_total{{protocol=\"{protocol}\"}}", 1);
 
     public void DigestMismatch(string protocol) => Add($"hoard_digest_mismatch_total{{protocol=\"{protocol}\"}}", 1);

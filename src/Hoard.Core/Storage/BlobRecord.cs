@@ -26,6 +26,18 @@ public sealed class BlobRecord(string digest, long size, long createdUnixSeconds
     /// <summary>Publishes the bytes unless another reader already did; false means the caller's copy is surplus.</summary>
     internal bool TrySetHot(byte[] bytes) => Interlocked.CompareExchange(ref _hot, bytes, null) is null;
 
+    /// <summary>
+    /// The Content-Type recorded with the first key that named this blob: what it is served as to a peer node, which
+    /// asks by digest alone (an image manifest must keep its media type on every node).
+    /// </summary>
+    public string? ContentType
+    {
+        get => Volatile.Read(ref _contentType);
+        internal set => Interlocked.CompareExchange(ref _contentType, value, null);
+    }
+
+    private string? _contentType;
+
     /// <summary>Header values computed once per blob rather than once per response.</summary>
     internal string? ETagHeader { get; set; }
     internal string? LastModifiedHeader { get; set; }

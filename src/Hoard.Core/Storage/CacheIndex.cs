@@ -85,6 +85,7 @@ public sealed partial class CacheIndex : IDisposable
                 {
                     var key = r.GetString(0);
                     _entries[key] = new EntryRecord(key, blob, Str(r, 2), Str(r, 3), Str(r, 4), r.GetInt64(5));
+                    blob.ContentType = Str(r, 2);
                 }
             }
         }
@@ -169,6 +170,7 @@ public sealed partial class CacheIndex : IDisposable
             foreach (var e in entries)
             {
                 _entries[e.Key] = new EntryRecord(e.Key, blob, e.ContentType, e.UpstreamETag, e.UpstreamLastModified, nowMs);
+                blob.ContentType = e.ContentType;
             }
             return blob;
         }
@@ -309,7 +311,11 @@ public sealed partial class CacheIndex : IDisposable
     public void Dispose()
     {
         FlushAccessTimes();
-        _db.Dispose();
+        lock (_writeLock)
+        {
+            // Under the write lock, so a commit still running elsewhere finishes first (or fails cleanly after).
+            _db.Dispose();
+        }
     }
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Flushed access times of {Count} blobs")]

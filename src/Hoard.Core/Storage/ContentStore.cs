@@ -55,7 +55,7 @@ public sealed partial class ContentStore
     public (string Path, SafeFileHandle Handle) CreateTemp()
     {
         var path = Path.Combine(TempDir, Guid.NewGuid().ToString("N") + ".part");
-        var handle = File.OpenHandle(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete, FileOptions.Asynchronous);
+        var handle = File.OpenHandle(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
         return (path, handle);
     }
 

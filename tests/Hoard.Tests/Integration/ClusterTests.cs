@@ -9,24 +9,44 @@ public sealed class ClusterTests
 {
     private const string Secret = "cluster-test-secret-0123456789";
 
-    private static async Task<List<HoardHost>> StartNodesAsync(TempDir temp, int count, RedisServer redis, string pypi, int fanout = 4)
+    private static async Task<List<HoardHost>> StartNodesAsync(TempDir temp, int count, RedisServer redis, string pypi, int fanout = 4, string prefix = "node") =>
+        await StartNodesAsync(temp, count, redis, o => PipTests.SetPypi(o, pypi), fanout, prefix);
+
+    private static async Task<List<HoardHost>> StartNodesAsync(TempDir temp, int count, RedisServer redis, Action<HoardOptions> configure, int fanout = 4, string prefix = "node")
     {
         var nodes = new List<HoardHost>();
         for (var i = 0; i < count; i++)
         {
-            var port = Ports.Free();
-            nodes.Add(await HoardHost.StartAsync(temp.Sub("node" + i), o =>
-            {
-                o.Listen = $"http://127.0.0.1:{port}";
-                o.Advertise = $"http://127.0.0.1:{port}";
-                o.ClusterRedis = redis.Url;
-                o.ClusterSecret = Secret;
-                o.PeerFanout = fanout;
-                o.ConnectTimeout = TimeSpan.FromSeconds(2);
-                PipTests.SetPypi(o, pypi);
-            }));
+            nodes.Add(await StartNodeAsync(temp.Sub(prefix + i), redis, configure, fanout));
         }
         return nodes;
+    }
+
+    private static Task<HoardHost> StartNodeAsync(string dataDir, RedisServer redis, Action<HoardOptions> configure, int fanout = 4)
+    {
+        var port = Ports.Free();
+        return HoardHost.StartAsync(dataDir, o =>
+        {
+            o.Listen = $"http://127.0.0.1:{port}";
+            o.Advertise = $"http://127.0.0.1:{port}";
+            o.ClusterRedis = redis.Url;
+            o.ClusterSecret = Secret;
+            o.PeerFanout = fanout;
+            o.ConnectTimeout = TimeSpan.FromSeconds(2);
+            configure(o);
+        });
+    }
+
+    private static string NodeId(TempDir temp, string node) => File.ReadAllText(Path.Combine(temp.Path, node, "node-id")).Trim();
+
+    /// <summary>Node A as a real process (so it can be killed -9), in the cluster, with its PyPI upstream.</summary>
+    private static async Task<(HoardProcess Process, string BaseUrl)> StartProcessNodeAsync(TempDir temp, RedisServer redis, string pypi)
+    {
+        var port = Ports.Free();
+        var process = HoardProcess.Start(["serve", "--listen", $"http://127.0.0.1:{port}", "--advertise", $"http://127.0.0.1:{port}", "--data", temp.Sub("a"),
+            "--cluster-redis", redis.Url, "--cluster-secret", Secret, "--pypi", pypi]);
+        await Ports.WaitOpenAsync(port, TimeSpan.FromSeconds(30));
+        return (process, $"http://127.0.0.1:{port}");
     }
 
     [Fact]
@@ -53,9 +73,9 @@ public sealed class ClusterTests
                 Convert.ToHexStringLower(SHA256.HashData(await http.GetByteArrayAsync(n.BaseUrl + "/simple/shared/" + wheel.Filename)))));
             Assert.All(results, sha => Assert.Equal(wheel.Sha256, sha));
             Assert.Equal(1, nginx.Count("/packages/" + wheel.Filename));
-            // Every node now holds it, verified, in its own store.
-            Assert.All(nodes, n => Assert.True(n.Service<Hoard.Core.Storage.CacheIndex>().TryGetBlob(wheel.Sha256, out _)));
-            Assert.Equal("3", await redis.CliAsync("SCARD", "hoard:blob:" + wheel.Sha256));
+            // Every node now holds it, verified, in its own store (committed just after its client had the bytes).
+            await FetchEngineTests.WaitUntil(() => nodes.All(n => n.Service<Hoard.Core.Storage.CacheIndex>().TryGetBlob(wheel.Sha256, out _)), TimeSpan.FromSeconds(10));
+            await FetchEngineTests.WaitUntil(() => redis.CliAsync("SCARD", "hoard:blob:" + wheel.Sha256).Result == "3", TimeSpan.FromSeconds(10));
             // hoard status lists the three nodes, each holding the blob.
             var (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "status", "--cluster-redis", redis.Url]);
             Assert.True(code == 0, output);
@@ -154,6 +174,121 @@ public sealed class ClusterTests
         finally
         {
             await nodeB.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task A_lock_holder_that_dies_before_anyone_streams_from_it_is_taken_over_without_waiting_for_its_lock_to_expire()
+    {
+        using var temp = new TempDir();
+        var index = new PackageIndex(temp.Sub("upstream"));
+        var wheel = index.AddWheel("orphan", "1.0", extraBytes: 8 * 1024 * 1024);
+        index.WriteHtml();
+        await using var nginx = new Nginx(index.Root, "location /packages/ { limit_rate 2m; }");
+        await nginx.StartAsync();
+        await using var redis = new RedisServer();
+        await redis.StartAsync();
+        var (nodeA, urlA) = await StartProcessNodeAsync(temp, redis, nginx.BaseUrl + "/simple/");
+        await using var _ = nodeA;
+        using var http = new HttpClient();
+        var url = "/simple/orphan/" + wheel.Filename;
+        // A takes the cluster lock for the digest and starts downloading; then it dies, lock and all.
+        var fromA = http.GetAsync(urlA + url, HttpCompletionOption.ResponseHeadersRead);
+        await FetchEngineTests.WaitUntil(() => redis.CliAsync("GET", "hoard:lock:" + wheel.Sha256).Result == NodeId(temp, "a"), TimeSpan.FromSeconds(15));
+        await nodeA.KillAsync();
+        try
+        {
+            (await fromA).Dispose();
+        }
+        catch (HttpRequestException)
+        {
+        }
+
+        var nodes = await StartNodesAsync(temp, 1, redis, nginx.BaseUrl + "/simple/");
+        await using var nodeB = nodes[0];
+        var bytes = await http.GetByteArrayAsync(nodeB.BaseUrl + url);
+        Assert.Equal(wheel.Sha256, Convert.ToHexStringLower(SHA256.HashData(bytes)));
+        // B found A unreachable, released A's lock and took it, instead of waiting out the lock's 15 s expiry.
+        Assert.Equal(1, nodeB.Metrics.Get("hoard_cluster_lock_takeovers_total"));
+        Assert.True(nodeB.Logs.Contains("released its download lock"), string.Join("\n", nodeB.Logs.Lines));
+        Assert.Equal(2, nginx.Count("/packages/" + wheel.Filename)); // A's broken download, B's whole one
+    }
+
+    [Fact]
+    public async Task A_peer_that_dies_mid_transfer_is_replaced_by_another_holder_with_range_and_upstream_is_not_asked_again()
+    {
+        using var temp = new TempDir();
+        var index = new PackageIndex(temp.Sub("upstream"));
+        var wheel = index.AddWheel("relay", "1.0", extraBytes: 16 * 1024 * 1024);
+        index.WriteHtml();
+        await using var slow = new Nginx(index.Root, "location /packages/ { limit_rate 4m; }");
+        await slow.StartAsync();
+        await using var fast = new Nginx(index.Root);
+        await fast.StartAsync();
+        await using var redis = new RedisServer();
+        await redis.StartAsync();
+        using var http = new HttpClient();
+        var url = "/simple/relay/" + wheel.Filename;
+
+        // C already holds the file in its store (fetched alone, before it joined the cluster).
+        await using (var alone = await HoardHost.StartAsync(temp.Sub("c"), o => PipTests.SetPypi(o, fast.BaseUrl + "/simple/")))
+        {
+            Assert.Equal(wheel.Sha256, Convert.ToHexStringLower(SHA256.HashData(await http.GetByteArrayAsync(alone.BaseUrl + url))));
+        }
+
+        // A downloads from the slow upstream; B streams from A.
+        var (nodeA, urlA) = await StartProcessNodeAsync(temp, redis, slow.BaseUrl + "/simple/");
+        await using var _ = nodeA;
+        using var fromA = await http.GetAsync(urlA + url, HttpCompletionOption.ResponseHeadersRead);
+        var nodes = await StartNodesAsync(temp, 1, redis, slow.BaseUrl + "/simple/", prefix: "b");
+        await using var nodeB = nodes[0];
+        await http.GetStringAsync(nodeB.BaseUrl + "/simple/relay/");
+        var fromB = http.GetByteArrayAsync(nodeB.BaseUrl + url);
+        await FetchEngineTests.WaitUntil(() => nodeB.Metrics.Get($"hoard_peer_requests_total{{node=\"{NodeId(temp, "a")[..8]}\",result=\"ok\"}}") == 1, TimeSpan.FromSeconds(10));
+
+        // C joins and announces what its store holds; then A dies mid-transfer.
+        await using var nodeC = await StartNodeAsync(temp.Sub("c"), redis, o => PipTests.SetPypi(o, slow.BaseUrl + "/simple/"));
+        await FetchEngineTests.WaitUntil(() => redis.CliAsync("SISMEMBER", "hoard:blob:" + wheel.Sha256, NodeId(temp, "c")).Result == "1", TimeSpan.FromSeconds(10));
+        await nodeA.KillAsync();
+
+        Assert.Equal(wheel.Sha256, Convert.ToHexStringLower(SHA256.HashData(await fromB)));
+        Assert.Equal(1, nodeB.Metrics.Get("hoard_peer_resumes_total"));
+        Assert.Equal(0, nodeB.Metrics.Get("hoard_upstream_resumes_total{upstream=\"127.0.0.1\"}"));
+        Assert.Equal(1, slow.Count("/packages/" + wheel.Filename)); // A's, and no Range request from B
+    }
+
+    [Fact]
+    public async Task Image_pulls_through_every_node_at_once_take_each_blob_from_the_registry_once()
+    {
+        var (temp, registry, single, _) = await OciTests.UpstreamWithImagesAsync();
+        using var __ = temp;
+        await using var ___ = registry;
+        await using var redis = new RedisServer();
+        await redis.StartAsync();
+        var nodes = await StartNodesAsync(temp, 3, redis, o => OciTests.SetRegistry(o, registry));
+        try
+        {
+            var pulls = nodes.Select((n, i) => Skopeo.PullAsync($"{new Uri(n.BaseUrl).Authority}/team/app:v1", temp.Sub("pull" + i))).ToArray();
+            foreach (var (code, output) in await Task.WhenAll(pulls))
+            {
+                Assert.True(code == 0, output);
+            }
+            for (var i = 0; i < nodes.Count; i++)
+            {
+                OciTests.AssertPulled(Path.Combine(temp.Path, "pull" + i), single, all: true);
+            }
+            foreach (var blob in single.Blobs)
+            {
+                Assert.Equal(1, registry.Count("GET", "/blobs/" + blob));
+            }
+            Assert.True(nodes.Sum(n => n.Metrics.Get("hoard_peer_bytes_total")) > 0);
+        }
+        finally
+        {
+            foreach (var n in nodes)
+            {
+                await n.DisposeAsync();
+            }
         }
     }
 

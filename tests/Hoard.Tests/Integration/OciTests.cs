@@ -11,7 +11,7 @@ public sealed class OciTests
 {
     private const string Upstream = "registry.test";
 
-    private static void SetRegistry(HoardOptions o, Registry registry, string name = Upstream, string? userInfo = null, bool isDefault = true)
+    internal static void SetRegistry(HoardOptions o, Registry registry, string name = Upstream, string? userInfo = null, bool isDefault = true)
     {
         o.Registries.Add(new UpstreamSpec(name, new Uri($"http://{(userInfo is null ? "" : userInfo + "@")}{registry.Host}/")));
         if (isDefault)
@@ -20,7 +20,7 @@ public sealed class OciTests
         }
     }
 
-    private static async Task<(TempDir Temp, Registry Registry, PushedImage Single, PushedImage Multi)> UpstreamWithImagesAsync(string? user = null, string? password = null)
+    internal static async Task<(TempDir Temp, Registry Registry, PushedImage Single, PushedImage Multi)> UpstreamWithImagesAsync(string? user = null, string? password = null)
     {
         var temp = new TempDir();
         var registry = new Registry(user, password);
@@ -35,7 +35,7 @@ public sealed class OciTests
         return (temp, registry, singleImage, multiImage);
     }
 
-    private static void AssertPulled(string dir, PushedImage image, bool all)
+    internal static void AssertPulled(string dir, PushedImage image, bool all)
     {
         var seen = Skopeo.VerifyDir(dir);
         var manifest = File.ReadAllBytes(Path.Combine(dir, "manifest.json"));
