@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every benchmark, in order: run.sh writes bench/RESULTS.md afresh, oci.sh and git.sh append their sections.
+# Every benchmark, in order: run.sh writes bench/RESULTS.md afresh, oci.sh, git.sh and cluster.sh add theirs.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 "$here/run.sh"

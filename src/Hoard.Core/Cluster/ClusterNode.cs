@@ -100,7 +100,14 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
             var live = 0;
             foreach (var id in await db.SetMembersAsync("hoard:nodes"))
             {
-                live += await db.KeyExistsAsync($"hoard:node:{id}") ? 1 : 0;
+                if (await db.KeyExistsAsync($"hoard:node:{id}"))
+                {
+                    live++;
+                }
+                else
+                {
+                    await db.SetRemoveAsync("hoard:nodes", id); // gone for good, or back under this id at its next beat
+                }
             }
             _metrics.ClusterSize = live;
             return true;

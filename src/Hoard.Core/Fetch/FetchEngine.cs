@@ -135,7 +135,9 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
             _index.TryGetEntry(request.Key, out var e);
             return CacheLookup.Stored(CacheOutcome.Hit, known, e);
         }
-        if (_index.TryGetEntry(request.Key, out var entry))
+        // A key whose stored blob is not the digest the front-end expects (a file rebuilt under the same name on a
+        // private index) is a miss, not a hit and not a stale copy to fall back on.
+        if (_index.TryGetEntry(request.Key, out var entry) && (request.ExpectedSha256 is not { } expectedSha || entry.Blob.Digest == expectedSha))
         {
             var fresh = request.Ttl is not { } ttl || now - entry.FetchedAtMs < ttl.TotalMilliseconds;
             if (fresh && entry.Blob.TryAcquire(now))
@@ -282,7 +284,7 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
                     // Another node may hold it or be fetching it: stream from there, verified here as always.
                     clusterDigest = wanted;
                     response = await cluster.TryPeersAsync(wanted, ct);
-                    fromPeer = response is not null;
+                    fill.FromPeer = fromPeer = response is not null;
                 }
                 response ??= request.Producer is { } produce ? await produce(ct) : await _upstream.SendAsync(call, ct);
             }

@@ -54,6 +54,9 @@ public sealed class Fill
     internal Func<string, string> BlobPathOf { get; }
     internal string? TempPath { get; set; }
 
+    /// <summary>The body comes from another node of the cluster, not from upstream.</summary>
+    public bool FromPeer { get; internal set; }
+
     public Task<FillStart> Started => _started.Task;
     public Task<FillResult> Completed => _completed.Task;
     public long Written => Volatile.Read(ref _written);

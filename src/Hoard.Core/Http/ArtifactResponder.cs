@@ -233,7 +233,14 @@ public sealed partial class ArtifactResponder(FetchEngine engine, HoardMetrics m
         }
         await response.StartAsync(ctx.RequestAborted);
         var result = await fill.CopyToAsync(response.BodyWriter, from, to, (pos, ct) => OpenPassthroughBodyAsync(request, pos, ct), ctx.RequestAborted);
-        metrics.ServedFromUpstream(result.Bytes);
+        if (fill.FromPeer)
+        {
+            metrics.ServedFromPeer(result.Bytes);
+        }
+        else
+        {
+            metrics.ServedFromUpstream(result.Bytes);
+        }
         Finish(ctx, request, result);
     }
 

@@ -29,6 +29,7 @@ public sealed class HoardMetrics
     private readonly long[] _requests = new long[Protocols.Length * OutcomeCount];
     private long _bytesFromCache;
     private long _bytesFromUpstream;
+    private long _bytesFromPeers;
     private readonly ConcurrentDictionary<string, StrongBox> _labelled = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Histogram> _latency = new(StringComparer.Ordinal);
 
@@ -42,6 +43,11 @@ public sealed class HoardMetrics
     public void ServedFromCache(long bytes) => Interlocked.Add(ref _bytesFromCache, bytes);
 
     public void ServedFromUpstream(long bytes) => Interlocked.Add(ref _bytesFromUpstream, bytes);
+
+    /// <summary>Bytes sent to clients from a download whose source was another node (cluster mode).</summary>
+    public void ServedFromPeer(long bytes) => Interlocked.Add(ref _bytesFromPeers, bytes);
+
+    public long ServedFromPeerBytes => Interlocked.Read(ref _bytesFromPeers);
 
     public void UpstreamRequest(string upstream, string result, TimeSpan latency)
     {
@@ -115,6 +121,7 @@ public sealed class HoardMetrics
         sb.Append("# HELP hoard_served_bytes_total Body bytes sent to clients by source.\n# TYPE hoard_served_bytes_total counter\n");
         sb.Append(CultureInfo.InvariantCulture, $"hoard_served_bytes_total{{source=\"cache\"}} {Interlocked.Read(ref _bytesFromCache)}\n");
         sb.Append(CultureInfo.InvariantCulture, $"hoard_served_bytes_total{{source=\"upstream\"}} {Interlocked.Read(ref _bytesFromUpstream)}\n");
+        sb.Append(CultureInfo.InvariantCulture, $"hoard_served_bytes_total{{source=\"peer\"}} {Interlocked.Read(ref _bytesFromPeers)}\n");
         if (StoreGauge is { } gauge)
         {
             var (bytes, blobs, entries) = gauge();

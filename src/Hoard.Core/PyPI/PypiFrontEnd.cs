@@ -160,7 +160,29 @@ public sealed partial class PypiFrontEnd
             _rendered.Clear();
         }
         _parsed[digest] = page;
+        if (page is SimplePage projectPage)
+        {
+            ForgetReplacedFiles(index, project, projectPage);
+        }
         return (page, digest, lookup.Outcome, 200, null);
+    }
+
+    /// <summary>
+    /// A stored file is served by its key alone (the hot path reads no page). So when a new version of a page names
+    /// another sha256 for a file name (a private index that rebuilt a wheel), the old file's key is dropped here,
+    /// before any client can ask for the file by the new page.
+    /// </summary>
+    private void ForgetReplacedFiles(UpstreamSpec index, string project, SimplePage page)
+    {
+        foreach (var file in page.Files)
+        {
+            var key = FileKey(index, project + "/" + file.Filename);
+            if (file.Sha256 is { } sha && _engine.Index.TryGetEntry(key, out var stored) && stored.Blob.Digest != sha)
+            {
+                _engine.Index.RemoveEntry(key);
+                LogFileReplaced(_logger, index.Name, file.Filename, stored.Blob.Digest, sha);
+            }
+        }
     }
 
     private async Task ServeProjectAsync(HttpContext ctx, UpstreamSpec index, string project)
@@ -269,6 +291,9 @@ public sealed partial class PypiFrontEnd
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Index {Index}: cannot parse the page of {Project}: {Error}")]
     private static partial void LogUnparseable(ILogger logger, string index, string project, string error);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Index {Index}: {File} now has sha256 {New} (stored: {Old}); it will be fetched again")]
+    private static partial void LogFileReplaced(ILogger logger, string index, string file, string old, string @new);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Index {Index}: purge of {Project} (was cached: {Removed})")]
     private static partial void LogPurged(ILogger logger, string index, string project, bool removed);

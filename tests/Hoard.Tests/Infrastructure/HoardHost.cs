@@ -39,6 +39,13 @@ public sealed class HoardHost : IAsyncDisposable
     public HoardMetrics Metrics => _app.Services.GetRequiredService<HoardMetrics>();
     public T Service<T>() where T : notnull => _app.Services.GetRequiredService<T>();
 
+    /// <summary>
+    /// Waits until no download is running. A client has its last byte once the body is verified, a moment before
+    /// the blob is committed: a test that then looks at the store waits for this first.
+    /// </summary>
+    public Task SettledAsync() =>
+        Integration.FetchEngineTests.WaitUntil(() => Service<Hoard.Core.Fetch.FetchEngine>().InFlight == 0, TimeSpan.FromSeconds(10));
+
     public static async Task<HoardHost> StartAsync(string dataDir, Action<HoardOptions> configure)
     {
         var options = new HoardOptions { Listen = "http://127.0.0.1:0", DataDir = dataDir, LogLevel = "debug", AccessLog = dataDir.TrimEnd('/') + ".access.log" };

@@ -44,6 +44,7 @@ public sealed class PackageIndex(string root)
         }
         record.Append($"{dist}.dist-info/RECORD,,\n");
         files.Add(($"{dist}.dist-info/RECORD", Encoding.UTF8.GetBytes(record.ToString())));
+        File.Delete(path); // a rebuilt wheel replaces the old one, as on a private index
         using (var zip = ZipFile.Open(path, ZipArchiveMode.Create))
         {
             foreach (var (name, data) in files)
@@ -55,6 +56,7 @@ public sealed class PackageIndex(string root)
         File.WriteAllText(path + ".metadata", metadata);
         var bytes = File.ReadAllBytes(path);
         var wheel = new BuiltWheel(project, version, filename, path, Convert.ToHexStringLower(SHA256.HashData(bytes)), bytes.Length, metadata);
+        _wheels.RemoveAll(w => w.Filename == wheel.Filename);
         _wheels.Add(wheel);
         return wheel;
     }

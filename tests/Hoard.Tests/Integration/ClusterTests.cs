@@ -83,6 +83,8 @@ public sealed class ClusterTests
             Assert.Equal(3, output.Split('\n').Count(l => l.Contains("1 blob(s)", StringComparison.Ordinal)));
             await FetchEngineTests.WaitUntil(() => nodes[0].Metrics.Render().Contains("hoard_cluster_nodes 3", StringComparison.Ordinal), TimeSpan.FromSeconds(10));
             Assert.True(nodes.Sum(n => n.Metrics.Get("hoard_peer_bytes_total")) > 0);
+            // Two of the three clients were served bytes that came from a peer, not from upstream.
+            await FetchEngineTests.WaitUntil(() => nodes.Sum(n => n.Metrics.ServedFromPeerBytes) >= 2 * new FileInfo(wheel.Path).Length, TimeSpan.FromSeconds(10));
         }
         finally
         {

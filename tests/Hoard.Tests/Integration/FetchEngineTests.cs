@@ -120,6 +120,7 @@ public sealed class FetchEngineTests
         Assert.Equal(sha, Convert.ToHexStringLower(SHA256.HashData(buffer.ToArray())));
         Assert.Contains(restarted.Lines, l => l.Contains("\"bytes=", StringComparison.Ordinal));
         Assert.True(hoard.Metrics.Get("hoard_upstream_resumes_total{upstream=\"up\"}") >= 1);
+        await hoard.SettledAsync();
         Assert.True(hoard.Service<CacheIndex>().TryGetBlob(sha, out _));
     }
 
@@ -169,6 +170,7 @@ public sealed class FetchEngineTests
             (await http.GetByteArrayAsync($"{hoard.BaseUrl}/files/up/f{i}.bin")).ToString();
             await Task.Delay(20);
         }
+        await hoard.SettledAsync();
         var index = hoard.Service<CacheIndex>();
         Assert.True(index.TotalBytes <= 1_000_000, $"store holds {index.TotalBytes}");
         Assert.False(index.TryGetEntry("files/up/f0.bin", out _));

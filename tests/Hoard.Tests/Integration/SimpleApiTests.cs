@@ -76,6 +76,39 @@ public sealed class SimpleApiTests
     }
 
     [Fact]
+    public async Task A_file_rebuilt_under_the_same_name_is_fetched_again_because_the_index_names_a_new_sha256()
+    {
+        using var temp = new TempDir();
+        var index = new PackageIndex(temp.Sub("upstream"));
+        var first = index.AddWheel("rebuilt", "1.0", extraBytes: 1000);
+        index.WriteHtml();
+        await using var nginx = new Nginx(index.Root);
+        await nginx.StartAsync();
+        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o =>
+        {
+            PipTests.SetPypi(o, nginx.BaseUrl + "/simple/");
+            o.IndexTtl = TimeSpan.Zero;
+        });
+        using var http = new HttpClient();
+        await http.GetStringAsync(hoard.BaseUrl + "/simple/rebuilt/");
+        var url = hoard.BaseUrl + "/simple/rebuilt/" + first.Filename;
+        Assert.Equal(first.Sha256, Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(await http.GetByteArrayAsync(url))));
+
+        // A private index replaces the file; its page now names another sha256 for the same file name.
+        var second = index.AddWheel("rebuilt", "1.0", extraBytes: 2000);
+        index.WriteHtml();
+        // nginx's validators are mtime and size, and both pages have the same size: move the mtime on.
+        File.SetLastWriteTimeUtc(Path.Combine(index.Root, "simple", "rebuilt", "index.html"), DateTime.UtcNow.AddMinutes(1));
+        Assert.Equal(first.Filename, second.Filename);
+        Assert.NotEqual(first.Sha256, second.Sha256);
+        await http.GetStringAsync(hoard.BaseUrl + "/simple/rebuilt/");
+        using var again = await http.GetAsync(url);
+        Assert.Equal("MISS", again.Headers.GetValues("X-Hoard-Cache").Single());
+        Assert.Equal(second.Sha256, Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(await again.Content.ReadAsByteArrayAsync())));
+        Assert.Equal(2, nginx.Count("/packages/" + first.Filename));
+    }
+
+    [Fact]
     public async Task Metadata_files_are_served_verified_and_cached()
     {
         var (temp, index, nginx) = await UpstreamAsync(json: false);
