@@ -239,13 +239,14 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
     }
 
     /// <summary>
-    /// A node that cannot be reached (or whose heartbeat expired) is fetching nothing for anyone: drop it from the
-    /// digest's fetchers and, if the digest's lock is still that node's, release it, so a live node takes over now
-    /// instead of after the lock expires.
+    /// A node that cannot be reached (or whose heartbeat expired) serves nothing to anyone: drop it from the digest's
+    /// holders and fetchers (a node that comes back announces its store again) and, if the digest's lock is still that
+    /// node's, release it, so a live node takes over now instead of after the lock expires.
     /// </summary>
     private async Task ForgetAsync(string node, string digest)
     {
         await Redis(db => db.SetRemoveAsync($"hoard:fetching:{digest}", node));
+        await Redis(db => db.SetRemoveAsync($"hoard:blob:{digest}", node));
         var released = await Redis(db => db.ScriptEvaluateAsync(ReleaseIfOwner, [(RedisKey)$"hoard:lock:{digest}"], [(RedisValue)node]));
         if (released is not null && (long)released == 1)
         {

@@ -316,6 +316,15 @@ public sealed class ClusterTests
             // No signature, a wrong one: refused.
             var (status, _) = await RawHttp.GetAsync(nodes[0].BaseUrl, "/_hoard/peer/blob/" + a.Sha256);
             Assert.Equal(403, status);
+            var path = "/_hoard/peer/blob/" + a.Sha256;
+            var ts = DateTimeOffset.UtcNow.ToUnixTimeSeconds().ToString(System.Globalization.CultureInfo.InvariantCulture);
+            var wrong = ts + "." + Convert.ToHexStringLower(HMACSHA256.HashData("not-the-cluster-secret-at-all"u8.ToArray(), System.Text.Encoding.UTF8.GetBytes(ts + "\n" + path)));
+            using (var forged = new HttpRequestMessage(HttpMethod.Get, nodes[0].BaseUrl + path))
+            {
+                forged.Headers.TryAddWithoutValidation("X-Hoard-Peer", wrong);
+                using var refused = await http.SendAsync(forged);
+                Assert.Equal(403, (int)refused.StatusCode);
+            }
 
             var port = redis.Port;
             await redis.DisposeAsync();
