@@ -197,7 +197,7 @@ public sealed class GitTests
     }
 
     [Fact]
-    public async Task Git_lfs_objects_come_through_hoard_verified_and_cached_for_the_next_clone()
+    public async Task Git_lfs_objects_come_through_hoard_verified_and_cached_for_the_next_clone_and_the_other_cluster_nodes()
     {
         using var temp = new TempDir();
         await using var lfsServer = new LfsServer(temp.Path);
@@ -226,18 +226,36 @@ public sealed class GitTests
         await G(work, "commit", "-q", "-m", "lfs file");
         await G(work, "push", "-q", $"{up.BaseUrl}/lfs.git", "main");
 
-        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o => SetGit(o, up));
+        // Two nodes of one cluster: the second gets the LFS object from the first, not from the LFS server.
+        await using var redis = new RedisServer();
+        await redis.StartAsync();
+        void Clustered(HoardOptions o, int port)
+        {
+            SetGit(o, up);
+            o.Listen = o.Advertise = $"http://127.0.0.1:{port}";
+            o.ClusterRedis = redis.Url;
+            o.ClusterSecret = "git-cluster-test-secret-0123";
+        }
+        var (portA, portB) = (Ports.Free(), Ports.Free());
+        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o => Clustered(o, portA));
+        await using var other = await HoardHost.StartAsync(temp.Sub("other"), o => Clustered(o, portB));
         for (var i = 0; i < 2; i++)
         {
             var clone = Path.Combine(temp.Path, "clone" + i);
             await G(temp.Path, "clone", "-q", $"{hoard.BaseUrl}/git/up/lfs.git", clone);
             Assert.Equal(data, File.ReadAllBytes(Path.Combine(clone, "model.bin")));
         }
-        // Two clones, one download from the LFS server; the object sits in Hoard's store under its oid.
+        var oid = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(data));
+        await FetchEngineTests.WaitUntil(() => redis.CliAsync("SCARD", "hoard:blob:" + oid).Result == "1", TimeSpan.FromSeconds(10));
+        var third = Path.Combine(temp.Path, "clone2");
+        await G(temp.Path, "clone", "-q", $"{other.BaseUrl}/git/up/lfs.git", third);
+        Assert.Equal(data, File.ReadAllBytes(Path.Combine(third, "model.bin")));
+
+        // Three clones through two nodes, one download from the LFS server; the object sits in the store under its oid.
         Assert.Equal(1, lfsServer.Downloads);
+        Assert.True(other.Metrics.Get("hoard_peer_bytes_total") >= data.Length);
         Assert.Equal(1, hoard.Metrics.Get("hoard_git_requests_total{kind=\"lfs_object\",result=\"miss\"}"));
         Assert.Equal(1, hoard.Metrics.Get("hoard_git_requests_total{kind=\"lfs_object\",result=\"hit\"}"));
-        var oid = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(data));
         Assert.True(hoard.Service<Hoard.Core.Storage.CacheIndex>().TryGetBlob(oid, out _));
         // A made-up token gets nothing.
         var (status, _) = await RawHttp.GetAsync(hoard.BaseUrl, $"/git/up/-/lfs/{oid}?t=forged");
