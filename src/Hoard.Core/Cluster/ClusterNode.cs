@@ -180,18 +180,10 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
             {
                 return null; // alone: upstream
             }
-            foreach (var node in candidates)
+            if (await FirstAnswerAsync(candidates, digest, 0, null, ct) is { } response)
             {
-                var (response, dead) = await FromPeerAsync(node, digest, 0, null, ct);
-                if (response is not null)
-                {
-                    await Redis(db => db.SetAddAsync($"hoard:fetching:{digest}", Id));
-                    return response;
-                }
-                if (dead)
-                {
-                    await ForgetAsync(node, digest);
-                }
+                await Redis(db => db.SetAddAsync($"hoard:fetching:{digest}", Id));
+                return response;
             }
             // 2. Nobody has it: take the cluster-wide lock and go upstream; if another node holds the lock, it will
             //    be asked on the next round (and released here if it turns out to be gone).
@@ -209,12 +201,22 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
 
     public async Task<HttpResponseMessage?> ResumeAsync(string digest, long offset, Uri? failed, CancellationToken ct)
     {
-        foreach (var node in await CandidatesAsync(digest) ?? [])
+        var response = await FirstAnswerAsync(await CandidatesAsync(digest) ?? [], digest, offset, failed, ct);
+        if (response is not null)
         {
-            var (response, dead) = await FromPeerAsync(node, digest, offset, failed, ct);
+            _metrics.PeerResumed();
+        }
+        return response;
+    }
+
+    /// <summary>Asks the candidates in turn; the first that streams the blob wins, the unreachable ones are forgotten.</summary>
+    private async Task<HttpResponseMessage?> FirstAnswerAsync(List<string> candidates, string digest, long offset, Uri? skip, CancellationToken ct)
+    {
+        foreach (var node in candidates)
+        {
+            var (response, dead) = await FromPeerAsync(node, digest, offset, skip, ct);
             if (response is not null)
             {
-                _metrics.PeerResumed();
                 return response;
             }
             if (dead)

@@ -263,7 +263,6 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
         Microsoft.Win32.SafeHandles.SafeFileHandle? handle = null;
         var committed = false;
         string? clusterDigest = null;
-        var fromPeer = false;
         try
         {
             // :: Step 1 — the upstream request, conditional when revalidating.
@@ -284,7 +283,7 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
                     // Another node may hold it or be fetching it: stream from there, verified here as always.
                     clusterDigest = wanted;
                     response = await cluster.TryPeersAsync(wanted, ct);
-                    fill.FromPeer = fromPeer = response is not null;
+                    fill.FromPeer = response is not null;
                 }
                 response ??= request.Producer is { } produce ? await produce(ct) : await _upstream.SendAsync(call, ct);
             }
@@ -336,7 +335,7 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
             }
             fill.SetStarted(new FillStart(FillStartKind.Streaming, length, contentType, etag, lastModified, null));
             // A peer's body resumes from upstream: no validator to pin (the digest check is the pin).
-            var (end, written, digest) = await DownloadAsync(fill, response, handle, call, fromPeer ? null : etag ?? lastModified, length, fromPeer ? clusterDigest : null, ct);
+            var (end, written, digest) = await DownloadAsync(fill, response, handle, call, fill.FromPeer ? null : etag ?? lastModified, length, ct);
             response = null; // DownloadAsync owns and disposes the responses it used.
             if (end is not null)
             {
@@ -418,8 +417,7 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
 
     /// <summary>Step 3 and 4: the body loop. Returns a failure, or null with the size and digest on success.</summary>
     private async Task<(FillResult? Failure, long Written, string Digest)> DownloadAsync(
-        Fill fill, HttpResponseMessage response, Microsoft.Win32.SafeHandles.SafeFileHandle handle, UpstreamCall call, string? validator, long? length,
-        string? peerDigest, CancellationToken ct)
+        Fill fill, HttpResponseMessage response, Microsoft.Win32.SafeHandles.SafeFileHandle handle, UpstreamCall call, string? validator, long? length, CancellationToken ct)
     {
         var request = fill.Request;
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
@@ -448,7 +446,7 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
                         var brokenFrom = current.RequestMessage?.RequestUri;
                         current.Dispose();
                         HttpResponseMessage? resumed = null;
-                        if (peerDigest is not null && Cluster is { } cluster && written > 0)
+                        if (fill.FromPeer && Cluster is { } cluster && request.ExpectedSha256 is { } peerDigest && written > 0)
                         {
                             // A peer went away: another node that holds or fetches the blob has the rest at once.
                             resumed = await cluster.ResumeAsync(peerDigest, written, brokenFrom, ct);

@@ -66,8 +66,12 @@ public sealed class Fill
     internal void Advance(long written)
     {
         Volatile.Write(ref _written, written);
-        Interlocked.Exchange(ref _progress, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+        WakeReaders();
     }
+
+    /// <summary>Readers waiting for more bytes (or for the end) look again.</summary>
+    private void WakeReaders() =>
+        Interlocked.Exchange(ref _progress, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
 
     /// <summary>The body is whole and checked; the commit (fsync, rename, index) may still be under way.</summary>
     public bool IsVerified => Volatile.Read(ref _verified) >= 0;
@@ -76,14 +80,14 @@ public sealed class Fill
     internal void Verified(long written)
     {
         Volatile.Write(ref _verified, written);
-        Interlocked.Exchange(ref _progress, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+        WakeReaders();
     }
 
     internal void Complete(FillResult result)
     {
         _started.TrySetResult(new FillStart(FillStartKind.Failed, null, null, null, null, result.Error));
         _completed.TrySetResult(result);
-        Interlocked.Exchange(ref _progress, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+        WakeReaders();
     }
 
     /// <summary>Adds a key to record when the blob is committed. False once committed: the caller records it then.</summary>

@@ -9,12 +9,35 @@ public sealed class ClusterTests
 {
     private const string Secret = "cluster-test-secret-0123456789";
 
-    private static async Task<List<HoardHost>> StartNodesAsync(TempDir temp, int count, RedisServer redis, string pypi, int fanout = 4, string prefix = "node") =>
+    /// <summary>In-process nodes, stopped together.</summary>
+    private sealed class Nodes : List<HoardHost>, IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync()
+        {
+            foreach (var node in this)
+            {
+                await node.DisposeAsync();
+            }
+        }
+    }
+
+    /// <summary>One wheel of the given size behind a started nginx whose file downloads are rate-limited.</summary>
+    private static async Task<(BuiltWheel Wheel, Nginx Nginx)> WheelBehindNginxAsync(TempDir temp, string project, long bytes, string rate)
+    {
+        var index = new PackageIndex(temp.Sub("upstream"));
+        var wheel = index.AddWheel(project, "1.0", extraBytes: bytes);
+        index.WriteHtml();
+        var nginx = new Nginx(index.Root, $"location /packages/ {{ limit_rate {rate}; }}");
+        await nginx.StartAsync();
+        return (wheel, nginx);
+    }
+
+    private static async Task<Nodes> StartNodesAsync(TempDir temp, int count, RedisServer redis, string pypi, int fanout = 4, string prefix = "node") =>
         await StartNodesAsync(temp, count, redis, o => PipTests.SetPypi(o, pypi), fanout, prefix);
 
-    private static async Task<List<HoardHost>> StartNodesAsync(TempDir temp, int count, RedisServer redis, Action<HoardOptions> configure, int fanout = 4, string prefix = "node")
+    private static async Task<Nodes> StartNodesAsync(TempDir temp, int count, RedisServer redis, Action<HoardOptions> configure, int fanout = 4, string prefix = "node")
     {
-        var nodes = new List<HoardHost>();
+        var nodes = new Nodes();
         for (var i = 0; i < count; i++)
         {
             nodes.Add(await StartNodeAsync(temp.Sub(prefix + i), redis, configure, fanout));
@@ -53,145 +76,103 @@ public sealed class ClusterTests
     public async Task The_same_blob_asked_of_every_node_at_once_is_downloaded_from_upstream_once()
     {
         using var temp = new TempDir();
-        var index = new PackageIndex(temp.Sub("upstream"));
-        var wheel = index.AddWheel("shared", "1.0", extraBytes: 16 * 1024 * 1024);
-        index.WriteHtml();
-        await using var nginx = new Nginx(index.Root, "location /packages/ { limit_rate 16m; }");
-        await nginx.StartAsync();
+        var (wheel, nginx) = await WheelBehindNginxAsync(temp, "shared", 16 * 1024 * 1024, "16m");
+        await using var _nginx = nginx;
         await using var redis = new RedisServer();
         await redis.StartAsync();
-        var nodes = await StartNodesAsync(temp, 3, redis, nginx.BaseUrl + "/simple/");
-        try
+        await using var nodes = await StartNodesAsync(temp, 3, redis, nginx.BaseUrl + "/simple/");
+        using var http = new HttpClient();
+        // Pages first (each node's own index cache), then every node asks for the file at the same moment.
+        foreach (var node in nodes)
         {
-            using var http = new HttpClient();
-            // Pages first (each node's own index cache), then every node asks for the file at the same moment.
-            foreach (var node in nodes)
-            {
-                await http.GetStringAsync(node.BaseUrl + "/simple/shared/");
-            }
-            var results = await Task.WhenAll(nodes.Select(async n =>
-                Convert.ToHexStringLower(SHA256.HashData(await http.GetByteArrayAsync(n.BaseUrl + "/simple/shared/" + wheel.Filename)))));
-            Assert.All(results, sha => Assert.Equal(wheel.Sha256, sha));
-            Assert.Equal(1, nginx.Count("/packages/" + wheel.Filename));
-            // Every node now holds it, verified, in its own store (committed just after its client had the bytes).
-            await FetchEngineTests.WaitUntil(() => nodes.All(n => n.Service<Hoard.Core.Storage.CacheIndex>().TryGetBlob(wheel.Sha256, out _)), TimeSpan.FromSeconds(10));
-            await FetchEngineTests.WaitUntil(() => redis.CliAsync("SCARD", "hoard:blob:" + wheel.Sha256).Result == "3", TimeSpan.FromSeconds(10));
-            // hoard status lists the three nodes, each holding the blob.
-            var (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "status", "--cluster-redis", redis.Url]);
-            Assert.True(code == 0, output);
-            Assert.Contains("3 live node(s)", output, StringComparison.Ordinal);
-            Assert.Equal(3, output.Split('\n').Count(l => l.Contains("1 blob(s)", StringComparison.Ordinal)));
-            await FetchEngineTests.WaitUntil(() => nodes[0].Metrics.Render().Contains("hoard_cluster_nodes 3", StringComparison.Ordinal), TimeSpan.FromSeconds(10));
-            Assert.True(nodes.Sum(n => n.Metrics.Get("hoard_peer_bytes_total")) > 0);
-            // Two of the three clients were served bytes that came from a peer, not from upstream.
-            await FetchEngineTests.WaitUntil(() => nodes.Sum(n => n.Metrics.ServedFromPeerBytes) >= 2 * new FileInfo(wheel.Path).Length, TimeSpan.FromSeconds(10));
+            await http.GetStringAsync(node.BaseUrl + "/simple/shared/");
         }
-        finally
-        {
-            foreach (var n in nodes)
-            {
-                await n.DisposeAsync();
-            }
-        }
+        var results = await Task.WhenAll(nodes.Select(async n =>
+            Convert.ToHexStringLower(SHA256.HashData(await http.GetByteArrayAsync(n.BaseUrl + "/simple/shared/" + wheel.Filename)))));
+        Assert.All(results, sha => Assert.Equal(wheel.Sha256, sha));
+        Assert.Equal(1, nginx.Count("/packages/" + wheel.Filename));
+        // Every node now holds it, verified, in its own store (committed just after its client had the bytes).
+        await FetchEngineTests.WaitUntil(() => nodes.All(n => n.Service<Hoard.Core.Storage.CacheIndex>().TryGetBlob(wheel.Sha256, out _)), TimeSpan.FromSeconds(10));
+        await FetchEngineTests.WaitUntil(() => redis.CliAsync("SCARD", "hoard:blob:" + wheel.Sha256).Result == "3", TimeSpan.FromSeconds(10));
+        // hoard status lists the three nodes, each holding the blob.
+        var (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "status", "--cluster-redis", redis.Url]);
+        Assert.True(code == 0, output);
+        Assert.Contains("3 live node(s)", output, StringComparison.Ordinal);
+        Assert.Equal(3, output.Split('\n').Count(l => l.Contains("1 blob(s)", StringComparison.Ordinal)));
+        await FetchEngineTests.WaitUntil(() => nodes[0].Metrics.Render().Contains("hoard_cluster_nodes 3", StringComparison.Ordinal), TimeSpan.FromSeconds(10));
+        Assert.True(nodes.Sum(n => n.Metrics.Get("hoard_peer_bytes_total")) > 0);
+        // Two of the three clients were served bytes that came from a peer, not from upstream.
+        await FetchEngineTests.WaitUntil(() => nodes.Sum(n => n.Metrics.ServedFromPeerBytes) >= 2 * new FileInfo(wheel.Path).Length, TimeSpan.FromSeconds(10));
     }
 
     [Fact]
     public async Task A_node_at_its_fanout_limit_refuses_and_the_peer_streams_from_another_node_that_is_still_downloading()
     {
         using var temp = new TempDir();
-        var index = new PackageIndex(temp.Sub("upstream"));
-        var wheel = index.AddWheel("tree", "1.0", extraBytes: 16 * 1024 * 1024);
-        index.WriteHtml();
-        await using var nginx = new Nginx(index.Root, "location /packages/ { limit_rate 8m; }");
-        await nginx.StartAsync();
+        var (wheel, nginx) = await WheelBehindNginxAsync(temp, "tree", 16 * 1024 * 1024, "8m");
+        await using var _nginx = nginx;
         await using var redis = new RedisServer();
         await redis.StartAsync();
-        var nodes = await StartNodesAsync(temp, 3, redis, nginx.BaseUrl + "/simple/", fanout: 1);
-        try
+        await using var nodes = await StartNodesAsync(temp, 3, redis, nginx.BaseUrl + "/simple/", fanout: 1);
+        using var http = new HttpClient();
+        foreach (var node in nodes)
         {
-            using var http = new HttpClient();
-            foreach (var node in nodes)
-            {
-                await http.GetStringAsync(node.BaseUrl + "/simple/tree/");
-            }
-            var url = "/simple/tree/" + wheel.Filename;
-            var first = http.GetByteArrayAsync(nodes[0].BaseUrl + url);
-            await FetchEngineTests.WaitUntil(() => nginx.Lines.Any(l => l.Contains(wheel.Filename, StringComparison.Ordinal)) || nodes[0].Service<Hoard.Core.Fetch.FetchEngine>().InFlight > 0, TimeSpan.FromSeconds(10));
-            var second = http.GetByteArrayAsync(nodes[1].BaseUrl + url);
-            await FetchEngineTests.WaitUntil(() => nodes[1].Service<Hoard.Core.Fetch.FetchEngine>().InFlight > 0, TimeSpan.FromSeconds(10));
-            var third = http.GetByteArrayAsync(nodes[2].BaseUrl + url);
-            foreach (var bytes in await Task.WhenAll(first, second, third))
-            {
-                Assert.Equal(wheel.Sha256, Convert.ToHexStringLower(SHA256.HashData(bytes)));
-            }
-            Assert.Equal(1, nginx.Count("/packages/" + wheel.Filename));
-            // Node 2 was refused by node 0 (fan-out 1, busy with node 1) or went to node 1 directly; either way it
-            // got its copy from a peer, not from upstream.
-            var id1 = File.ReadAllText(Path.Combine(temp.Path, "node1", "node-id")).Trim()[..8];
-            Assert.Equal(1, nodes[2].Metrics.Get($"hoard_peer_requests_total{{node=\"{id1}\",result=\"ok\"}}"));
+            await http.GetStringAsync(node.BaseUrl + "/simple/tree/");
         }
-        finally
+        var url = "/simple/tree/" + wheel.Filename;
+        var first = http.GetByteArrayAsync(nodes[0].BaseUrl + url);
+        await FetchEngineTests.WaitUntil(() => nginx.Lines.Any(l => l.Contains(wheel.Filename, StringComparison.Ordinal)) || nodes[0].Service<Hoard.Core.Fetch.FetchEngine>().InFlight > 0, TimeSpan.FromSeconds(10));
+        var second = http.GetByteArrayAsync(nodes[1].BaseUrl + url);
+        await FetchEngineTests.WaitUntil(() => nodes[1].Service<Hoard.Core.Fetch.FetchEngine>().InFlight > 0, TimeSpan.FromSeconds(10));
+        var third = http.GetByteArrayAsync(nodes[2].BaseUrl + url);
+        foreach (var bytes in await Task.WhenAll(first, second, third))
         {
-            foreach (var n in nodes)
-            {
-                await n.DisposeAsync();
-            }
+            Assert.Equal(wheel.Sha256, Convert.ToHexStringLower(SHA256.HashData(bytes)));
         }
+        Assert.Equal(1, nginx.Count("/packages/" + wheel.Filename));
+        // Node 2 was refused by node 0 (fan-out 1, busy with node 1) or went to node 1 directly; either way it
+        // got its copy from a peer, not from upstream.
+        var id1 = File.ReadAllText(Path.Combine(temp.Path, "node1", "node-id")).Trim()[..8];
+        Assert.Equal(1, nodes[2].Metrics.Get($"hoard_peer_requests_total{{node=\"{id1}\",result=\"ok\"}}"));
     }
 
     [Fact]
     public async Task A_node_killed_mid_transfer_leaves_its_peer_to_finish_from_upstream_with_correct_bytes()
     {
         using var temp = new TempDir();
-        var index = new PackageIndex(temp.Sub("upstream"));
-        var wheel = index.AddWheel("fragile", "1.0", extraBytes: 16 * 1024 * 1024);
-        index.WriteHtml();
-        await using var nginx = new Nginx(index.Root, "location /packages/ { limit_rate 4m; }");
-        await nginx.StartAsync();
+        var (wheel, nginx) = await WheelBehindNginxAsync(temp, "fragile", 16 * 1024 * 1024, "4m");
+        await using var _nginx = nginx;
         await using var redis = new RedisServer();
         await redis.StartAsync();
-        var port = Ports.Free();
-        // Node A is a real process, so it can be killed -9 while it is the one downloading.
-        await using var nodeA = HoardProcess.Start(["serve", "--listen", $"http://127.0.0.1:{port}", "--advertise", $"http://127.0.0.1:{port}", "--data", temp.Sub("a"),
-            "--cluster-redis", redis.Url, "--cluster-secret", Secret, "--pypi", nginx.BaseUrl + "/simple/"]);
-        await Ports.WaitOpenAsync(port, TimeSpan.FromSeconds(30));
-        var nodes = await StartNodesAsync(temp, 1, redis, nginx.BaseUrl + "/simple/");
+        var (nodeA, urlA) = await StartProcessNodeAsync(temp, redis, nginx.BaseUrl + "/simple/");
+        await using var _nodeA = nodeA;
+        await using var nodes = await StartNodesAsync(temp, 1, redis, nginx.BaseUrl + "/simple/");
         var nodeB = nodes[0];
-        try
-        {
-            using var http = new HttpClient();
-            var url = "/simple/fragile/" + wheel.Filename;
-            using var fromA = await http.GetAsync($"http://127.0.0.1:{port}{url}", HttpCompletionOption.ResponseHeadersRead);
-            await using var bodyA = await fromA.Content.ReadAsStreamAsync();
-            await bodyA.ReadExactlyAsync(new byte[64 * 1024]);
-            await http.GetStringAsync(nodeB.BaseUrl + "/simple/fragile/");
-            var fromB = http.GetByteArrayAsync(nodeB.BaseUrl + url);
-            await FetchEngineTests.WaitUntil(() => nodeB.Metrics.Get("hoard_peer_requests_total{node=\"" + File.ReadAllText(Path.Combine(temp.Path, "a", "node-id")).Trim()[..8] + "\",result=\"ok\"}") == 1, TimeSpan.FromSeconds(10));
-            await nodeA.KillAsync();
-            var bytes = await fromB;
-            Assert.Equal(wheel.Sha256, Convert.ToHexStringLower(SHA256.HashData(bytes)));
-            Assert.Equal(1, nodeB.Metrics.Get("hoard_upstream_resumes_total{upstream=\"127.0.0.1\"}"));
-            Assert.Contains(nginx.Lines, l => l.Contains("/packages/" + wheel.Filename, StringComparison.Ordinal) && l.Contains("\"bytes=", StringComparison.Ordinal));
-        }
-        finally
-        {
-            await nodeB.DisposeAsync();
-        }
+        using var http = new HttpClient();
+        var url = "/simple/fragile/" + wheel.Filename;
+        using var fromA = await http.GetAsync(urlA + url, HttpCompletionOption.ResponseHeadersRead);
+        await using var bodyA = await fromA.Content.ReadAsStreamAsync();
+        await bodyA.ReadExactlyAsync(new byte[64 * 1024]);
+        await http.GetStringAsync(nodeB.BaseUrl + "/simple/fragile/");
+        var fromB = http.GetByteArrayAsync(nodeB.BaseUrl + url);
+        await FetchEngineTests.WaitUntil(() => nodeB.Metrics.Get("hoard_peer_requests_total{node=\"" + NodeId(temp, "a")[..8] + "\",result=\"ok\"}") == 1, TimeSpan.FromSeconds(10));
+        await nodeA.KillAsync();
+        var bytes = await fromB;
+        Assert.Equal(wheel.Sha256, Convert.ToHexStringLower(SHA256.HashData(bytes)));
+        Assert.Equal(1, nodeB.Metrics.Get("hoard_upstream_resumes_total{upstream=\"127.0.0.1\"}"));
+        Assert.Contains(nginx.Lines, l => l.Contains("/packages/" + wheel.Filename, StringComparison.Ordinal) && l.Contains("\"bytes=", StringComparison.Ordinal));
     }
 
     [Fact]
     public async Task A_lock_holder_that_dies_before_anyone_streams_from_it_is_taken_over_without_waiting_for_its_lock_to_expire()
     {
         using var temp = new TempDir();
-        var index = new PackageIndex(temp.Sub("upstream"));
-        var wheel = index.AddWheel("orphan", "1.0", extraBytes: 8 * 1024 * 1024);
-        index.WriteHtml();
-        await using var nginx = new Nginx(index.Root, "location /packages/ { limit_rate 2m; }");
-        await nginx.StartAsync();
+        var (wheel, nginx) = await WheelBehindNginxAsync(temp, "orphan", 8 * 1024 * 1024, "2m");
+        await using var _nginx = nginx;
         await using var redis = new RedisServer();
         await redis.StartAsync();
         var (nodeA, urlA) = await StartProcessNodeAsync(temp, redis, nginx.BaseUrl + "/simple/");
-        await using var _ = nodeA;
+        await using var _nodeA = nodeA;
         using var http = new HttpClient();
         var url = "/simple/orphan/" + wheel.Filename;
         // A takes the cluster lock for the digest and starts downloading; then it dies, lock and all.
@@ -206,8 +187,8 @@ public sealed class ClusterTests
         {
         }
 
-        var nodes = await StartNodesAsync(temp, 1, redis, nginx.BaseUrl + "/simple/");
-        await using var nodeB = nodes[0];
+        await using var nodes = await StartNodesAsync(temp, 1, redis, nginx.BaseUrl + "/simple/");
+        var nodeB = nodes[0];
         var bytes = await http.GetByteArrayAsync(nodeB.BaseUrl + url);
         Assert.Equal(wheel.Sha256, Convert.ToHexStringLower(SHA256.HashData(bytes)));
         // B found A unreachable, released A's lock and took it, instead of waiting out the lock's 15 s expiry.
@@ -240,10 +221,10 @@ public sealed class ClusterTests
 
         // A downloads from the slow upstream; B streams from A.
         var (nodeA, urlA) = await StartProcessNodeAsync(temp, redis, slow.BaseUrl + "/simple/");
-        await using var _ = nodeA;
+        await using var _nodeA = nodeA;
         using var fromA = await http.GetAsync(urlA + url, HttpCompletionOption.ResponseHeadersRead);
-        var nodes = await StartNodesAsync(temp, 1, redis, slow.BaseUrl + "/simple/", prefix: "b");
-        await using var nodeB = nodes[0];
+        await using var nodes = await StartNodesAsync(temp, 1, redis, slow.BaseUrl + "/simple/", prefix: "b");
+        var nodeB = nodes[0];
         await http.GetStringAsync(nodeB.BaseUrl + "/simple/relay/");
         var fromB = http.GetByteArrayAsync(nodeB.BaseUrl + url);
         await FetchEngineTests.WaitUntil(() => nodeB.Metrics.Get($"hoard_peer_requests_total{{node=\"{NodeId(temp, "a")[..8]}\",result=\"ok\"}}") == 1, TimeSpan.FromSeconds(10));
@@ -267,31 +248,21 @@ public sealed class ClusterTests
         await using var ___ = registry;
         await using var redis = new RedisServer();
         await redis.StartAsync();
-        var nodes = await StartNodesAsync(temp, 3, redis, o => OciTests.SetRegistry(o, registry));
-        try
+        await using var nodes = await StartNodesAsync(temp, 3, redis, o => OciTests.SetRegistry(o, registry));
+        var pulls = nodes.Select((n, i) => Skopeo.PullAsync($"{new Uri(n.BaseUrl).Authority}/team/app:v1", temp.Sub("pull" + i))).ToArray();
+        foreach (var (code, output) in await Task.WhenAll(pulls))
         {
-            var pulls = nodes.Select((n, i) => Skopeo.PullAsync($"{new Uri(n.BaseUrl).Authority}/team/app:v1", temp.Sub("pull" + i))).ToArray();
-            foreach (var (code, output) in await Task.WhenAll(pulls))
-            {
-                Assert.True(code == 0, output);
-            }
-            for (var i = 0; i < nodes.Count; i++)
-            {
-                OciTests.AssertPulled(Path.Combine(temp.Path, "pull" + i), single, all: true);
-            }
-            foreach (var blob in single.Blobs)
-            {
-                Assert.Equal(1, registry.Count("GET", "/blobs/" + blob));
-            }
-            Assert.True(nodes.Sum(n => n.Metrics.Get("hoard_peer_bytes_total")) > 0);
+            Assert.True(code == 0, output);
         }
-        finally
+        for (var i = 0; i < nodes.Count; i++)
         {
-            foreach (var n in nodes)
-            {
-                await n.DisposeAsync();
-            }
+            OciTests.AssertPulled(Path.Combine(temp.Path, "pull" + i), single, all: true);
         }
+        foreach (var blob in single.Blobs)
+        {
+            Assert.Equal(1, registry.Count("GET", "/blobs/" + blob));
+        }
+        Assert.True(nodes.Sum(n => n.Metrics.Get("hoard_peer_bytes_total")) > 0);
     }
 
     [Fact]
@@ -306,11 +277,11 @@ public sealed class ClusterTests
         await nginx.StartAsync();
         var redis = new RedisServer();
         await redis.StartAsync();
-        var nodes = await StartNodesAsync(temp, 2, redis, nginx.BaseUrl + "/simple/");
+        await using var nodes = await StartNodesAsync(temp, 2, redis, nginx.BaseUrl + "/simple/");
         try
         {
             using var http = new HttpClient();
-            var id = File.ReadAllText(Path.Combine(temp.Path, "node0", "node-id")).Trim();
+            var id = NodeId(temp, "node0");
             await FetchEngineTests.WaitUntil(() => redis.CliAsync("EXISTS", "hoard:node:" + id).Result == "1", TimeSpan.FromSeconds(10));
 
             // No signature, a wrong one: refused.
@@ -339,10 +310,6 @@ public sealed class ClusterTests
         }
         finally
         {
-            foreach (var n in nodes)
-            {
-                await n.DisposeAsync();
-            }
             await redis.DisposeAsync();
         }
     }
