@@ -9,19 +9,21 @@ public static class StatusCommand
     public static Command Build()
     {
         var command = new Command("status", "Show the cluster's live nodes and the blobs each holds (reads --cluster-redis / HOARD_CLUSTER_REDIS).");
-        var redis = new Option<string>("--cluster-redis") { Description = "redis://HOST:PORT (default HOARD_CLUSTER_REDIS)" };
+        var redis = new Option<string>("--cluster-redis") { Description = "redis://[USER:PASSWORD@]HOST:PORT[/DB] or rediss://… (default HOARD_CLUSTER_REDIS)" };
         command.Options.Add(redis);
         command.SetAction(async (parse, ct) =>
         {
             var url = parse.GetValue(redis) ?? Environment.GetEnvironmentVariable("HOARD_CLUSTER_REDIS");
-            if (url is null || !Uri.TryCreate(url, UriKind.Absolute, out var uri) || uri.Scheme != "redis")
+            if (url is null || Hoard.Core.Cluster.RedisUrl.Problem(url) is not null)
             {
-                await Console.Error.WriteLineAsync("hoard: --cluster-redis redis://HOST:PORT is needed");
+                await Console.Error.WriteLineAsync("hoard: --cluster-redis redis://[USER:PASSWORD@]HOST:PORT[/DB] (or rediss:// for TLS) is needed");
                 return 2;
             }
             try
             {
-                await using var mux = await ConnectionMultiplexer.ConnectAsync($"{uri.Host}:{(uri.Port > 0 ? uri.Port : 6379)},connectTimeout=3000");
+                var config = Hoard.Core.Cluster.RedisUrl.Parse(url);
+                config.ConnectTimeout = 3000;
+                await using var mux = await ConnectionMultiplexer.ConnectAsync(config);
                 var nodes = await Hoard.Core.Cluster.ClusterNode.StatusAsync(mux.GetDatabase(), mux.GetServers()[0]);
                 Console.WriteLine($"{nodes.Count} live node(s)");
                 foreach (var (id, nodeUrl, blobs) in nodes)

@@ -17,9 +17,12 @@ namespace Hoard.Core.Cluster;
 
 /// <summary>
 /// Cluster mode, with one Redis as the only shared part. Redis knows which nodes are alive (heartbeat keys that
-/// expire), which node holds which blob, and who is downloading a digest (a lock taken with SET NX, refreshed while
-/// the download runs). Blobs move between nodes over plain HTTP on the normal port, under /_hoard/peer/, signed with
-/// the cluster secret; every node verifies every digest itself. If Redis is unreachable, each node works alone.
+/// expire), which node holds which blob and who is downloading it (records that expire unless refreshed), and who
+/// may go upstream for a digest (an owner-checked lock, extended while the download runs): see
+/// <see cref="ClusterRecords"/>. Blobs move between nodes over plain HTTP on the normal port, under /_hoard/peer/,
+/// signed with the cluster secret (<see cref="PeerSignature"/>); every node verifies every digest itself, and a node
+/// asks a peer only for what its own client was allowed (ClusterNode.Serving.cs). If Redis is unreachable, each node
+/// works alone.
 /// </summary>
 public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncDisposable
 {
@@ -33,13 +36,15 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly HttpClient _peers;
-    private readonly byte[] _secret;
+    private readonly PeerSignature _signature;
+    private readonly ClusterRecords _records;
     private readonly ConcurrentDictionary<string, int> _uploads = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, ITimer> _locks = new(StringComparer.Ordinal);
     private ConnectionMultiplexer? _redis;
     private ITimer? _heartbeat;
     private int _redisDown;
     private int _announced;
+    private long _announcedAtMs;
 
     public ClusterNode(HoardOptions options, FetchEngine engine, ArtifactResponder responder, HoardMetrics metrics, TimeProvider time, ILogger<ClusterNode> logger)
     {
@@ -49,7 +54,8 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
         _metrics = metrics;
         _time = time;
         _logger = logger;
-        _secret = Encoding.UTF8.GetBytes(options.ClusterSecret!);
+        _signature = new PeerSignature(Encoding.UTF8.GetBytes(options.ClusterSecret!), time);
+        _records = new ClusterRecords(options.ClusterRecordTtl, LockTtl, time);
         _peers = new HttpClient(new SocketsHttpHandler { UseProxy = false, ConnectTimeout = TimeSpan.FromSeconds(2), AutomaticDecompression = DecompressionMethods.None })
         {
             Timeout = Timeout.InfiniteTimeSpan,
@@ -61,10 +67,16 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
     /// <summary>This node's identity; kept in the data dir, so it survives restarts.</summary>
     public string Id { get; }
 
+    /// <summary>
+    /// What a node id read from Redis or a peer request must look like before it is used in a key, a header, a
+    /// metric label or a log line: anything else (of any length) is ignored.
+    /// </summary>
+    public static bool IsNodeId(string? id) => id is { Length: > 0 and <= 64 } && id.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_');
+
     private static string LoadOrCreateId(string dataDir)
     {
         var path = Path.Combine(dataDir, "node-id");
-        if (File.Exists(path) && File.ReadAllText(path).Trim() is { Length: 32 } existing)
+        if (File.Exists(path) && File.ReadAllText(path).Trim() is { Length: 32 } existing && IsNodeId(existing))
         {
             return existing;
         }
@@ -75,20 +87,15 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
-        var uri = new Uri(_options.ClusterRedis!);
-        var config = new ConfigurationOptions
-        {
-            AbortOnConnectFail = false,
-            ConnectTimeout = 2000,
-            SyncTimeout = 2000,
-            AsyncTimeout = 2000,
-            BacklogPolicy = BacklogPolicy.FailFast,
-            ReconnectRetryPolicy = new LinearRetry(1000),
-        };
-        config.EndPoints.Add(uri.Host, uri.Port > 0 ? uri.Port : 6379);
+        var config = RedisUrl.Parse(_options.ClusterRedis!);
+        config.ConnectTimeout = 2000;
+        config.SyncTimeout = 2000;
+        config.AsyncTimeout = 2000;
+        config.BacklogPolicy = BacklogPolicy.FailFast;
+        config.ReconnectRetryPolicy = new LinearRetry(1000);
         _redis = await ConnectionMultiplexer.ConnectAsync(config);
         _heartbeat = _time.CreateTimer(_ => _ = BeatAsync(), null, TimeSpan.Zero, Heartbeat);
-        LogJoined(_logger, Id, _options.Advertise!, _options.ClusterRedis!);
+        LogJoined(_logger, Id, _options.Advertise!, RedisUrl.Redact(_options.ClusterRedis!));
     }
 
     private async Task BeatAsync()
@@ -100,7 +107,7 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
             var live = 0;
             foreach (var id in await db.SetMembersAsync("hoard:nodes"))
             {
-                if (await db.KeyExistsAsync($"hoard:node:{id}"))
+                if (IsNodeId(id.ToString()) && await db.KeyExistsAsync($"hoard:node:{id}"))
                 {
                     live++;
                 }
@@ -112,15 +119,18 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
             _metrics.ClusterSize = live;
             return true;
         });
-        if (Volatile.Read(ref _redisDown) == 0 && Interlocked.Exchange(ref _announced, 1) == 0)
+        // Announce the store at start, when Redis comes back, and before this node's holder records expire.
+        var due = _time.GetUtcNow().ToUnixTimeMilliseconds() - Interlocked.Read(ref _announcedAtMs) > _records.RecordTtl.TotalMilliseconds / 3;
+        if (Volatile.Read(ref _redisDown) == 0 && due && Interlocked.Exchange(ref _announced, 1) == 0)
         {
             await AnnounceHeldAsync();
         }
     }
 
     /// <summary>
-    /// Tells Redis every blob this node holds: at start (the store outlives the process) and whenever Redis comes
-    /// back (it may have lost everything). Commits and evictions after that are announced one by one.
+    /// Tells Redis every blob this node holds: at start (the store outlives the process), whenever Redis comes back
+    /// (it may have lost everything) and every third of the record lifetime (records expire unless refreshed).
+    /// Commits and evictions in between are announced one by one.
     /// </summary>
     private async Task AnnounceHeldAsync()
     {
@@ -129,18 +139,16 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
         {
             foreach (var chunk in blobs.Chunk(512))
             {
-                await Task.WhenAll(chunk.Select(d => db.SetAddAsync($"hoard:blob:{d}", Id)));
+                await Task.WhenAll(chunk.Select(d => _records.AddHolderAsync(db, d, Id)));
             }
             return true;
         });
         if (done)
         {
+            Interlocked.Exchange(ref _announcedAtMs, _time.GetUtcNow().ToUnixTimeMilliseconds());
             LogAnnounced(_logger, blobs.Count);
         }
-        else
-        {
-            Volatile.Write(ref _announced, 0); // Redis went away meanwhile: again when it is back
-        }
+        Volatile.Write(ref _announced, 0); // due again in a third of the record lifetime (or at once if Redis went away)
     }
 
     /// <summary>Runs a Redis call; on failure logs once (until Redis is back) and answers the fallback.</summary>
@@ -165,13 +173,14 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
             {
                 LogRedisDown(_logger, e.Message);
             }
-            Volatile.Write(ref _announced, 0);
+            Interlocked.Exchange(ref _announcedAtMs, 0);
             return default;
         }
     }
 
-    public async Task<HttpResponseMessage?> TryPeersAsync(string digest, CancellationToken ct)
+    public async Task<HttpResponseMessage?> TryPeersAsync(ArtifactRequest request, CancellationToken ct)
     {
+        var digest = request.ExpectedSha256!;
         for (var attempt = 0; attempt < 40; attempt++)
         {
             // 1. Nodes that hold it, then nodes that are streaming it themselves, then the lock holder (a tree, not
@@ -180,18 +189,17 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
             {
                 return null; // alone: upstream
             }
-            if (await FirstAnswerAsync(candidates, digest, 0, null, ct) is { } response)
+            if (await FirstAnswerAsync(candidates, request, 0, null, ct) is { } response)
             {
-                await Redis(db => db.SetAddAsync($"hoard:fetching:{digest}", Id));
+                await Redis(async db => { await _records.AddFetcherAsync(db, digest, Id); return true; });
                 return response;
             }
             // 2. Nobody has it: take the cluster-wide lock and go upstream; if another node holds the lock, it will
             //    be asked on the next round (and released here if it turns out to be gone).
-            var taken = await Redis(db => db.StringSetAsync($"hoard:lock:{digest}", Id, LockTtl, When.NotExists));
-            if (taken)
+            if (await Redis(db => _records.TakeLockAsync(db, digest, Id)))
             {
-                await Redis(db => db.SetAddAsync($"hoard:fetching:{digest}", Id));
-                _locks[digest] = _time.CreateTimer(_ => _ = Redis(db => db.KeyExpireAsync($"hoard:lock:{digest}", LockTtl)), null, LockTtl / 3, LockTtl / 3);
+                await Redis(async db => { await _records.AddFetcherAsync(db, digest, Id); return true; });
+                _locks[digest] = _time.CreateTimer(_ => _ = ExtendLockAsync(digest), null, LockTtl / 3, LockTtl / 3);
                 return null;
             }
             await Task.Delay(TimeSpan.FromMilliseconds(150), _time, ct);
@@ -199,9 +207,24 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
         return null;
     }
 
-    public async Task<HttpResponseMessage?> ResumeAsync(string digest, long offset, Uri? failed, CancellationToken ct)
+    /// <summary>Keeps the lock (and this node's fetcher record) while the download runs; stops if the lock is no longer ours.</summary>
+    private async Task ExtendLockAsync(string digest)
     {
-        var response = await FirstAnswerAsync(await CandidatesAsync(digest) ?? [], digest, offset, failed, ct);
+        var extended = await Redis(async db =>
+        {
+            await _records.AddFetcherAsync(db, digest, Id);
+            return await _records.ExtendLockAsync(db, digest, Id);
+        });
+        if (!extended && Volatile.Read(ref _redisDown) == 0 && _locks.TryRemove(digest, out var timer))
+        {
+            timer.Dispose();
+            LogLockLost(_logger, digest);
+        }
+    }
+
+    public async Task<HttpResponseMessage?> ResumeAsync(ArtifactRequest request, long offset, Uri? failed, CancellationToken ct)
+    {
+        var response = await FirstAnswerAsync(await CandidatesAsync(request.ExpectedSha256!) ?? [], request, offset, failed, ct);
         if (response is not null)
         {
             _metrics.PeerResumed();
@@ -210,18 +233,18 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
     }
 
     /// <summary>Asks the candidates in turn; the first that streams the blob wins, the unreachable ones are forgotten.</summary>
-    private async Task<HttpResponseMessage?> FirstAnswerAsync(List<string> candidates, string digest, long offset, Uri? skip, CancellationToken ct)
+    private async Task<HttpResponseMessage?> FirstAnswerAsync(List<string> candidates, ArtifactRequest request, long offset, Uri? skip, CancellationToken ct)
     {
         foreach (var node in candidates)
         {
-            var (response, dead) = await FromPeerAsync(node, digest, offset, skip, ct);
+            var (response, dead) = await FromPeerAsync(node, request, offset, skip, ct);
             if (response is not null)
             {
                 return response;
             }
             if (dead)
             {
-                await ForgetAsync(node, digest);
+                await ForgetAsync(node, request.ExpectedSha256!);
             }
         }
         return null;
@@ -230,14 +253,14 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
     /// <summary>Other nodes that hold it, fetch it or hold its lock, in that order; null when Redis is unreachable.</summary>
     private async Task<List<string>?> CandidatesAsync(string digest)
     {
-        var holders = await Redis(db => db.SetMembersAsync($"hoard:blob:{digest}")) ?? [];
-        var fetching = await Redis(db => db.SetMembersAsync($"hoard:fetching:{digest}")) ?? [];
-        var locker = await Redis(db => db.StringGetAsync($"hoard:lock:{digest}"));
+        var holders = await Redis(db => _records.LiveAsync(db, ClusterRecords.Holders(digest))) ?? [];
+        var fetching = await Redis(db => _records.LiveAsync(db, ClusterRecords.Fetchers(digest))) ?? [];
+        var locker = await Redis(db => _records.LockOwnerAsync(db, digest));
         if (_redis is null || Volatile.Read(ref _redisDown) == 1)
         {
             return null;
         }
-        return [.. holders.Concat(fetching).Append(locker).Where(n => !n.IsNullOrEmpty).Select(n => n.ToString()).Where(n => n != Id).Distinct()];
+        return [.. holders.Concat(fetching).Append(locker).OfType<string>().Where(n => n != Id).Distinct()];
     }
 
     /// <summary>
@@ -247,37 +270,46 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
     /// </summary>
     private async Task ForgetAsync(string node, string digest)
     {
-        await Redis(db => db.SetRemoveAsync($"hoard:fetching:{digest}", node));
-        await Redis(db => db.SetRemoveAsync($"hoard:blob:{digest}", node));
-        var released = await Redis(db => db.ScriptEvaluateAsync(ReleaseIfOwner, [(RedisKey)$"hoard:lock:{digest}"], [(RedisValue)node]));
-        if (released is not null && (long)released == 1)
+        await Redis(db => _records.RemoveFetcherAsync(db, digest, node));
+        await Redis(db => _records.RemoveHolderAsync(db, digest, node));
+        if (await Redis(db => _records.ReleaseLockAsync(db, digest, node)))
         {
             _metrics.LockTakenOver();
             LogLockReleased(_logger, node, digest);
         }
     }
 
-    private const string ReleaseIfOwner = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+    /// <summary>What a peer request is for, as signed and sent in <see cref="PeerSignature.ForHeader"/>.</summary>
+    internal static string Purpose(ArtifactRequest request) => request.Access switch
+    {
+        ContentAccess.Authorised => "authorised",
+        ContentAccess.Public => "public",
+        _ => "key " + Uri.EscapeDataString(request.Key),
+    };
 
     /// <summary>Asks one node for the blob from <paramref name="offset"/>. Dead: it could not be reached at all.</summary>
-    private async Task<(HttpResponseMessage? Response, bool Dead)> FromPeerAsync(string node, string digest, long offset, Uri? skip, CancellationToken ct)
+    private async Task<(HttpResponseMessage? Response, bool Dead)> FromPeerAsync(string node, ArtifactRequest artifact, long offset, Uri? skip, CancellationToken ct)
     {
         var url = (await Redis(db => db.StringGetAsync($"hoard:node:{node}"))).ToString();
-        if (string.IsNullOrEmpty(url))
+        if (string.IsNullOrEmpty(url) || !Uri.TryCreate(url + "/", UriKind.Absolute, out var baseUrl) || baseUrl.Scheme is not ("http" or "https"))
         {
-            return (null, true); // heartbeat expired: the node is gone
+            return (null, true); // heartbeat expired (or nonsense in Redis): the node is gone
         }
-        var path = "/_hoard/peer/blob/" + digest;
-        using var request = new HttpRequestMessage(HttpMethod.Get, url + path);
+        var path = "/_hoard/peer/blob/" + artifact.ExpectedSha256;
+        using var request = new HttpRequestMessage(HttpMethod.Get, new Uri(baseUrl, path));
         if (skip is not null && request.RequestUri!.Authority == skip.Authority)
         {
             return (null, false); // the node whose body just broke off
         }
-        request.Headers.TryAddWithoutValidation("X-Hoard-Peer", Sign(path));
+        string? range = null;
         if (offset > 0)
         {
             request.Headers.Range = new System.Net.Http.Headers.RangeHeaderValue(offset, null);
+            range = request.Headers.Range.ToString();
         }
+        var purpose = Purpose(artifact);
+        request.Headers.TryAddWithoutValidation(PeerSignature.ForHeader, purpose);
+        request.Headers.TryAddWithoutValidation(PeerSignature.Header, _signature.Sign("GET", path, range, purpose, Id));
         try
         {
             var response = await _peers.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, ct);
@@ -307,108 +339,19 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
 
     public void Finished(string digest, bool committed)
     {
-        _ = Redis(db => db.SetRemoveAsync($"hoard:fetching:{digest}", Id));
+        _ = Redis(db => _records.RemoveFetcherAsync(db, digest, Id));
         if (_locks.TryRemove(digest, out var timer))
         {
             timer.Dispose();
-            _ = Redis(db => db.KeyDeleteAsync($"hoard:lock:{digest}"));
+            _ = Redis(db => _records.ReleaseLockAsync(db, digest, Id));
         }
         if (committed)
         {
-            _ = Redis(db => db.SetAddAsync($"hoard:blob:{digest}", Id));
+            _ = Redis(async db => { await _records.AddHolderAsync(db, digest, Id); return true; });
         }
     }
 
-    public void Evicted(string digest) => _ = Redis(db => db.SetRemoveAsync($"hoard:blob:{digest}", Id));
-
-    /// <summary>"{unix seconds}.{hex HMAC-SHA256(secret, seconds + path)}".</summary>
-    private string Sign(string path)
-    {
-        var ts = _time.GetUtcNow().ToUnixTimeSeconds().ToString(System.Globalization.CultureInfo.InvariantCulture);
-        return ts + "." + Convert.ToHexStringLower(HMACSHA256.HashData(_secret, Encoding.UTF8.GetBytes(ts + "\n" + path)));
-    }
-
-    private bool Verify(string? header, string path)
-    {
-        var dot = header?.IndexOf('.', StringComparison.Ordinal) ?? -1;
-        if (dot <= 0 || !long.TryParse(header![..dot], out var ts) || Math.Abs(_time.GetUtcNow().ToUnixTimeSeconds() - ts) > 60)
-        {
-            return false;
-        }
-        var expected = HMACSHA256.HashData(_secret, Encoding.UTF8.GetBytes(header[..dot] + "\n" + path));
-        return CryptographicOperations.FixedTimeEquals(expected, Convert.FromHexString(header[(dot + 1)..].PadRight(64, '0')[..64]));
-    }
-
-    public void Map(IEndpointRouteBuilder app) => app.MapGet("/_hoard/peer/blob/{digest}", ServePeerAsync);
-
-    /// <summary>A peer asks for a blob: committed, or streamed from this node's download in progress. Never fetched for it.</summary>
-    private async Task ServePeerAsync(HttpContext ctx, string digest)
-    {
-        if (!Verify(ctx.Request.Headers["X-Hoard-Peer"], ctx.Request.Path.Value ?? ""))
-        {
-            await HttpErrors.WriteAsync(ctx, 403, "cluster requests must be signed with the cluster secret");
-            return;
-        }
-        if (!Storage.ContentStore.IsDigest(digest))
-        {
-            await HttpErrors.WriteAsync(ctx, 400, "not a sha256 digest");
-            return;
-        }
-        if (_uploads.AddOrUpdate(digest, 1, (_, n) => n + 1) > _options.PeerFanout)
-        {
-            _uploads.AddOrUpdate(digest, 0, (_, n) => n - 1);
-            await HttpErrors.WriteAsync(ctx, 503, "this node is serving this blob to enough peers already: ask another holder");
-            return;
-        }
-        try
-        {
-            if (_engine.TryAcquireBlob(digest) is { } blob)
-            {
-                try
-                {
-                    await _responder.ServeBlobAsync(ctx, blob, null, ResponseShape.Immutable with { ContentType = blob.ContentType }, CacheOutcome.Hit);
-                }
-                finally
-                {
-                    blob.Release();
-                }
-                return;
-            }
-            if (_engine.InFlightFor("sha256:" + digest) is { } fill)
-            {
-                await _responder.ServeInFlightAsync(ctx, fill);
-                return;
-            }
-            await HttpErrors.WriteAsync(ctx, 404, "this node neither holds nor is fetching that blob");
-        }
-        finally
-        {
-            _uploads.AddOrUpdate(digest, 0, (_, n) => n - 1);
-        }
-    }
-
-    /// <summary>Live nodes and how many blobs each holds, read from Redis (for `hoard status`).</summary>
-    public static async Task<List<(string Id, string Url, int Blobs)>> StatusAsync(IDatabase db, IServer server)
-    {
-        var holdings = new Dictionary<string, int>(StringComparer.Ordinal);
-        await foreach (var key in server.KeysAsync(pattern: "hoard:blob:*"))
-        {
-            foreach (var holder in await db.SetMembersAsync(key))
-            {
-                holdings[holder.ToString()] = holdings.GetValueOrDefault(holder.ToString()) + 1;
-            }
-        }
-        var nodes = new List<(string, string, int)>();
-        foreach (var id in (await db.SetMembersAsync("hoard:nodes")).Select(i => i.ToString()))
-        {
-            var url = (await db.StringGetAsync($"hoard:node:{id}")).ToString();
-            if (!string.IsNullOrEmpty(url))
-            {
-                nodes.Add((id, url, holdings.GetValueOrDefault(id)));
-            }
-        }
-        return nodes;
-    }
+    public void Evicted(string digest) => _ = Redis(db => _records.RemoveHolderAsync(db, digest, Id));
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
@@ -438,6 +381,9 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
     [LoggerMessage(Level = LogLevel.Warning, Message = "Cluster: node {Node} cannot be reached; released its download lock for {Digest} so this node takes over")]
     private static partial void LogLockReleased(ILogger logger, string node, string digest);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Cluster: announced {Count} blob(s) held here")]
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Cluster: the download lock for {Digest} is no longer this node's (taken over); the download goes on, unlocked")]
+    private static partial void LogLockLost(ILogger logger, string digest);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Cluster: announced {Count} blob(s) held here")]
     private static partial void LogAnnounced(ILogger logger, int count);
 }

@@ -35,6 +35,12 @@ public sealed class HoardOptions
     /// <summary>Shared secret that signs requests between nodes.</summary>
     public string? ClusterSecret { get; set; }
 
+    /// <summary>
+    /// How long a node's records in Redis (which blobs it holds) live unless refreshed; a node re-announces its store
+    /// every third of this, so records of a node that died without a word vanish by themselves.
+    /// </summary>
+    public TimeSpan ClusterRecordTtl { get; set; } = TimeSpan.FromMinutes(30);
+
     /// <summary>At most this many peers download one blob from this node at once; more are refused and look elsewhere.</summary>
     public int PeerFanout { get; set; } = 4;
 
@@ -138,9 +144,9 @@ public sealed class HoardOptions
         }
         if (ClusterRedis is not null)
         {
-            if (!Uri.TryCreate(ClusterRedis, UriKind.Absolute, out var redis) || redis.Scheme != "redis")
+            if (Cluster.RedisUrl.Problem(ClusterRedis) is { } problem)
             {
-                errors.Add($"--cluster-redis '{ClusterRedis}': expected redis://HOST:PORT");
+                errors.Add($"--cluster-redis '{Cluster.RedisUrl.Redact(ClusterRedis)}': {problem}");
             }
             if (!Uri.TryCreate(Advertise, UriKind.Absolute, out var advertise) || advertise.Scheme is not ("http" or "https"))
             {

@@ -23,10 +23,16 @@ public sealed record ArtifactRequest(string Protocol, string Key, string Upstrea
     public Upstream.IUpstreamAuth? Auth { get; init; }
 
     /// <summary>
-    /// Serve stored content only through this key's own entry, never by digest alone: the entry carries the
-    /// Content-Type, and a blob cached for one repository must not answer for another without upstream's say.
+    /// What this client may be given besides what is stored under its own key: see <see cref="ContentAccess"/>.
+    /// Keyed unless a front-end says otherwise: failing closed.
     /// </summary>
-    public bool RequireKeyEntry { get; init; }
+    public ContentAccess Access { get; init; } = ContentAccess.Keyed;
+
+    /// <summary>
+    /// Upstream is asked without any credential (neither the client's nor configured ones): what it gives is public,
+    /// and the blob is marked so, for anyone to be given by digest.
+    /// </summary>
+    public bool Anonymous { get; init; }
 
     /// <summary>
     /// Produces the bytes locally instead of fetching UpstreamUrl (a git pack from `upload-pack`). The response is
@@ -34,8 +40,32 @@ public sealed record ArtifactRequest(string Protocol, string Key, string Upstrea
     /// </summary>
     public Func<CancellationToken, Task<HttpResponseMessage>>? Producer { get; init; }
 
-    /// <summary>Single-flight key: content named by digest is shared across keys and indexes.</summary>
-    public string FlightKey => ExpectedSha256 is { } sha ? "sha256:" + sha : Key;
+    /// <summary>
+    /// Single-flight key. Only requests that may share each other's bytes share a download: any two clients upstream
+    /// confirmed for the digest, any two public requests for it, or two requests for the same key.
+    /// </summary>
+    public string FlightKey => ExpectedSha256 is not { } sha ? Key : Access switch
+    {
+        ContentAccess.Authorised => "sha256:" + sha,
+        ContentAccess.Public => "public:sha256:" + sha,
+        _ => Key,
+    };
+}
+
+/// <summary>
+/// Which stored or in-flight bytes a request may be given, beyond its own key's. A digest is a name, not a
+/// credential: knowing one must never be enough to read what upstream gave someone else.
+/// </summary>
+public enum ContentAccess
+{
+    /// <summary>Its own key's entry and download, and public blobs (ones upstream gave without credentials).</summary>
+    Keyed,
+
+    /// <summary>Asked of upstream without credentials: public blobs and other public downloads of the digest.</summary>
+    Public,
+
+    /// <summary>Upstream just accepted this client for this very object (registry HEAD, LFS batch): any copy of the digest.</summary>
+    Authorised,
 }
 
 /// <summary>The cache's answer, final as far as the outcome goes: for a miss the upstream headers have arrived.</summary>

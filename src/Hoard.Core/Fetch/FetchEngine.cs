@@ -53,20 +53,11 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
     /// <summary>Other nodes sharing this cache (cluster mode), or null when this node works alone.</summary>
     public IClusterPeers? Cluster { get; set; }
 
-    /// <summary>The download in progress for a flight key, if any (peers stream from it).</summary>
-    public Fill? InFlightFor(string flightKey) => _flights.GetValueOrDefault(flightKey);
-
     public ContentStore Store => _store;
     public CacheIndex Index => _index;
     public int InFlight => _flights.Count;
 
     private long NowMs => _time.GetUtcNow().ToUnixTimeMilliseconds();
-
-    /// <summary>A committed blob by digest, pinned for the caller, or null.</summary>
-    public BlobRecord? TryAcquireBlob(string digest)
-    {
-        return _index.TryGetBlob(digest, out var blob) && blob.TryAcquire(NowMs) ? blob : null;
-    }
 
     /// <summary>A committed entry by key, pinned for the caller (immutable content only: no freshness check).</summary>
     public bool TryAcquireEntry(string key, out EntryRecord entry) =>
@@ -130,9 +121,14 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
     {
         var now = NowMs;
         EntryRecord? stale = null;
-        if (!request.RequireKeyEntry && request.ExpectedSha256 is { } sha && _index.TryGetBlob(sha, out var known) && known.TryAcquire(now))
+        if (request.ExpectedSha256 is { } sha && _index.TryGetBlob(sha, out var known) && MayShare(request.Access, known) && known.TryAcquire(now))
         {
-            _index.TryGetEntry(request.Key, out var e);
+            // Stored under another key: this key names it from now on (a hit without this lookup next time, and the
+            // Content-Type the blob was first stored with).
+            if (!_index.TryGetEntry(request.Key, out var e) || e.Blob != known)
+            {
+                e = RecordAlias(known, request.Key);
+            }
             return CacheLookup.Stored(CacheOutcome.Hit, known, e);
         }
         // A key whose stored blob is not the digest the front-end expects (a file rebuilt under the same name on a
@@ -207,12 +203,54 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
         return CacheLookup.Failed(error.ClientStatus, error.Message);
     }
 
+    /// <summary>A stored blob may be given by digest to a client upstream confirmed for it, or to anyone when it is public.</summary>
+    private static bool MayShare(ContentAccess access, BlobRecord blob) => access == ContentAccess.Authorised || blob.IsPublic;
+
+    private EntryRecord? RecordAlias(BlobRecord blob, string key)
+    {
+        try
+        {
+            _index.Commit(blob.Digest, blob.Size, NowMs, [new EntryTemplate(key, blob.ContentType, null, null)]);
+        }
+        catch (Exception e) when (e is IOException or Microsoft.Data.Sqlite.SqliteException)
+        {
+            return null; // the blob is served all the same; the key is recorded next time
+        }
+        return _index.TryGetEntry(key, out var entry) ? entry : null;
+    }
+
+    /// <summary>
+    /// What this node may give a peer node that asks for a digest on behalf of a request of the given access (the peer
+    /// made its own client's check): a committed blob (pinned for the caller) or a download in progress, or neither.
+    /// </summary>
+    public (BlobRecord? Blob, Fill? Fill) FindForPeer(string digest, ContentAccess access, string key)
+    {
+        if (_index.TryGetBlob(digest, out var blob) && blob.TryAcquire(NowMs))
+        {
+            var allowed = MayShare(access, blob) || (access == ContentAccess.Keyed && _index.TryGetEntry(key, out var entry) && entry.Blob == blob);
+            if (allowed)
+            {
+                return (blob, null);
+            }
+            blob.Release();
+        }
+        var authorised = _flights.GetValueOrDefault("sha256:" + digest);
+        var open = _flights.GetValueOrDefault("public:sha256:" + digest) ?? (authorised?.Request.Anonymous == true ? authorised : null);
+        var fill = access switch
+        {
+            ContentAccess.Authorised => authorised ?? open,
+            ContentAccess.Public => open,
+            _ => open ?? (_flights.GetValueOrDefault(key) is { } keyed && keyed.Request.ExpectedSha256 == digest ? keyed : null),
+        };
+        return (null, fill);
+    }
+
     private async Task RecordAliasAfterCommitAsync(Fill fill, EntryTemplate alias)
     {
         var result = await fill.Completed;
         if (result is { End: FillEnd.Committed, Blob: { } blob })
         {
-            _index.Commit(blob.Digest, blob.Size, NowMs, [alias with { ContentType = fill.Started.Result.ContentType }]);
+            _index.Commit(blob.Digest, blob.Size, NowMs, [alias with { ContentType = fill.Started.Result.ContentType }], fill.Request.Anonymous);
         }
     }
 
@@ -282,7 +320,7 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
                 {
                     // Another node may hold it or be fetching it: stream from there, verified here as always.
                     clusterDigest = wanted;
-                    response = await cluster.TryPeersAsync(wanted, ct);
+                    response = await cluster.TryPeersAsync(request, ct);
                     fill.FromPeer = response is not null;
                 }
                 response ??= request.Producer is { } produce ? await produce(ct) : await _upstream.SendAsync(call, ct);
@@ -376,7 +414,7 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
             {
                 aliases[i] = aliases[i] with { ContentType = contentType };
             }
-            var blob = _index.Commit(digest, written, NowMs, aliases);
+            var blob = _index.Commit(digest, written, NowMs, aliases, request.Anonymous);
             committed = true;
             LogCommitted(_logger, request.Key, digest, written);
             fill.Complete(new FillResult(FillEnd.Committed, written, blob, null));
@@ -446,10 +484,10 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
                         var brokenFrom = current.RequestMessage?.RequestUri;
                         current.Dispose();
                         HttpResponseMessage? resumed = null;
-                        if (fill.FromPeer && Cluster is { } cluster && request.ExpectedSha256 is { } peerDigest && written > 0)
+                        if (fill.FromPeer && Cluster is { } cluster && request.ExpectedSha256 is not null && written > 0)
                         {
                             // A peer went away: another node that holds or fetches the blob has the rest at once.
-                            resumed = await cluster.ResumeAsync(peerDigest, written, brokenFrom, ct);
+                            resumed = await cluster.ResumeAsync(request, written, brokenFrom, ct);
                         }
                         var fromAnotherPeer = resumed is not null;
                         while (resumed is null && resumes < MaxResumes && written > 0 && !request.Decompress)

@@ -43,7 +43,7 @@ public sealed class FilesFrontEnd(ArtifactResponder responder, HoardOptions opti
             return HttpErrors.WriteAsync(ctx, 400, "the path leaves the upstream's base URL");
         }
         var ttl = options.FilesTtl.TryGetValue(name, out var t) ? t : (TimeSpan?)null;
-        var request = new ArtifactRequest("files", $"files/{name}/{path}", name, url) { Ttl = ttl };
+        var request = new ArtifactRequest("files", $"files/{name}/{path}", name, url) { Ttl = ttl, Anonymous = Upstream.UrlCredentials.Basic(url) is null };
         var shape = ttl is null ? ResponseShape.Immutable : new ResponseShape(null, $"public, max-age={(int)ttl.Value.TotalSeconds}");
         return responder.RespondAsync(ctx, request, shape);
     }

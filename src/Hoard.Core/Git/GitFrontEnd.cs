@@ -1,8 +1,7 @@
-using System.Collections.Concurrent;
 using System.Diagnostics;
-using System.IO.Compression;
 using System.Text;
 using System.Text.RegularExpressions;
+using Hoard.Core.Access;
 using Hoard.Core.Configuration;
 using Hoard.Core.Http;
 using Hoard.Core.Metrics;
@@ -22,14 +21,17 @@ namespace Hoard.Core.Git;
 /// object; pushes stream straight to upstream. With upstream unreachable, a mirrored repository is served from its
 /// last known refs.
 /// </summary>
-public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstream, ArtifactResponder responder, LfsProxy lfs,
-    HoardOptions options, HoardMetrics metrics, TimeProvider time, ILogger<GitFrontEnd> logger)
+public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstream, ArtifactResponder responder, LfsProxy lfs, AccessGate gate,
+    RequestBodyReader bodies, HoardOptions options, HoardMetrics metrics, ILogger<GitFrontEnd> logger)
 {
     private static readonly ResponseShape PackShape = new("application/x-git-upload-pack-result", "no-cache");
-    private const long MaxRequestBody = 64L * 1024 * 1024;
+    /// <summary>A fetch's request (wants, haves, arguments) after gunzip; a repository with thousands of refs needs a few MB.</summary>
+    private const long MaxRequestBody = 16L * 1024 * 1024;
+
+    /// <summary>An LFS batch request: a list of oids and sizes.</summary>
+    private const long MaxBatchBody = 4L * 1024 * 1024;
     private static readonly int Protocol = HoardMetrics.ProtocolIndex("git");
     private readonly Dictionary<string, UpstreamSpec> _upstreams = options.Git.ToDictionary(g => g.Name, StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, (bool Allowed, long AtMs)> _access = new(StringComparer.Ordinal);
 
     [GeneratedRegex("^[A-Za-z0-9_][A-Za-z0-9._~-]*(/[A-Za-z0-9_][A-Za-z0-9._~-]*){0,8}$")]
     private static partial Regex RepositoryPattern();
@@ -67,7 +69,14 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
             if (rest.EndsWith("/info/lfs/objects/batch", StringComparison.Ordinal) && HttpMethods.IsPost(ctx.Request.Method))
             {
                 RequestInfo.For(ctx).Outcome = CacheOutcome.Bypass;
-                if (await ReadBodyAsync(ctx) is { } batch)
+                // Upstream's batch answer decides per object; the body is read only for a client upstream accepted
+                // for the repository, and bounded.
+                if (await AuthoriseAsync(ctx, spec, repository) is { } denied)
+                {
+                    await HttpErrors.WriteAsync(ctx, denied.Status, denied.Reason);
+                    return;
+                }
+                if (await bodies.ReadAsync(ctx, MaxBatchBody) is { } batch)
                 {
                     await lfs.BatchAsync(ctx, spec, UpstreamUrl(spec, rest), batch, ForwardHeaders(ctx, spec));
                 }
@@ -117,8 +126,6 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
 
     private static string GitProtocolHeader(HttpContext ctx) => ctx.Request.Headers["Git-Protocol"].ToString();
 
-    private static bool IsV2(string gitProtocol) => gitProtocol.Split(':').Any(p => p.Trim() == "version=2");
-
     private Uri UpstreamUrl(UpstreamSpec spec, string pathAndQuery) =>
         new(UrlCredentials.WithoutUserInfo(spec.Url), pathAndQuery);
 
@@ -137,8 +144,9 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
         return headers;
     }
 
-    private string AccessKey(UpstreamSpec spec, string repository, HttpContext ctx) =>
-        $"{spec.Name}|{repository}|{Oci.RegistryAuthenticator.CredentialId(Authorization(ctx))}";
+    /// <summary>Access is judged per upstream, repository and credential (the client's, else the configured one).</summary>
+    private static AccessScope Scope(UpstreamSpec spec, string repository, HttpContext ctx) =>
+        new(spec.Name, repository, CredentialIds.Of(Authorization(ctx) ?? UrlCredentials.Basic(spec.Url)));
 
     /// <summary>Refs come from upstream every time (with the client's credentials, which this also checks).</summary>
     private async Task InfoRefsAsync(HttpContext ctx, UpstreamSpec spec, string repository)
@@ -151,7 +159,7 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
                 Headers = ForwardHeaders(ctx, spec),
             }, ctx.RequestAborted);
             var status = (int)response.StatusCode;
-            _access[AccessKey(spec, repository, ctx)] = (status == 200, time.GetUtcNow().ToUnixTimeMilliseconds());
+            gate.Record(Scope(spec, repository, ctx), status);
             UpstreamRelay.CopyStatus(ctx.Response, response);
             ctx.Response.ContentType = response.Content.Headers.ContentType?.ToString() ?? "application/x-git-upload-pack-advertisement";
             info.Outcome = CacheOutcome.Bypass;
@@ -161,7 +169,7 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
         catch (UpstreamException e)
         {
             var mirror = mirrors.PathOf(spec, repository);
-            if (!options.GitServeStale || !mirrors.Exists(mirror) || !(_access.TryGetValue(AccessKey(spec, repository, ctx), out var known) && known.Allowed))
+            if (!options.GitServeStale || !mirrors.Exists(mirror) || !gate.WasGranted(Scope(spec, repository, ctx)))
             {
                 metrics.Git("info_refs", "error");
                 await HttpErrors.WriteAsync(ctx, e.ClientStatus, e.Message);
@@ -178,17 +186,18 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
     private async Task UploadPackAsync(HttpContext ctx, UpstreamSpec spec, string repository)
     {
         var info = RequestInfo.For(ctx);
-        var body = await ReadBodyAsync(ctx);
+        // Authorised first: the body (gzip may make 64 KB into 16 MB) is read only for a client upstream accepted.
+        if (await AuthoriseAsync(ctx, spec, repository) is { } refusal)
+        {
+            await HttpErrors.WriteAsync(ctx, refusal.Status, refusal.Reason);
+            return;
+        }
+        var body = await bodies.ReadAsync(ctx, MaxRequestBody);
         if (body is null)
         {
             return;
         }
-        if (await AuthoriseAsync(ctx, spec, repository) is { } refusal)
-        {
-            await HttpErrors.WriteAsync(ctx, refusal.Status, refusal.Message);
-            return;
-        }
-        if (IsCommand(body, "ls-refs"))
+        if (UploadPackRequest.IsCommand(body, "ls-refs"))
         {
             // Protocol v2 discovery: upstream's refs, always; the mirror's only when upstream is unreachable.
             if (await TryForwardLsRefsAsync(ctx, spec, repository, body))
@@ -208,7 +217,7 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
             await RunUploadPackAsync(ctx, stale, advertise: false, body);
             return;
         }
-        var (wants, wantRefs) = ParseWants(body);
+        var (wants, wantRefs) = UploadPackRequest.ParseWants(body);
         var mirror = mirrors.PathOf(spec, repository);
         var missing = await mirrors.MissingAsync(mirror, wants, wantRefs, ctx.RequestAborted);
         info.Outcome = missing.Count == 0 ? CacheOutcome.Hit : CacheOutcome.Miss;
@@ -223,7 +232,7 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
         }
         metrics.Git("upload_pack", missing.Count == 0 ? "hit" : "fetched");
         var gitProtocol = GitProtocolHeader(ctx);
-        if (PackCacheKey(spec, repository, mirror, gitProtocol, body) is { } key)
+        if (UploadPackRequest.PackCacheKey(spec, repository, mirror, gitProtocol, body) is { } key)
         {
             // Identical requests (same repository, refs, protocol, wants, haves, arguments) share one upload-pack
             // run: it streams to everyone waiting and is stored, progress removed, for the next identical request.
@@ -236,80 +245,6 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
             return;
         }
         await RunUploadPackAsync(ctx, mirror, advertise: false, body);
-    }
-
-    /// <summary>
-    /// The pack cache key: repository, protocol version, the request minus what identifies the session (agent,
-    /// session-id), and the mirror's refs. Nothing identifying the user. Null when the response is not cacheable:
-    /// want-ref (depends on refs by name) or a v0/v1 request without side-band (raw pack, progress not separable).
-    /// </summary>
-    internal static string? PackCacheKey(UpstreamSpec spec, string repository, string mirror, string gitProtocol, byte[] body)
-    {
-        var lines = PktLines(body);
-        var v2 = IsV2(gitProtocol);
-        if (lines.Any(l => l.StartsWith("want-ref ", StringComparison.Ordinal)))
-        {
-            return null;
-        }
-        if (v2)
-        {
-            if (!lines.Contains("command=fetch"))
-            {
-                return null;
-            }
-            lines.RemoveAll(l => l.StartsWith("agent=", StringComparison.Ordinal) || l.StartsWith("session-id=", StringComparison.Ordinal));
-        }
-        else
-        {
-            var first = lines.FindIndex(l => l.StartsWith("want ", StringComparison.Ordinal));
-            if (first < 0 || !lines[first].Contains(" side-band", StringComparison.Ordinal))
-            {
-                return null;
-            }
-            lines[first] = string.Join(' ', lines[first].Split(' ').Where(t => !t.StartsWith("agent=", StringComparison.Ordinal) && !t.StartsWith("session-id=", StringComparison.Ordinal)));
-        }
-        using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
-        hash.AppendData(Encoding.UTF8.GetBytes($"{spec.Name}\n{repository}\n{(v2 ? 2 : 0)}\n{string.Join('\n', lines)}\n"));
-        AppendRefs(hash, mirror);
-        return Convert.ToHexStringLower(hash.GetHashAndReset());
-    }
-
-    /// <summary>The mirror's refs (packed and loose): a fetch that moves a ref gives new keys.</summary>
-    private static void AppendRefs(System.Security.Cryptography.IncrementalHash hash, string mirror)
-    {
-        var packed = Path.Combine(mirror, "packed-refs");
-        if (File.Exists(packed))
-        {
-            hash.AppendData(File.ReadAllBytes(packed));
-        }
-        var refs = Path.Combine(mirror, "refs");
-        foreach (var file in Directory.EnumerateFiles(refs, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal))
-        {
-            hash.AppendData(Encoding.UTF8.GetBytes(Path.GetRelativePath(refs, file)));
-            hash.AppendData(File.ReadAllBytes(file));
-        }
-    }
-
-    private static List<string> PktLines(byte[] body)
-    {
-        var lines = new List<string>();
-        var i = 0;
-        while (i + 4 <= body.Length && int.TryParse(Encoding.ASCII.GetString(body, i, 4), System.Globalization.NumberStyles.HexNumber, null, out var length))
-        {
-            if (length < 4)
-            {
-                lines.Add(length.ToString("x4", System.Globalization.CultureInfo.InvariantCulture));
-                i += 4;
-                continue;
-            }
-            if (i + length > body.Length)
-            {
-                break;
-            }
-            lines.Add(Encoding.UTF8.GetString(body, i + 4, length - 4).TrimEnd('\n'));
-            i += length;
-        }
-        return lines;
     }
 
     /// <summary>Runs upload-pack for the pack cache: its output, progress removed, as if an upstream had sent it.</summary>
@@ -346,9 +281,6 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
         return new HttpResponseMessage(System.Net.HttpStatusCode.OK) { Content = content };
     }
 
-    private static bool IsCommand(byte[] body, string command) =>
-        body.AsSpan().IndexOf(Encoding.ASCII.GetBytes("command=" + command + "\n")) is >= 4 and < 16;
-
     /// <summary>Sends a v2 ls-refs upstream and relays the answer; false when upstream could not be reached.</summary>
     private async Task<bool> TryForwardLsRefsAsync(HttpContext ctx, UpstreamSpec spec, string repository, byte[] body)
     {
@@ -376,99 +308,28 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
         }
     }
 
-    /// <summary>Upstream must accept this client for this repository; its answer is remembered for a minute.</summary>
-    private async Task<(int Status, string Message)?> AuthoriseAsync(HttpContext ctx, UpstreamSpec spec, string repository)
+    /// <summary>
+    /// Upstream must accept this client for this repository: its info/refs with the client's credentials must answer
+    /// 2xx (remembered for a minute, see <see cref="AccessGate"/>). Upstream unreachable: a client it accepted before.
+    /// </summary>
+    private async Task<AccessDecision?> AuthoriseAsync(HttpContext ctx, UpstreamSpec spec, string repository)
     {
-        var key = AccessKey(spec, repository, ctx);
-        var now = time.GetUtcNow().ToUnixTimeMilliseconds();
-        if (_access.TryGetValue(key, out var known) && now - known.AtMs < 60_000)
+        var decision = await gate.CheckAsync(Scope(spec, repository, ctx), async ct =>
         {
-            return known.Allowed ? null : (401, "upstream refused these credentials for " + repository);
-        }
-        var headers = ForwardHeaders(ctx, spec);
-        headers.RemoveAll(h => h.Key == "Git-Protocol");
-        headers.Add(new("Git-Protocol", "version=2"));
-        try
-        {
-            using var response = await upstream.SendUncheckedAsync(new UpstreamCall(spec.Name, UpstreamUrl(spec, repository + "/info/refs?service=git-upload-pack")) { Headers = headers }, ctx.RequestAborted);
-            var ok = response.IsSuccessStatusCode;
-            _access[key] = (ok, now);
-            return ok ? null : ((int)response.StatusCode, $"upstream answered {(int)response.StatusCode} for {repository}");
-        }
-        catch (UpstreamException e)
-        {
-            return known.AtMs > 0 && known.Allowed ? null : (e.ClientStatus, e.Message);
-        }
-    }
-
-    /// <summary>The request body, gunzipped if the client compressed it, at most 64 MB; null after answering an error.</summary>
-    private static async Task<byte[]?> ReadBodyAsync(HttpContext ctx)
-    {
-        if (ctx.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit)
-        {
-            limit.MaxRequestBodySize = MaxRequestBody;
-        }
-        using var buffer = new MemoryStream();
-        try
-        {
-            var input = ctx.Request.Body;
-            if (ctx.Request.Headers.ContentEncoding.ToString().Contains("gzip", StringComparison.OrdinalIgnoreCase))
+            var headers = ForwardHeaders(ctx, spec);
+            headers.RemoveAll(h => h.Key == "Git-Protocol");
+            headers.Add(new("Git-Protocol", "version=2"));
+            try
             {
-                input = new GZipStream(input, CompressionMode.Decompress);
+                using var response = await upstream.SendUncheckedAsync(new UpstreamCall(spec.Name, UpstreamUrl(spec, repository + "/info/refs?service=git-upload-pack")) { Headers = headers }, ct);
+                return (int)response.StatusCode;
             }
-            var chunk = new byte[81920];
-            int n;
-            while ((n = await input.ReadAsync(chunk, ctx.RequestAborted)) > 0)
+            catch (UpstreamException)
             {
-                buffer.Write(chunk, 0, n);
-                if (buffer.Length > MaxRequestBody)
-                {
-                    await HttpErrors.WriteAsync(ctx, 413, "git request body larger than 64 MB");
-                    return null;
-                }
+                return 0;
             }
-        }
-        catch (Exception e) when (e is InvalidDataException or BadHttpRequestException)
-        {
-            await HttpErrors.WriteAsync(ctx, 400, "unreadable request body: " + e.Message);
-            return null;
-        }
-        return buffer.ToArray();
-    }
-
-    /// <summary>want &lt;oid&gt; and want-ref &lt;ref&gt; lines from pkt-lines (v0/v1 and v2).</summary>
-    internal static (List<string> Objects, List<string> Refs) ParseWants(byte[] body)
-    {
-        var objects = new List<string>();
-        var refs = new List<string>();
-        var i = 0;
-        while (i + 4 <= body.Length)
-        {
-            if (!int.TryParse(Encoding.ASCII.GetString(body, i, 4), System.Globalization.NumberStyles.HexNumber, null, out var length))
-            {
-                break;
-            }
-            if (length < 4)
-            {
-                i += 4;
-                continue;
-            }
-            if (i + length > body.Length)
-            {
-                break;
-            }
-            var line = Encoding.UTF8.GetString(body, i + 4, length - 4).TrimEnd('\n');
-            if (line.StartsWith("want-ref ", StringComparison.Ordinal))
-            {
-                refs.Add(line[9..].Trim());
-            }
-            else if (line.StartsWith("want ", StringComparison.Ordinal) && line.Length >= 45)
-            {
-                objects.Add(line.Substring(5, 40));
-            }
-            i += length;
-        }
-        return (objects, refs);
+        }, ctx.RequestAborted);
+        return decision.Allowed ? null : decision;
     }
 
     /// <summary>git upload-pack on the mirror, its stdout streamed to the client; killed if the client leaves.</summary>
@@ -501,7 +362,7 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
                     p.StandardInput.Close();
                 }
             });
-            if (advertise && !IsV2(gitProtocol))
+            if (advertise && !UploadPackRequest.IsV2(gitProtocol))
             {
                 await ctx.Response.Body.WriteAsync("001e# service=git-upload-pack\n0000"u8.ToArray(), ctx.RequestAborted);
             }

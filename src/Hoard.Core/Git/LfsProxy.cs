@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using System.Text.Json.Nodes;
 using Hoard.Core.Configuration;
@@ -7,6 +6,7 @@ using Hoard.Core.Http;
 using Hoard.Core.Metrics;
 using Hoard.Core.Upstream;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Caching.Memory;
 
 namespace Hoard.Core.Git;
 
@@ -16,11 +16,19 @@ namespace Hoard.Core.Git;
 /// through the shared cache, verified by oid (sha256) and size, shared by concurrent downloads, served with Range.
 /// Uploads and verify keep upstream's hrefs: they never pass through Hoard.
 /// </summary>
-public sealed class LfsProxy(UpstreamClient upstream, ArtifactResponder responder, HoardMetrics metrics, TimeProvider time)
+public sealed class LfsProxy(UpstreamClient upstream, ArtifactResponder responder, HoardMetrics metrics, TimeProvider time) : IDisposable
 {
     private static readonly ResponseShape ObjectShape = new("application/octet-stream", "private, max-age=3600");
     private static readonly TimeSpan MaxTokenLife = TimeSpan.FromHours(1);
-    private readonly ConcurrentDictionary<string, Grant> _grants = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// Grants outstanding, at most this many: each batch answer adds one per object, so the map is bounded rather than
+    /// left to grow with what clients ask for; a client whose grant was dropped asks the batch API again.
+    /// </summary>
+    private const int MaxGrants = 200_000;
+    private readonly MemoryCache _grants = new(new MemoryCacheOptions { SizeLimit = MaxGrants, CompactionPercentage = 0.25 });
+
+    public void Dispose() => _grants.Dispose();
 
     /// <summary>What upstream allowed: one object, from one href, with its headers, until a time.</summary>
     private sealed record Grant(string Upstream, string Oid, long Size, Uri Href, IReadOnlyList<KeyValuePair<string, string>> Headers, long ExpiresMs);
@@ -68,32 +76,26 @@ public sealed class LfsProxy(UpstreamClient upstream, ArtifactResponder responde
             expires = now.AddSeconds(seconds);
         }
         var token = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(24));
-        _grants[token] = new Grant(spec.Name, oid, size, hrefUrl, headers, expires.ToUnixTimeMilliseconds());
+        _grants.Set(token, new Grant(spec.Name, oid, size, hrefUrl, headers, expires.ToUnixTimeMilliseconds()),
+            new MemoryCacheEntryOptions { Size = 1, AbsoluteExpirationRelativeToNow = expires - now });
         download["href"] = baseUrl + oid + "?t=" + token;
         download.Remove("header");
         download["expires_in"] = (long)(expires - now).TotalSeconds;
         download.Remove("expires_at");
-        if (_grants.Count > 100_000)
-        {
-            foreach (var (key, grant) in _grants.Where(g => g.Value.ExpiresMs < time.GetUtcNow().ToUnixTimeMilliseconds()).ToList())
-            {
-                _grants.TryRemove(key, out _);
-            }
-        }
     }
 
     /// <summary>GET /git/NAME/-/lfs/&lt;oid&gt;?t=TOKEN: the object, from the cache or through it.</summary>
     public async Task ObjectAsync(HttpContext ctx, UpstreamSpec spec, string oid)
     {
         var token = ctx.Request.Query["t"].ToString();
-        if (!_grants.TryGetValue(token, out var grant) || grant.Oid != oid || grant.Upstream != spec.Name)
+        if (!_grants.TryGetValue(token, out Grant? grant) || grant is null || grant.Oid != oid || grant.Upstream != spec.Name)
         {
             await HttpErrors.WriteAsync(ctx, 401, "no valid LFS download token for this object: ask the batch API again");
             return;
         }
         if (grant.ExpiresMs < time.GetUtcNow().ToUnixTimeMilliseconds())
         {
-            _grants.TryRemove(token, out _);
+            _grants.Remove(token);
             await HttpErrors.WriteAsync(ctx, 401, "the LFS download token has expired: ask the batch API again");
             return;
         }
@@ -102,6 +104,8 @@ public sealed class LfsProxy(UpstreamClient upstream, ArtifactResponder responde
             ExpectedSha256 = oid,
             ExpectedSize = grant.Size >= 0 ? grant.Size : null,
             Headers = grant.Headers,
+            // The batch API just gave this client this object: it may have any copy of the digest.
+            Access = ContentAccess.Authorised,
         };
         await responder.RespondAsync(ctx, request, ObjectShape);
         metrics.Git("lfs_object", RequestInfo.For(ctx).Outcome.ToString().ToLowerInvariant());

@@ -73,6 +73,8 @@ public static partial class HoardApp
         services.AddSingleton<ArtifactResponder>();
         services.AddSingleton<PypiFrontEnd>();
         services.AddSingleton<FilesFrontEnd>();
+        services.AddSingleton<Access.AccessGate>();
+        services.AddSingleton<RequestBodyReader>();
         services.AddSingleton<Oci.RegistryAuthenticator>();
         services.AddSingleton<Oci.OciFrontEnd>();
         services.AddSingleton<Git.GitMirror>();

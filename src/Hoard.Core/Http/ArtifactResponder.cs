@@ -95,7 +95,7 @@ public sealed partial class ArtifactResponder(FetchEngine engine, HoardMetrics m
         headers.LastModified = entry?.UpstreamLastModified ?? (blob.LastModifiedHeader ??= DateTimeOffset.FromUnixTimeSeconds(blob.CreatedUnixSeconds).ToString("R", CultureInfo.InvariantCulture));
         headers.AcceptRanges = "bytes";
         headers.CacheControl = shape.CacheControl;
-        response.ContentType = shape.ContentType ?? entry?.ContentType ?? "application/octet-stream";
+        response.ContentType = shape.ContentType ?? entry?.ContentType ?? blob.ContentType ?? "application/octet-stream";
 
         var inm = ctx.Request.Headers.IfNoneMatch;
         if (inm.Count > 0 && Matches(inm.ToString(), etag))

@@ -1,4 +1,4 @@
-using System.Collections.Concurrent;
+using Hoard.Core.Access;
 using Hoard.Core.Configuration;
 using Hoard.Core.Fetch;
 using Hoard.Core.Http;
@@ -14,11 +14,12 @@ namespace Hoard.Core.Oci;
 /// <summary>
 /// The OCI distribution pull API at /v2/, for any number of registries. Blobs and manifests by digest are immutable
 /// artifacts verified against their digest; a tag is resolved upstream with HEAD at most once per --tag-ttl and its
-/// last known digest is served when upstream is unreachable. Cached content of a repository is served to a client
-/// only once upstream has accepted that client's credentials (or lack of them) for that repository.
+/// last known digest is served when upstream is unreachable. Cached content is served to a client only once upstream
+/// has accepted that client's credentials (or lack of them) for that very object (<see cref="AuthoriseAsync"/>): a
+/// digest is a name, not a credential.
 /// </summary>
 public sealed partial class OciFrontEnd(
-    FetchEngine engine, ArtifactResponder responder, UpstreamClient upstream, RegistryAuthenticator authenticator,
+    FetchEngine engine, ArtifactResponder responder, UpstreamClient upstream, RegistryAuthenticator authenticator, AccessGate gate,
     HoardOptions options, HoardMetrics metrics, TimeProvider time, ILogger<OciFrontEnd> logger)
 {
     public const string ManifestAccept =
@@ -26,8 +27,6 @@ public sealed partial class OciFrontEnd(
         "application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
 
     private static readonly int Protocol = HoardMetrics.ProtocolIndex("oci");
-    private static readonly TimeSpan AccessTtl = TimeSpan.FromMinutes(1);
-    private readonly ConcurrentDictionary<string, (bool Allowed, long AtMs)> _access = new(StringComparer.Ordinal);
 
     private long NowMs => time.GetUtcNow().ToUnixTimeMilliseconds();
 
@@ -76,19 +75,19 @@ public sealed partial class OciFrontEnd(
             return;
         }
         var credentials = ClientCredentials(ctx) ?? RegistryAuthenticator.ConfiguredCredentials(target.Registry);
-        var auth = authenticator.For(target.Registry, target.Repository, credentials);
+        var client = new Client(authenticator.For(target.Registry, target.Repository, credentials), new AccessScope(target.Registry.Name, target.Repository, CredentialIds.Of(credentials)), credentials is null);
         try
         {
             switch (target.Kind)
             {
                 case OciKind.TagsList:
-                    await ServeTagsListAsync(ctx, target, auth);
+                    await ServeTagsListAsync(ctx, target, client.Auth);
                     break;
                 case OciKind.Manifest:
-                    await ServeManifestAsync(ctx, target, auth, RegistryAuthenticator.CredentialId(credentials));
+                    await ServeManifestAsync(ctx, target, client);
                     break;
                 default:
-                    await ServeBlobAsync(ctx, target, auth, RegistryAuthenticator.CredentialId(credentials));
+                    await ServeBlobAsync(ctx, target, client);
                     break;
             }
         }
@@ -97,6 +96,12 @@ public sealed partial class OciFrontEnd(
             metrics.OciRequest(target.Registry.Name, info.Outcome);
         }
     }
+
+    /// <summary>
+    /// Who is asking: upstream auth with their credentials (or the configured ones), the scope their access is judged
+    /// by, and whether upstream is asked with no credential at all (then what it gives is public).
+    /// </summary>
+    private sealed record Client(IUpstreamAuth Auth, AccessScope Repository, bool Anonymous);
 
     /// <summary>Basic credentials a client sent for this mirror; they are what Hoard presents upstream.</summary>
     private static string? ClientCredentials(HttpContext ctx)
@@ -133,22 +138,22 @@ public sealed partial class OciFrontEnd(
             WriteError = (ctx, status, message) => OciErrors.WriteAsync(ctx, OciErrors.FromStatus(status, message, kind)),
         };
 
-    private async Task ServeManifestAsync(HttpContext ctx, OciTarget target, IUpstreamAuth auth, string credentialId)
+    private async Task ServeManifestAsync(HttpContext ctx, OciTarget target, Client client)
     {
         string digest;
         CacheOutcome? hitOutcome = null;
         if (target.IsDigest)
         {
-            if (await CheckAccessAsync(ctx, target, auth, credentialId, $"{target.Repository}/manifests/{target.Reference}") is { } denied)
+            digest = target.Reference;
+            if (await AuthoriseAsync(ctx, target, client, ManifestKey(target, digest), $"{target.Repository}/manifests/{digest}", OciKind.Manifest) is { } denied)
             {
                 await OciErrors.WriteAsync(ctx, denied);
                 return;
             }
-            digest = target.Reference;
         }
         else
         {
-            var resolved = await ResolveTagAsync(ctx, target, auth, credentialId);
+            var resolved = await ResolveTagAsync(ctx, target, client);
             if (resolved.Error is not null)
             {
                 await OciErrors.WriteAsync(ctx, resolved.Error);
@@ -162,8 +167,9 @@ public sealed partial class OciFrontEnd(
         {
             ExpectedSha256 = digest["sha256:".Length..],
             Accept = ManifestAccept,
-            Auth = auth,
-            RequireKeyEntry = true,
+            Auth = client.Auth,
+            Access = ContentAccess.Authorised,
+            Anonymous = client.Anonymous,
         };
         var cacheControl = target.IsDigest ? "public, max-age=31536000, immutable" : "no-cache";
         await responder.RespondAsync(ctx, request, Shape(OciKind.Manifest, digest, cacheControl, hitOutcome));
@@ -183,16 +189,16 @@ public sealed partial class OciFrontEnd(
     private static string TagKey(OciTarget t) => $"oci/{t.Registry.Name}/{t.Repository}/tags/{t.Reference}";
 
     /// <summary>
-    /// Tag to digest: the stored answer while younger than --tag-ttl (and access is confirmed), else a HEAD upstream,
-    /// which also confirms access. Upstream unreachable: the last known digest, logged and counted as stale.
+    /// Tag to digest: the stored answer while younger than --tag-ttl (and upstream accepted this client for the
+    /// repository within a minute), else a HEAD upstream with the client's credentials, which also decides access:
+    /// only a 2xx lets the client have the digest. Upstream unreachable: the last known digest, to a client upstream
+    /// accepted for this repository before (logged and counted as stale).
     /// </summary>
-    private async Task<(string? Digest, CacheOutcome? Outcome, OciError? Error)> ResolveTagAsync(HttpContext ctx, OciTarget target, IUpstreamAuth auth, string credentialId)
+    private async Task<(string? Digest, CacheOutcome? Outcome, OciError? Error)> ResolveTagAsync(HttpContext ctx, OciTarget target, Client client)
     {
-        var tagKey = TagKey(target);
-        var known = engine.Index.TryGetEntry(tagKey, out var entry) ? entry : null;
-        var accessKey = AccessKey(target, credentialId);
+        var known = engine.Index.TryGetEntry(TagKey(target), out var entry) ? entry : null;
         var fresh = known is not null && NowMs - known.FetchedAtMs < options.TagTtl.TotalMilliseconds;
-        if (fresh && _access.TryGetValue(accessKey, out var access) && NowMs - access.AtMs < AccessTtl.TotalMilliseconds && access.Allowed)
+        if (fresh && gate.IsFresh(client.Repository))
         {
             return ("sha256:" + known!.Blob.Digest, null, null);
         }
@@ -200,22 +206,14 @@ public sealed partial class OciFrontEnd(
         {
             Method = HttpMethod.Head,
             Accept = ManifestAccept,
-            Auth = auth,
+            Auth = client.Auth,
         };
+        string failure;
         try
         {
             using var response = await upstream.SendUncheckedAsync(call, ctx.RequestAborted);
             var status = (int)response.StatusCode;
-            if (status is 401 or 403)
-            {
-                _access[accessKey] = (false, NowMs);
-                return (null, null, Unauthorized(target));
-            }
-            _access[accessKey] = (true, NowMs);
-            if (status == 404)
-            {
-                return (null, null, new OciError("MANIFEST_UNKNOWN", 404, $"{target.Registry.Name}/{target.Repository}:{target.Reference} does not exist upstream"));
-            }
+            gate.Record(client.Repository, status);
             var digest = response.Headers.TryGetValues("Docker-Content-Digest", out var values) ? values.FirstOrDefault() : null;
             if (response.IsSuccessStatusCode && digest is not null && digest.StartsWith("sha256:", StringComparison.Ordinal) && digest.Length == 71 && Storage.ContentStore.IsDigest(digest[7..]))
             {
@@ -226,87 +224,82 @@ public sealed partial class OciFrontEnd(
                 }
                 return (digest, null, null);
             }
-            if (known is null)
+            if (status is >= 400 and < 500)
             {
-                return (null, null, new OciError("UNKNOWN", 502, $"upstream '{target.Registry.Name}' answered {status} to HEAD {target.Repository}:{target.Reference} without a usable Docker-Content-Digest"));
+                return (null, null, status == 404
+                    ? new OciError("MANIFEST_UNKNOWN", 404, $"{target.Registry.Name}/{target.Repository}:{target.Reference} does not exist upstream (for these credentials)")
+                    : OciErrors.FromStatus(status is 401 or 403 or 429 ? status : 404, AccessDenied(target, status), OciKind.Manifest));
             }
-            LogStaleTag(logger, target.Registry.Name, target.Repository, target.Reference, $"HEAD answered {status}");
+            failure = response.IsSuccessStatusCode ? $"HEAD answered {status} without a usable Docker-Content-Digest" : $"HEAD answered {status}";
         }
         catch (UpstreamException e)
         {
-            if (known is null)
-            {
-                return (null, null, OciErrors.FromStatus(e.ClientStatus, e.Message, OciKind.Manifest));
-            }
-            if (!(_access.TryGetValue(accessKey, out var last) && last.Allowed))
-            {
-                return (null, null, new OciError("UNAUTHORIZED", 401, $"upstream '{target.Registry.Name}' is unreachable and never confirmed this client's access to {target.Repository}"));
-            }
-            LogStaleTag(logger, target.Registry.Name, target.Repository, target.Reference, e.Message);
+            failure = e.Message;
         }
+        if (known is null || !gate.WasGranted(client.Repository))
+        {
+            return (null, null, new OciError("UNKNOWN", 502, $"upstream '{target.Registry.Name}' cannot resolve {target.Repository}:{target.Reference} now ({failure}), and never confirmed these credentials for it"));
+        }
+        LogStaleTag(logger, target.Registry.Name, target.Repository, target.Reference, failure);
         metrics.StaleServed("oci");
-        return ("sha256:" + known!.Blob.Digest, CacheOutcome.Stale, null);
+        return ("sha256:" + known.Blob.Digest, CacheOutcome.Stale, null);
     }
 
-    private async Task ServeBlobAsync(HttpContext ctx, OciTarget target, IUpstreamAuth auth, string credentialId)
+    private static string AccessDenied(OciTarget t, int status) => status switch
+    {
+        401 or 403 => $"upstream '{t.Registry.Name}' refused these credentials for {t.Repository}: log in to this mirror with credentials the registry accepts",
+        429 => $"upstream '{t.Registry.Name}' is rate-limiting these credentials for {t.Repository}",
+        _ => $"upstream '{t.Registry.Name}' answered {status} for {t.Repository}",
+    };
+
+    private async Task ServeBlobAsync(HttpContext ctx, OciTarget target, Client client)
     {
         var key = $"oci/{target.Registry.Name}/{target.Repository}/blobs/{target.Reference}";
-        if (await CheckAccessAsync(ctx, target, auth, credentialId, $"{target.Repository}/blobs/{target.Reference}") is { } denied)
+        if (await AuthoriseAsync(ctx, target, client, key, $"{target.Repository}/blobs/{target.Reference}", OciKind.Blob) is { } denied)
         {
             await OciErrors.WriteAsync(ctx, denied);
             return;
         }
-        if (!engine.Index.TryGetEntry(key, out _) && engine.Index.TryGetBlob(target.DigestHex, out var shared))
-        {
-            // Stored for another repository: serve it here only once upstream says this repository has it too.
-            if (await ProbeAsync(ctx, target, auth, $"{target.Repository}/blobs/{target.Reference}") == 200)
-            {
-                engine.Index.Commit(shared.Digest, shared.Size, NowMs, [new(key, "application/octet-stream", null, null)]);
-            }
-        }
         var request = new ArtifactRequest("oci", key, target.Registry.Name, ApiUrl(target.Registry, $"{target.Repository}/blobs/{target.Reference}"))
         {
             ExpectedSha256 = target.DigestHex,
-            Auth = auth,
-            RequireKeyEntry = true,
+            Auth = client.Auth,
+            Access = ContentAccess.Authorised,
+            Anonymous = client.Anonymous,
         };
         await responder.RespondAsync(ctx, request, Shape(OciKind.Blob, target.Reference, "public, max-age=31536000, immutable"));
     }
 
-    private static string AccessKey(OciTarget t, string credentialId) => $"{t.Registry.Name}|{t.Repository}|{credentialId}";
-
-    private static OciError Unauthorized(OciTarget t) =>
-        new("UNAUTHORIZED", 401, $"upstream '{t.Registry.Name}' refused these credentials for {t.Repository}: log in to this mirror with credentials the registry accepts");
-
     /// <summary>
-    /// Has upstream accepted this client's credentials for this repository within the last minute? If not, ask it
-    /// with a HEAD of the object requested. When upstream cannot be reached, the last answer stands; with none, no.
+    /// May this client have this object (a manifest or blob by digest) of this repository? Stored under this
+    /// repository's own key and the client accepted for the repository within a minute: yes. Otherwise upstream is
+    /// asked, with a HEAD of the object and the client's credentials, and only a 2xx lets the client have it, from
+    /// wherever Hoard has it (the store, another client's download, a peer node). Upstream unreachable: a client it
+    /// accepted before for this object, or for this repository when the object is stored under it, is served.
     /// </summary>
-    private async Task<OciError?> CheckAccessAsync(HttpContext ctx, OciTarget target, IUpstreamAuth auth, string credentialId, string probePath)
+    private async Task<OciError?> AuthoriseAsync(HttpContext ctx, OciTarget target, Client client, string key, string probePath, OciKind kind)
     {
-        var key = AccessKey(target, credentialId);
-        if (_access.TryGetValue(key, out var known) && NowMs - known.AtMs < AccessTtl.TotalMilliseconds)
+        var storedHere = engine.Index.TryGetEntry(key, out _);
+        if (storedHere && gate.IsFresh(client.Repository))
         {
-            return known.Allowed ? null : Unauthorized(target);
+            return null;
         }
-        var status = await ProbeAsync(ctx, target, auth, probePath);
-        switch (status)
+        var decision = await gate.CheckAsync(client.Repository with { Item = target.Reference }, ct => ProbeAsync(target, client.Auth, probePath, ct), ctx.RequestAborted,
+            staleFallback: storedHere ? client.Repository : null);
+        if (decision.Allowed)
         {
-            case 401 or 403:
-                _access[key] = (false, NowMs);
-                return Unauthorized(target);
-            case > 0 and < 500:
-                _access[key] = (true, NowMs);
-                return null;
-            default:
-                return known.AtMs > 0 && known.Allowed
-                    ? null
-                    : new OciError("UNAUTHORIZED", 401, $"upstream '{target.Registry.Name}' cannot be reached to confirm access to {target.Repository}");
+            return null;
         }
+        return decision.Status switch
+        {
+            401 or 403 or 429 => OciErrors.FromStatus(decision.Status, AccessDenied(target, decision.Status), kind),
+            404 => OciErrors.FromStatus(404, $"{target.Registry.Name}/{target.Repository}@{target.Reference} does not exist upstream (for these credentials)", kind),
+            _ => OciErrors.FromStatus(decision.Status, decision.Reason, kind),
+        };
     }
 
     /// <summary>HEAD upstream with the client's credentials; the status, or 0 when upstream could not be reached.</summary>
-    private async Task<int> ProbeAsync(HttpContext ctx, OciTarget target, IUpstreamAuth auth, string path)
+    private async Task<int> ProbeAsync(OciTarget target, IUpstreamAuth auth, string path, CancellationToken ct)
     {
         try
         {
@@ -315,7 +308,7 @@ public sealed partial class OciFrontEnd(
                 Method = HttpMethod.Head,
                 Accept = ManifestAccept,
                 Auth = auth,
-            }, ctx.RequestAborted);
+            }, ct);
             return (int)response.StatusCode;
         }
         catch (UpstreamException)

@@ -1,48 +1,50 @@
 using System.Collections.Concurrent;
 using System.Net.Http.Headers;
-using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using Hoard.Core.Access;
 using Hoard.Core.Configuration;
 using Hoard.Core.Upstream;
+using Microsoft.Extensions.Caching.Memory;
 
 namespace Hoard.Core.Oci;
 
 /// <summary>
 /// A registry's credentials and its token flow (distribution's token spec): on a 401 with a Bearer challenge, fetch
 /// a token from the realm (anonymously, or with Basic credentials) and retry; on a Basic challenge, send Basic.
-/// Tokens are cached per registry, credential and repository until they expire.
+/// Tokens are cached per registry, credential and repository until they expire, in a cache of bounded size: clients
+/// choose the credentials, so a flood of made-up ones must not grow memory.
 /// </summary>
-public sealed class RegistryAuthenticator(UpstreamClient upstream, TimeProvider time)
+public sealed class RegistryAuthenticator(UpstreamClient upstream, TimeProvider time) : IDisposable
 {
+    private const int MaxTokens = 20_000;
     private readonly UpstreamClient _upstream = upstream;
     private readonly TimeProvider _time = time;
-    private readonly ConcurrentDictionary<string, (string Token, long ExpiresMs)> _tokens = new(StringComparer.Ordinal);
+    private readonly MemoryCache _tokens = new(new MemoryCacheOptions { SizeLimit = MaxTokens, CompactionPercentage = 0.25 });
+
+    /// <summary>Registries that asked for Basic (a property of the registry, not of a client: bounded by the configuration).</summary>
     private readonly ConcurrentDictionary<string, bool> _basic = new(StringComparer.Ordinal);
+
+    public void Dispose() => _tokens.Dispose();
 
     /// <summary>The Basic credentials configured in a registry URL's user info, base64, or null.</summary>
     public static string? ConfiguredCredentials(UpstreamSpec registry) => UrlCredentials.Basic(registry.Url);
-
-    /// <summary>A short, non-reversible name for a credential, for cache keys: never the credential itself.</summary>
-    public static string CredentialId(string? basic) =>
-        basic is null ? "anonymous" : Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(basic)))[..16];
 
     public IUpstreamAuth For(UpstreamSpec registry, string repository, string? basicCredentials) =>
         new Auth(this, registry.Name, repository, basicCredentials);
 
     private sealed class Auth(RegistryAuthenticator owner, string registry, string repository, string? basic) : IUpstreamAuth
     {
-        private readonly string _scopeKey = $"{registry}|{CredentialId(basic)}|repository:{repository}:pull";
-        private readonly string _basicKey = $"{registry}|{CredentialId(basic)}";
+        private readonly string _scopeKey = $"{registry}|{CredentialIds.Of(basic)}|repository:{repository}:pull";
 
         public ValueTask ApplyAsync(HttpRequestMessage request, CancellationToken ct)
         {
             var now = owner._time.GetUtcNow().ToUnixTimeMilliseconds();
-            if (owner._tokens.TryGetValue(_scopeKey, out var token) && token.ExpiresMs > now)
+            if (owner._tokens.TryGetValue(_scopeKey, out (string Token, long ExpiresMs) token) && token.ExpiresMs > now)
             {
                 request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token.Token);
             }
-            else if (basic is not null && owner._basic.ContainsKey(_basicKey))
+            else if (basic is not null && owner._basic.ContainsKey(registry))
             {
                 request.Headers.Authorization = new AuthenticationHeaderValue("Basic", basic);
             }
@@ -59,7 +61,7 @@ public sealed class RegistryAuthenticator(UpstreamClient upstream, TimeProvider 
                     {
                         return false;
                     }
-                    owner._basic[_basicKey] = true;
+                    owner._basic[registry] = true;
                     return true;
                 }
                 if (challenge.Scheme.Equals("Bearer", StringComparison.OrdinalIgnoreCase) && challenge.Parameter is { } parameter)
@@ -98,7 +100,7 @@ public sealed class RegistryAuthenticator(UpstreamClient upstream, TimeProvider 
             }
             var lifetime = root.TryGetProperty("expires_in", out var e) && e.TryGetInt32(out var seconds) ? seconds : 60;
             var expires = owner._time.GetUtcNow().ToUnixTimeMilliseconds() + Math.Max(5, lifetime - 10) * 1000L;
-            owner._tokens[_scopeKey] = (token, expires);
+            owner._tokens.Set(_scopeKey, (token, expires), new MemoryCacheEntryOptions { Size = 1, AbsoluteExpiration = DateTimeOffset.FromUnixTimeMilliseconds(expires) });
             return true;
         }
     }

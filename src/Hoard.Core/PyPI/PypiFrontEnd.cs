@@ -112,6 +112,7 @@ public sealed partial class PypiFrontEnd
             Decompress = true,
             Accept = SimpleNegotiation.UpstreamAccept,
             Retries = _options.IndexRetries,
+            Anonymous = Upstream.UrlCredentials.Basic(index.Url) is null,
         };
 
     private static string FileKey(UpstreamSpec index, string projectAndFile) => "pypi/" + index.Name + "/files/" + projectAndFile;
@@ -286,6 +287,11 @@ public sealed partial class PypiFrontEnd
         {
             request = new ArtifactRequest("pypi", key, index.Name, file.Url) { ExpectedSha256 = file.Sha256, ExpectedSize = file.Size };
         }
+        // A file fetched with no credential is public, shared by digest with anyone's public requests. One from a
+        // private index (credentials in its URL) is this key's alone: the index's page names the digest, but a page
+        // is not upstream's word that this client may have bytes Hoard got elsewhere with credentials.
+        var anonymous = Upstream.UrlCredentials.Basic(request.UpstreamUrl) is null;
+        request = request with { Anonymous = anonymous, Access = anonymous ? ContentAccess.Public : ContentAccess.Keyed };
         await _responder.RespondAsync(ctx, request, FileShape);
     }
 

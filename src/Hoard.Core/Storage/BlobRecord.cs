@@ -42,6 +42,15 @@ public sealed class BlobRecord(string digest, long size, long createdUnixSeconds
     internal string? ETagHeader { get; set; }
     internal string? LastModifiedHeader { get; set; }
 
+    /// <summary>Upstream gave these bytes without credentials: anyone may be given them by digest.</summary>
+    public bool IsPublic
+    {
+        get => Volatile.Read(ref _isPublic);
+        internal set => Volatile.Write(ref _isPublic, value);
+    }
+
+    private bool _isPublic;
+
     public bool IsEvicted => Volatile.Read(ref _readers) < 0;
 
     /// <summary>

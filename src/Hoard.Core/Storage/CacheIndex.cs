@@ -38,6 +38,7 @@ public sealed partial class CacheIndex : IDisposable
                 key TEXT PRIMARY KEY, digest TEXT NOT NULL, content_type TEXT, etag TEXT, last_modified TEXT, fetched_at INTEGER NOT NULL);
             CREATE INDEX IF NOT EXISTS entries_digest ON entries(digest);
             """);
+        AddColumnIfMissing("blobs", "public", "INTEGER NOT NULL DEFAULT 0");
         Load();
     }
 
@@ -66,11 +67,11 @@ public sealed partial class CacheIndex : IDisposable
     {
         using (var cmd = _db.CreateCommand())
         {
-            cmd.CommandText = "SELECT digest, size, created, last_access FROM blobs";
+            cmd.CommandText = "SELECT digest, size, created, last_access, public FROM blobs";
             using var r = cmd.ExecuteReader();
             while (r.Read())
             {
-                var blob = new BlobRecord(r.GetString(0), r.GetInt64(1), r.GetInt64(2), r.GetInt64(3));
+                var blob = new BlobRecord(r.GetString(0), r.GetInt64(1), r.GetInt64(2), r.GetInt64(3)) { IsPublic = r.GetInt64(4) != 0 };
                 _blobs[blob.Digest] = blob;
                 _totalBytes += blob.Size;
             }
@@ -126,8 +127,11 @@ public sealed partial class CacheIndex : IDisposable
         return (dropped, deleted);
     }
 
-    /// <summary>Records a committed blob and the keys that map to it, durably, then makes them visible.</summary>
-    public BlobRecord Commit(string digest, long size, long nowMs, IReadOnlyList<EntryTemplate> entries)
+    /// <summary>
+    /// Records a committed blob and the keys that map to it, durably, then makes them visible. <paramref name="isPublic"/>:
+    /// upstream gave it without credentials, so anyone may be given it by digest (a blob once public stays so).
+    /// </summary>
+    public BlobRecord Commit(string digest, long size, long nowMs, IReadOnlyList<EntryTemplate> entries, bool isPublic = false)
     {
         lock (_writeLock)
         {
@@ -138,11 +142,15 @@ public sealed partial class CacheIndex : IDisposable
             using (var cmd = _db.CreateCommand())
             {
                 cmd.Transaction = tx;
-                cmd.CommandText = "INSERT OR IGNORE INTO blobs(digest, size, created, last_access) VALUES ($d, $s, $c, $a)";
+                cmd.CommandText = """
+                    INSERT INTO blobs(digest, size, created, last_access, public) VALUES ($d, $s, $c, $a, $p)
+                    ON CONFLICT(digest) DO UPDATE SET public = MAX(public, excluded.public)
+                    """;
                 cmd.Parameters.AddWithValue("$d", digest);
                 cmd.Parameters.AddWithValue("$s", size);
                 cmd.Parameters.AddWithValue("$c", blob.CreatedUnixSeconds);
                 cmd.Parameters.AddWithValue("$a", nowMs);
+                cmd.Parameters.AddWithValue("$p", isPublic ? 1 : 0);
                 cmd.ExecuteNonQuery();
             }
             foreach (var e in entries)
@@ -162,6 +170,7 @@ public sealed partial class CacheIndex : IDisposable
                 cmd.ExecuteNonQuery();
             }
             tx.Commit();
+            blob.IsPublic |= isPublic;
             if (!ReferenceEquals(blob, existing))
             {
                 _blobs[digest] = blob;
@@ -299,6 +308,17 @@ public sealed partial class CacheIndex : IDisposable
         }
         LogFlushed(_logger, dirty.Count);
         return dirty.Count;
+    }
+
+    /// <summary>Schema upgrade in place: a data dir written by an older Hoard gains the column (rows get the default).</summary>
+    private void AddColumnIfMissing(string table, string column, string definition)
+    {
+        using var cmd = _db.CreateCommand();
+        cmd.CommandText = $"SELECT COUNT(*) FROM pragma_table_info('{table}') WHERE name = '{column}'";
+        if ((long)cmd.ExecuteScalar()! == 0)
+        {
+            Execute($"ALTER TABLE {table} ADD COLUMN {column} {definition}");
+        }
     }
 
     private void Execute(string sql)

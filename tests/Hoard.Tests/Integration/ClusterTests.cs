@@ -93,7 +93,7 @@ public sealed class ClusterTests
         Assert.Equal(1, nginx.Count("/packages/" + wheel.Filename));
         // Every node now holds it, verified, in its own store (committed just after its client had the bytes).
         await FetchEngineTests.WaitUntil(() => nodes.All(n => n.Service<Hoard.Core.Storage.CacheIndex>().TryGetBlob(wheel.Sha256, out _)), TimeSpan.FromSeconds(10));
-        await FetchEngineTests.WaitUntil(() => redis.CliAsync("SCARD", "hoard:blob:" + wheel.Sha256).Result == "3", TimeSpan.FromSeconds(10));
+        await FetchEngineTests.WaitUntil(() => redis.CliAsync("ZCARD", "hoard:holders:" + wheel.Sha256).Result == "3", TimeSpan.FromSeconds(10));
         // hoard status lists the three nodes, each holding the blob.
         var (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "status", "--cluster-redis", redis.Url]);
         Assert.True(code == 0, output);
@@ -231,7 +231,7 @@ public sealed class ClusterTests
 
         // C joins and announces what its store holds; then A dies mid-transfer.
         await using var nodeC = await StartNodeAsync(temp.Sub("c"), redis, o => PipTests.SetPypi(o, slow.BaseUrl + "/simple/"));
-        await FetchEngineTests.WaitUntil(() => redis.CliAsync("SISMEMBER", "hoard:blob:" + wheel.Sha256, NodeId(temp, "c")).Result == "1", TimeSpan.FromSeconds(10));
+        await FetchEngineTests.WaitUntil(() => redis.CliAsync("ZSCORE", "hoard:holders:" + wheel.Sha256, NodeId(temp, "c")).Result.Length > 0, TimeSpan.FromSeconds(10));
         await nodeA.KillAsync();
 
         Assert.Equal(wheel.Sha256, Convert.ToHexStringLower(SHA256.HashData(await fromB)));
@@ -284,18 +284,20 @@ public sealed class ClusterTests
             var id = NodeId(temp, "node0");
             await FetchEngineTests.WaitUntil(() => redis.CliAsync("EXISTS", "hoard:node:" + id).Result == "1", TimeSpan.FromSeconds(10));
 
-            // No signature, a wrong one: refused.
-            var (status, _) = await RawHttp.GetAsync(nodes[0].BaseUrl, "/_hoard/peer/blob/" + a.Sha256);
-            Assert.Equal(403, status);
+            // No signature, a malformed one (not hex, wrong shape): 401. A well-formed one made with another secret,
+            // or a real one replayed for another purpose or range: 403.
             var path = "/_hoard/peer/blob/" + a.Sha256;
-            var ts = DateTimeOffset.UtcNow.ToUnixTimeSeconds().ToString(System.Globalization.CultureInfo.InvariantCulture);
-            var wrong = ts + "." + Convert.ToHexStringLower(HMACSHA256.HashData("not-the-cluster-secret-at-all"u8.ToArray(), System.Text.Encoding.UTF8.GetBytes(ts + "\n" + path)));
-            using (var forged = new HttpRequestMessage(HttpMethod.Get, nodes[0].BaseUrl + path))
+            var (status, _) = await RawHttp.GetAsync(nodes[0].BaseUrl, path);
+            Assert.Equal(401, status);
+            foreach (var malformed in new[] { "v1 1 node zz", "v1 " + DateTimeOffset.UtcNow.ToUnixTimeSeconds() + " node0 " + new string('g', 64), "1700000000.abc", "v1 x y z w" })
             {
-                forged.Headers.TryAddWithoutValidation("X-Hoard-Peer", wrong);
-                using var refused = await http.SendAsync(forged);
-                Assert.Equal(403, (int)refused.StatusCode);
+                Assert.Equal(401, await PeerStatusAsync(http, nodes[0].BaseUrl + path, malformed, "public"));
             }
+            var forger = new Hoard.Core.Cluster.PeerSignature("not-the-cluster-secret-at-all"u8.ToArray(), TimeProvider.System);
+            Assert.Equal(403, await PeerStatusAsync(http, nodes[0].BaseUrl + path, forger.Sign("GET", path, null, "public", id), "public"));
+            var real = new Hoard.Core.Cluster.PeerSignature(System.Text.Encoding.UTF8.GetBytes(Secret), TimeProvider.System);
+            Assert.Equal(403, await PeerStatusAsync(http, nodes[0].BaseUrl + path, real.Sign("GET", path, null, "public", id), "authorised"));
+            Assert.Equal(404, await PeerStatusAsync(http, nodes[0].BaseUrl + path, real.Sign("GET", path, null, "public", id), "public"));
 
             var port = redis.Port;
             await redis.DisposeAsync();
@@ -312,5 +314,14 @@ public sealed class ClusterTests
         {
             await redis.DisposeAsync();
         }
+    }
+
+    private static async Task<int> PeerStatusAsync(HttpClient http, string url, string signature, string purpose)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, url);
+        request.Headers.TryAddWithoutValidation("X-Hoard-Peer", signature);
+        request.Headers.TryAddWithoutValidation("X-Hoard-Peer-For", purpose);
+        using var response = await http.SendAsync(request);
+        return (int)response.StatusCode;
     }
 }

@@ -246,7 +246,7 @@ public sealed class GitTests
             Assert.Equal(data, File.ReadAllBytes(Path.Combine(clone, "model.bin")));
         }
         var oid = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(data));
-        await FetchEngineTests.WaitUntil(() => redis.CliAsync("SCARD", "hoard:blob:" + oid).Result == "1", TimeSpan.FromSeconds(10));
+        await FetchEngineTests.WaitUntil(() => redis.CliAsync("ZCARD", "hoard:holders:" + oid).Result == "1", TimeSpan.FromSeconds(10));
         var third = Path.Combine(temp.Path, "clone2");
         await G(temp.Path, "clone", "-q", $"{other.BaseUrl}/git/up/lfs.git", third);
         Assert.Equal(data, File.ReadAllBytes(Path.Combine(third, "model.bin")));

@@ -1,0 +1,124 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using Hoard.Core.Configuration;
+
+namespace Hoard.Core.Git;
+
+/// <summary>Reading git upload-pack request bodies (pkt-lines): the command, the wants, the pack cache key.</summary>
+public static class UploadPackRequest
+{
+    public static bool IsV2(string gitProtocol) => gitProtocol.Split(':').Any(p => p.Trim() == "version=2");
+
+    /// <summary>
+    /// The pack cache key: repository, protocol version, the request minus what identifies the session (agent,
+    /// session-id), and the mirror's refs. Nothing identifying the user. Null when the response is not cacheable:
+    /// want-ref (depends on refs by name) or a v0/v1 request without side-band (raw pack, progress not separable).
+    /// </summary>
+    public static string? PackCacheKey(UpstreamSpec spec, string repository, string mirror, string gitProtocol, byte[] body)
+    {
+        var lines = PktLines(body);
+        var v2 = IsV2(gitProtocol);
+        if (lines.Any(l => l.StartsWith("want-ref ", StringComparison.Ordinal)))
+        {
+            return null;
+        }
+        if (v2)
+        {
+            if (!lines.Contains("command=fetch"))
+            {
+                return null;
+            }
+            lines.RemoveAll(l => l.StartsWith("agent=", StringComparison.Ordinal) || l.StartsWith("session-id=", StringComparison.Ordinal));
+        }
+        else
+        {
+            var first = lines.FindIndex(l => l.StartsWith("want ", StringComparison.Ordinal));
+            if (first < 0 || !lines[first].Contains(" side-band", StringComparison.Ordinal))
+            {
+                return null;
+            }
+            lines[first] = string.Join(' ', lines[first].Split(' ').Where(t => !t.StartsWith("agent=", StringComparison.Ordinal) && !t.StartsWith("session-id=", StringComparison.Ordinal)));
+        }
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        hash.AppendData(Encoding.UTF8.GetBytes($"{spec.Name}\n{repository}\n{(v2 ? 2 : 0)}\n{string.Join('\n', lines)}\n"));
+        AppendRefs(hash, mirror);
+        return Convert.ToHexStringLower(hash.GetHashAndReset());
+    }
+
+    /// <summary>The mirror's refs (packed and loose): a fetch that moves a ref gives new keys.</summary>
+    private static void AppendRefs(IncrementalHash hash, string mirror)
+    {
+        var packed = Path.Combine(mirror, "packed-refs");
+        if (File.Exists(packed))
+        {
+            hash.AppendData(File.ReadAllBytes(packed));
+        }
+        var refs = Path.Combine(mirror, "refs");
+        foreach (var file in Directory.EnumerateFiles(refs, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal))
+        {
+            hash.AppendData(Encoding.UTF8.GetBytes(Path.GetRelativePath(refs, file)));
+            hash.AppendData(File.ReadAllBytes(file));
+        }
+    }
+
+    private static List<string> PktLines(byte[] body)
+    {
+        var lines = new List<string>();
+        var i = 0;
+        while (i + 4 <= body.Length && int.TryParse(Encoding.ASCII.GetString(body, i, 4), NumberStyles.HexNumber, null, out var length))
+        {
+            if (length < 4)
+            {
+                lines.Add(length.ToString("x4", CultureInfo.InvariantCulture));
+                i += 4;
+                continue;
+            }
+            if (i + length > body.Length)
+            {
+                break;
+            }
+            lines.Add(Encoding.UTF8.GetString(body, i + 4, length - 4).TrimEnd('\n'));
+            i += length;
+        }
+        return lines;
+    }
+
+    public static bool IsCommand(byte[] body, string command) =>
+        body.AsSpan().IndexOf(Encoding.ASCII.GetBytes("command=" + command + "\n")) is >= 4 and < 16;
+
+    /// <summary>want &lt;oid&gt; and want-ref &lt;ref&gt; lines from pkt-lines (v0/v1 and v2).</summary>
+    public static (List<string> Objects, List<string> Refs) ParseWants(byte[] body)
+    {
+        var objects = new List<string>();
+        var refs = new List<string>();
+        var i = 0;
+        while (i + 4 <= body.Length)
+        {
+            if (!int.TryParse(Encoding.ASCII.GetString(body, i, 4), NumberStyles.HexNumber, null, out var length))
+            {
+                break;
+            }
+            if (length < 4)
+            {
+                i += 4;
+                continue;
+            }
+            if (i + length > body.Length)
+            {
+                break;
+            }
+            var line = Encoding.UTF8.GetString(body, i + 4, length - 4).TrimEnd('\n');
+            if (line.StartsWith("want-ref ", StringComparison.Ordinal))
+            {
+                refs.Add(line[9..].Trim());
+            }
+            else if (line.StartsWith("want ", StringComparison.Ordinal) && line.Length >= 45)
+            {
+                objects.Add(line.Substring(5, 40));
+            }
+            i += length;
+        }
+        return (objects, refs);
+    }
+}
