@@ -6,6 +6,7 @@ using Hoard.Core.Configuration;
 using Hoard.Core.Metrics;
 using Hoard.Core.Storage;
 using Hoard.Core.Upstream;
+using Microsoft.Extensions.Caching.Memory;
 using Microsoft.Extensions.Logging;
 
 namespace Hoard.Core.Fetch;
@@ -27,7 +28,13 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
 {
     private const int MaxResumes = 3;
     private readonly ConcurrentDictionary<string, Fill> _flights = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, (long AtMs, string Message)> _recentMismatches = new(StringComparer.Ordinal);
+    /// <summary>
+    /// Recent failures by flight key, answered without asking upstream again: a digest mismatch for a minute (a bad
+    /// upstream is not hammered) and a 404 for <see cref="NotFoundTtl"/> (a flood of requests for a missing name reaches
+    /// upstream once). Bounded: the keys are what clients ask for.
+    /// </summary>
+    private readonly MemoryCache _recentFailures = new(new MemoryCacheOptions { SizeLimit = 20_000, CompactionPercentage = 0.25 });
+    public static readonly TimeSpan NotFoundTtl = TimeSpan.FromSeconds(10);
     private readonly CancellationTokenSource _shutdown = new();
     private readonly ContentStore _store;
     private readonly CacheIndex _index;
@@ -142,9 +149,11 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
             }
             stale = fresh ? null : entry;
         }
-        if (_recentMismatches.TryGetValue(request.FlightKey, out var mismatch) && now - mismatch.AtMs < 60_000)
+        if (_recentFailures.TryGetValue(request.FlightKey, out (long AtMs, int Status, string Message) failure)
+            && now - failure.AtMs < (failure.Status == 404 ? NotFoundTtl : TimeSpan.FromMinutes(1)).TotalMilliseconds
+            && (failure.Status != 404 || stale is null))
         {
-            return CacheLookup.Failed(502, mismatch.Message);
+            return CacheLookup.Failed(failure.Status, failure.Message);
         }
         if (now < Interlocked.Read(ref _storageDegradedUntilMs) && stale is null)
         {
@@ -200,8 +209,15 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
         {
             return CacheLookup.Bypass();
         }
+        if (error.ClientStatus == 404)
+        {
+            RememberFailure(request.FlightKey, 404, error.Message, NotFoundTtl);
+        }
         return CacheLookup.Failed(error.ClientStatus, error.Message);
     }
+
+    private void RememberFailure(string flightKey, int status, string message, TimeSpan ttl) =>
+        _recentFailures.Set(flightKey, (NowMs, status, message), new MemoryCacheEntryOptions { Size = 1, AbsoluteExpirationRelativeToNow = ttl });
 
     /// <summary>A stored blob may be given by digest to a client upstream confirmed for it, or to anyone when it is public.</summary>
     private static bool MayShare(ContentAccess access, BlobRecord blob) => access == ContentAccess.Authorised || blob.IsPublic;
@@ -250,7 +266,14 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
         var result = await fill.Completed;
         if (result is { End: FillEnd.Committed, Blob: { } blob })
         {
-            _index.Commit(blob.Digest, blob.Size, NowMs, [alias with { ContentType = fill.Started.Result.ContentType }], fill.Request.Anonymous);
+            try
+            {
+                _index.Commit(blob.Digest, blob.Size, NowMs, [alias with { ContentType = fill.Started.Result.ContentType }], fill.Request.Anonymous);
+            }
+            catch (Exception e) when (e is Microsoft.Data.Sqlite.SqliteException or IOException)
+            {
+                LogAliasNotRecorded(_logger, alias.Key, e.Message); // served all the same; recorded at the next request
+            }
         }
     }
 
@@ -391,7 +414,7 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
             {
                 _metrics.DigestMismatch(request.Protocol);
                 var message = $"sha256 of {request.Key} from upstream '{request.UpstreamName}' is {digest}, the index says {sha}; not stored";
-                _recentMismatches[request.FlightKey] = (NowMs, message);
+                RememberFailure(request.FlightKey, 502, message, TimeSpan.FromMinutes(1));
                 Fail(fill, "digest_mismatch", message);
                 return;
             }
@@ -414,7 +437,23 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
             {
                 aliases[i] = aliases[i] with { ContentType = contentType };
             }
-            var blob = _index.Commit(digest, written, NowMs, aliases, request.Anonymous);
+            BlobRecord blob;
+            try
+            {
+                blob = _index.Commit(digest, written, NowMs, aliases, request.Anonymous);
+            }
+            catch (Exception e) when (e is Microsoft.Data.Sqlite.SqliteException or IOException)
+            {
+                // The index could not record it (the disk filled up at this very step): like any other write failure,
+                // the clients keep their bytes and nothing unindexed stays in the store. The renamed file goes back to
+                // its temp name, where late readers still find it until the temp file is cleaned up.
+                if (!_index.TryGetBlob(digest, out _))
+                {
+                    UnCommit(fill.TempPath!, digest);
+                }
+                StorageFailed(fill, written, e);
+                return;
+            }
             committed = true;
             LogCommitted(_logger, request.Key, digest, written);
             fill.Complete(new FillResult(FillEnd.Committed, written, blob, null));
@@ -574,7 +613,19 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
         fill.Complete(new FillResult(FillEnd.UpstreamFailed, fill.Written, null, new UpstreamException(reason, 502, message)));
     }
 
-    private void StorageFailed(Fill fill, long written, IOException e)
+    private void UnCommit(string tempPath, string digest)
+    {
+        try
+        {
+            File.Move(_store.BlobPath(digest), tempPath);
+        }
+        catch (IOException)
+        {
+            _store.Delete(digest);
+        }
+    }
+
+    private void StorageFailed(Fill fill, long written, Exception e)
     {
         _metrics.StoreWriteError();
         Interlocked.Exchange(ref _storageDegradedUntilMs, NowMs + 30_000);
@@ -659,6 +710,9 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Evicted sha256:{Digest} ({Size} bytes)")]
     private static partial void LogEvicted(ILogger logger, string digest, long size);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Could not record {Key} in the index: {Error}")]
+    private static partial void LogAliasNotRecorded(ILogger logger, string key, string error);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Download of {Key} failed unexpectedly")]
     private static partial void LogFillCrashed(ILogger logger, Exception e, string key);

@@ -42,6 +42,9 @@ public sealed partial class CacheIndex : IDisposable
         Load();
     }
 
+    /// <summary>Tests make the next commits fail as a full disk would (SQLITE_FULL), at exactly this step.</summary>
+    internal Func<Exception?>? CommitFault { get; set; }
+
     public long TotalBytes => Interlocked.Read(ref _totalBytes);
     public int BlobCount => _blobs.Count;
     public int EntryCount => _entries.Count;
@@ -133,6 +136,10 @@ public sealed partial class CacheIndex : IDisposable
     /// </summary>
     public BlobRecord Commit(string digest, long size, long nowMs, IReadOnlyList<EntryTemplate> entries, bool isPublic = false)
     {
+        if (CommitFault?.Invoke() is { } fault)
+        {
+            throw fault;
+        }
         lock (_writeLock)
         {
             var blob = _blobs.TryGetValue(digest, out var existing) && !existing.IsEvicted

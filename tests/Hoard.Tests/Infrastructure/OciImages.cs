@@ -19,6 +19,9 @@ public sealed class OciImages(string root)
     private readonly List<string> _blobDigests = [];
     private readonly List<string> _manifestDigests = [];
 
+    /// <summary>The size of a blob of this layout, by digest.</summary>
+    public long BlobSize(string digest) => new FileInfo(Path.Combine(_blobs, digest["sha256:".Length..])).Length;
+
     private (string Digest, long Size) Blob(byte[] bytes)
     {
         var hex = Convert.ToHexStringLower(SHA256.HashData(bytes));
