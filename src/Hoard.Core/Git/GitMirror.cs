@@ -19,6 +19,28 @@ public sealed partial class GitMirror(HoardOptions options, HoardMetrics metrics
 
     public SemaphoreSlim Processes { get; } = new(options.GitMaxProcesses);
 
+    /// <summary>The shortest time between two fetches of one mirror.</summary>
+    public static readonly TimeSpan MinFetchInterval = TimeSpan.FromSeconds(2);
+
+    /// <summary>When each mirror's last fetch ended (a timestamp); bounded, see <see cref="RememberFetch"/>.</summary>
+    private readonly ConcurrentDictionary<string, long> _lastFetchEnded = new(StringComparer.Ordinal);
+
+    private void RememberFetch(string mirror)
+    {
+        if (_lastFetchEnded.Count > 10_000)
+        {
+            // Only recent fetches matter: forget the ones older than the interval.
+            foreach (var (key, at) in _lastFetchEnded)
+            {
+                if (Stopwatch.GetElapsedTime(at) > MinFetchInterval)
+                {
+                    _lastFetchEnded.TryRemove(new KeyValuePair<string, long>(key, at));
+                }
+            }
+        }
+        _lastFetchEnded[mirror] = Stopwatch.GetTimestamp();
+    }
+
     /// <summary>The mirror's directory for a validated repository path; never outside {data}/git.</summary>
     public string PathOf(UpstreamSpec upstream, string repository)
     {
@@ -32,8 +54,22 @@ public sealed partial class GitMirror(HoardOptions options, HoardMetrics metrics
 
     public bool Exists(string mirror) => File.Exists(Path.Combine(mirror, "HEAD"));
 
-    /// <summary>Objects (and want-ref refs) the mirror lacks.</summary>
+    /// <summary>Objects (and want-ref refs) the mirror lacks. The check runs git, so it waits for a process slot.</summary>
     public async Task<List<string>> MissingAsync(string mirror, IReadOnlyList<string> objects, IReadOnlyList<string> refs, CancellationToken ct)
+    {
+        await Processes.WaitAsync(ct);
+        try
+        {
+            return await MissingHoldingSlotAsync(mirror, objects, refs, ct);
+        }
+        finally
+        {
+            Processes.Release();
+        }
+    }
+
+    /// <summary>As <see cref="MissingAsync"/>, for a caller that already holds a process slot.</summary>
+    private async Task<List<string>> MissingHoldingSlotAsync(string mirror, IReadOnlyList<string> objects, IReadOnlyList<string> refs, CancellationToken ct)
     {
         var missing = new List<string>();
         if (!Exists(mirror))
@@ -96,6 +132,12 @@ public sealed partial class GitMirror(HoardOptions options, HoardMetrics metrics
 
     private async Task<bool> FetchAsync(UpstreamSpec upstream, string repository, string mirror, string? authorization, IReadOnlyList<string> wants)
     {
+        // Wants that do not exist upstream (made up, or of a ref deleted since) would each cost a fetch: a
+        // repository is fetched at most once per MinFetchInterval; requests meanwhile wait and share the next one.
+        if (_lastFetchEnded.TryGetValue(mirror, out var last) && Stopwatch.GetElapsedTime(last) is var since && since < MinFetchInterval)
+        {
+            await Task.Delay(MinFetchInterval - since);
+        }
         var url = Upstream.UrlCredentials.WithoutUserInfo(upstream.Url) + repository;
         authorization ??= Upstream.UrlCredentials.Basic(upstream.Url) is { } basic ? "Basic " + basic : null;
         var started = Stopwatch.GetTimestamp();
@@ -103,7 +145,7 @@ public sealed partial class GitMirror(HoardOptions options, HoardMetrics metrics
         try
         {
             // A fetch that finished while this one waited for a slot may have brought everything already.
-            if (Exists(mirror) && wants.Count > 0 && (await MissingAsync(mirror, wants, [], CancellationToken.None)).Count == 0)
+            if (Exists(mirror) && wants.Count > 0 && (await MissingHoldingSlotAsync(mirror, wants, [], CancellationToken.None)).Count == 0)
             {
                 return true;
             }
@@ -133,6 +175,7 @@ public sealed partial class GitMirror(HoardOptions options, HoardMetrics metrics
                 }
             }
             var elapsed = Stopwatch.GetElapsedTime(started);
+            RememberFetch(mirror);
             metrics.GitMirrorFetch(upstream.Name, code == 0 ? "ok" : "error", elapsed);
             if (code != 0)
             {

@@ -5,10 +5,13 @@ namespace Hoard.Tests.Infrastructure;
 /// <summary>Debian's redis-server on a loopback port, no persistence.</summary>
 public sealed class RedisServer : ChildServer
 {
-    public RedisServer(int? port = null)
+    private readonly string? _password;
+
+    public RedisServer(int? port = null, string? password = null)
         : base("hoard-redis-")
     {
         Port = port ?? Ports.Free();
+        _password = password;
     }
 
     public int Port { get; }
@@ -17,7 +20,8 @@ public sealed class RedisServer : ChildServer
     public async Task StartAsync()
     {
         var psi = new ProcessStartInfo("redis-server") { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in new[] { "--port", Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", Dir })
+        string[] auth = _password is null ? [] : ["--requirepass", _password];
+        foreach (var a in new[] { "--port", Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", Dir }.Concat(auth))
         {
             psi.ArgumentList.Add(a);
         }
@@ -31,7 +35,8 @@ public sealed class RedisServer : ChildServer
 
     public async Task<string> CliAsync(params string[] args)
     {
-        var (code, output) = await Pip.RunAsync("redis-cli", ["-p", Port.ToString(System.Globalization.CultureInfo.InvariantCulture), .. args]);
+        string[] auth = _password is null ? [] : ["--no-auth-warning", "-a", _password];
+        var (code, output) = await Pip.RunAsync("redis-cli", ["-p", Port.ToString(System.Globalization.CultureInfo.InvariantCulture), .. auth, .. args]);
         Assert.True(code == 0, output);
         return output.Trim();
     }
