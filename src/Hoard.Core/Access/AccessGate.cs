@@ -35,9 +35,9 @@ public sealed class AccessGate : IDisposable
 
     /// <summary>
     /// At most this many decisions are remembered. One entry is a few hundred bytes, so the cache stays under
-    /// ~20 MB whatever clients send; when it is full, new decisions are not remembered (the next request asks again).
+    /// ~10 MB whatever clients send; when it is full, new decisions are not remembered (the next request asks again).
     /// </summary>
-    public const int MaxDecisions = 50_000;
+    public const int MaxDecisions = 20_000;
 
     private readonly MemoryCache _decisions;
     private readonly TimeProvider _time;
@@ -75,7 +75,8 @@ public sealed class AccessGate : IDisposable
         }
         else if (status is 401 or 403)
         {
-            Remember(scope, new Memo(false, status, NowMs));
+            // Credentials refused for one object are refused for the repository: one entry, however many objects.
+            Remember(scope.Repo, new Memo(false, status, NowMs));
         }
     }
 
@@ -95,6 +96,10 @@ public sealed class AccessGate : IDisposable
         if (_decisions.TryGetValue(key, out Memo? memo) && NowMs - memo!.AtMs < FreshFor.TotalMilliseconds)
         {
             return memo.Allowed ? AccessDecision.Granted : Refused(scope, memo.Status);
+        }
+        if (scope.Item is not null && _decisions.TryGetValue(scope.Repo.ToString(), out Memo? repo) && !repo!.Allowed && NowMs - repo.AtMs < FreshFor.TotalMilliseconds)
+        {
+            return Refused(scope, repo.Status);
         }
         var status = await probe(ct);
         Record(scope, status);

@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using Hoard.Core.Configuration;
 using Hoard.Core.Fetch;
 using Hoard.Core.Http;
@@ -6,6 +5,7 @@ using Hoard.Core.Metrics;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Caching.Memory;
 using Microsoft.Extensions.Logging;
 
 namespace Hoard.Core.PyPI;
@@ -25,8 +25,15 @@ public sealed partial class PypiFrontEnd
     private readonly HoardOptions _options;
     private readonly ILogger _logger;
     private readonly Dictionary<string, UpstreamSpec> _indexes;
-    private readonly ConcurrentDictionary<string, object> _parsed = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<(string, SimpleFormat), byte[]> _rendered = new();
+    /// <summary>
+    /// Parsed pages by digest and rendered pages by digest and format, bounded by (estimated) bytes rather than by count:
+    /// one page of a big index can be tens of MB, and what is cached follows what clients ask for.
+    /// </summary>
+    private readonly MemoryCache _pages = new(new MemoryCacheOptions { SizeLimit = PageCacheBytes, CompactionPercentage = 0.25 });
+    private const long PageCacheBytes = 256L * 1024 * 1024;
+
+    /// <summary>A parsed page takes several times its bytes in objects (strings, JSON nodes).</summary>
+    private const int ParsedOverhead = 4;
     private readonly string _pageCacheControl;
 
     public PypiFrontEnd(FetchEngine engine, ArtifactResponder responder, HoardOptions options, ILogger<PypiFrontEnd> logger)
@@ -142,7 +149,7 @@ public sealed partial class PypiFrontEnd
         {
             return (null, null, CacheOutcome.Error, status, error);
         }
-        if (_parsed.TryGetValue(digest, out var cached) && cached is T page)
+        if (_pages.TryGetValue("parsed:" + digest, out var cached) && cached is T page)
         {
             return (page, digest, lookup.Outcome, 200, null);
         }
@@ -155,12 +162,7 @@ public sealed partial class PypiFrontEnd
             LogUnparseable(_logger, index.Name, project, e.Message);
             return (null, null, CacheOutcome.Error, 502, $"upstream '{index.Name}' sent a page Hoard cannot read: {e.Message}");
         }
-        if (_parsed.Count > 1024)
-        {
-            _parsed.Clear();
-            _rendered.Clear();
-        }
-        _parsed[digest] = page;
+        _pages.Set("parsed:" + digest, page, new MemoryCacheEntryOptions { Size = (long)body.Length * ParsedOverhead + 1024 });
         if (page is SimplePage projectPage)
         {
             ForgetReplacedFiles(index, project, projectPage);
@@ -240,7 +242,12 @@ public sealed partial class PypiFrontEnd
             response.StatusCode = StatusCodes.Status304NotModified;
             return;
         }
-        var body = _rendered.GetOrAdd((digest, chosen.Format), _ => render());
+        var renderedKey = $"rendered:{digest}:{chosen.Format}";
+        if (!_pages.TryGetValue(renderedKey, out byte[]? body) || body is null)
+        {
+            body = render();
+            _pages.Set(renderedKey, body, new MemoryCacheEntryOptions { Size = body.Length + 256 });
+        }
         response.ContentLength = body.Length;
         if (!HttpMethods.IsHead(ctx.Request.Method))
         {

@@ -9,6 +9,15 @@ public sealed class HoardProcess : IAsyncDisposable
 
     private HoardProcess(Process process) => _process = process;
 
+    public int Pid => _process.Id;
+
+    /// <summary>Resident memory now (VmRSS) and at its peak (VmHWM), in bytes, from /proc.</summary>
+    public (long Rss, long Peak) Memory()
+    {
+        long Read(string field) => long.Parse(File.ReadLines($"/proc/{Pid}/status").First(l => l.StartsWith(field, StringComparison.Ordinal)).Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture) * 1024;
+        return (Read("VmRSS:"), Read("VmHWM:"));
+    }
+
     public static string Dll => Path.Combine(AppContext.BaseDirectory, "hoard.dll");
 
     /// <summary>Runs `dotnet hoard.dll ARGS`, or the given executable, with extra environment variables.</summary>

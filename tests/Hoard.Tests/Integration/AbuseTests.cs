@@ -1,0 +1,54 @@
+using System.Net.Http.Headers;
+using System.Security.Cryptography;
+using Hoard.Tests.Infrastructure;
+using Xunit.Abstractions;
+
+namespace Hoard.Tests.Integration;
+
+/// <summary>What clients choose (credentials, names) must not decide how much memory Hoard uses.</summary>
+public sealed class AbuseTests(ITestOutputHelper output)
+{
+    [Fact]
+    public async Task A_hundred_thousand_requests_with_distinct_made_up_credentials_grow_memory_by_less_than_50_MB()
+    {
+        using var temp = new TempDir();
+        // A registry that refuses everyone, at once (nginx, so the upstream is never the bottleneck).
+        await using var registry = new Nginx(temp.Sub("registry"), "location /v2/ { add_header WWW-Authenticate 'Basic realm=\"test\"' always; return 401; }");
+        await registry.StartAsync();
+        var port = Ports.Free();
+        await using var hoard = HoardProcess.Start(["serve", "--listen", $"http://127.0.0.1:{port}", "--data", temp.Sub("data"), "--access-log", "off", "--log-level", "warning",
+            "--registry", $"private.test=http://127.0.0.1:{registry.Port}"]);
+        await Ports.WaitOpenAsync(port, TimeSpan.FromSeconds(30));
+        using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 32 });
+        var digest = "sha256:" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
+        var url = $"http://127.0.0.1:{port}/v2/private.test/team/app/blobs/{digest}";
+        var refused = 0;
+
+        async Task SendAsync(int count)
+        {
+            var next = 0;
+            await Task.WhenAll(Enumerable.Range(0, 32).Select(async _ =>
+            {
+                while (Interlocked.Increment(ref next) <= count)
+                {
+                    using var request = new HttpRequestMessage(HttpMethod.Get, url);
+                    var credentials = Convert.ToBase64String(RandomNumberGenerator.GetBytes(24));
+                    request.Headers.Authorization = new AuthenticationHeaderValue("Basic", credentials);
+                    using var response = await http.SendAsync(request);
+                    if ((int)response.StatusCode == 401)
+                    {
+                        Interlocked.Increment(ref refused);
+                    }
+                }
+            }));
+        }
+
+        await SendAsync(5_000); // warm: JIT, pools, the first cache entries
+        var before = hoard.Memory();
+        await SendAsync(100_000);
+        var after = hoard.Memory();
+        output.WriteLine($"RSS {before.Rss / 1048576} MB -> {after.Rss / 1048576} MB (peak {after.Peak / 1048576} MB); {refused} refused");
+        Assert.Equal(105_000, refused);
+        Assert.True(after.Rss - before.Rss < 50L * 1024 * 1024, $"RSS grew from {before.Rss / 1048576} MB to {after.Rss / 1048576} MB");
+    }
+}
