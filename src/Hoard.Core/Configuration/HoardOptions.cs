@@ -69,6 +69,9 @@ public sealed class HoardOptions
     /// <summary>"text" or "json" (one JSON object per line, for log shippers).</summary>
     public string LogFormat { get; set; } = "text";
 
+    /// <summary>Most new upstream fetches (misses, not hits or joins) one client address may start per minute; 0: no limit.</summary>
+    public int MaxUpstreamFetchesPerClient { get; set; }
+
     /// <summary>Blobs at most this large are kept in memory once read, up to <see cref="HotCacheBytes"/> in all.</summary>
     public int HotBlobMaxBytes { get; set; } = 64 * 1024;
     public long HotCacheBytes { get; set; } = 64L * 1024 * 1024;

@@ -80,6 +80,8 @@ public static class SettingsLoader
             }
             return null;
         }),
+        new("max-upstream-fetches-per-client", "most new upstream fetches (misses) one client address may start per minute; more get 429 (default 0: no limit)", false, (o, v) =>
+            int.TryParse(v[^1], out var n) && n >= 0 ? Set(() => o.MaxUpstreamFetchesPerClient = n) : $"--max-upstream-fetches-per-client '{v[^1]}': expected a number, 0 for no limit"),
         new("index-ttl", "how long an index page is served before it is revalidated upstream (default 5m)", false, (o, v) => Duration(v, "--index-ttl", t => o.IndexTtl = t)),
         new("connect-timeout", "upstream connect timeout (default 10s)", false, (o, v) => Duration(v, "--connect-timeout", t => o.ConnectTimeout = t)),
         new("first-byte-timeout", "upstream time to response headers (default 30s)", false, (o, v) => Duration(v, "--first-byte-timeout", t => o.FirstByteTimeout = t)),

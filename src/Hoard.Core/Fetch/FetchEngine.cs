@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Collections.Concurrent;
 using System.Net;
 using System.Security.Cryptography;
+using System.Threading.RateLimiting;
 using Hoard.Core.Configuration;
 using Hoard.Core.Metrics;
 using Hoard.Core.Storage;
@@ -43,11 +44,22 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
     private readonly HoardMetrics _metrics;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
+    private readonly PartitionedRateLimiter<string>? _perClient;
     private long _storageDegradedUntilMs;
     private int _running;
 
     public FetchEngine(ContentStore store, CacheIndex index, UpstreamClient upstream, HoardOptions options, HoardMetrics metrics, TimeProvider time, ILogger<FetchEngine> logger)
     {
+        _perClient = options.MaxUpstreamFetchesPerClient > 0
+            ? PartitionedRateLimiter.Create<string, string>(client => RateLimitPartition.GetTokenBucketLimiter(client, _ => new TokenBucketRateLimiterOptions
+            {
+                TokenLimit = options.MaxUpstreamFetchesPerClient,
+                TokensPerPeriod = options.MaxUpstreamFetchesPerClient,
+                ReplenishmentPeriod = TimeSpan.FromMinutes(1),
+                QueueLimit = 0,
+                AutoReplenishment = true,
+            }))
+            : null;
         _store = store;
         _index = index;
         _upstream = upstream;
@@ -160,6 +172,16 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
             return CacheLookup.Bypass();
         }
 
+        if (_perClient is not null && request.Client is { } client && !_flights.ContainsKey(request.FlightKey))
+        {
+            // A new upstream fetch (not a hit, not a join) counts against this client's allowance.
+            using var lease = _perClient.AttemptAcquire(client);
+            if (!lease.IsAcquired)
+            {
+                _metrics.UpstreamError(request.UpstreamName, "client_rate_limited");
+                return CacheLookup.Failed(429, $"this client started more than {_options.MaxUpstreamFetchesPerClient} upstream fetches in the last minute; try again shortly");
+            }
+        }
         var created = new Fill(request, stale, _store.BlobPath);
         var fill = _flights.GetOrAdd(request.FlightKey, created);
         var joined = !ReferenceEquals(fill, created);

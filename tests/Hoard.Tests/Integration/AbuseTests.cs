@@ -51,4 +51,35 @@ public sealed class AbuseTests(ITestOutputHelper output)
         Assert.Equal(105_000, refused);
         Assert.True(after.Rss - before.Rss < 50L * 1024 * 1024, $"RSS grew from {before.Rss / 1048576} MB to {after.Rss / 1048576} MB");
     }
+
+    [Fact]
+    public async Task A_client_over_its_upstream_fetch_allowance_gets_429_while_hits_are_still_served()
+    {
+        using var temp = new TempDir();
+        var root = temp.Sub("up");
+        for (var i = 0; i < 5; i++)
+        {
+            File.WriteAllBytes(Path.Combine(root, $"f{i}.bin"), RandomNumberGenerator.GetBytes(1000));
+        }
+        await using var nginx = new Nginx(root);
+        await nginx.StartAsync();
+        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o =>
+        {
+            PipTests.SetFiles(o, "up=" + nginx.BaseUrl + "/");
+            o.MaxUpstreamFetchesPerClient = 3;
+        });
+        using var http = new HttpClient();
+        var statuses = new List<int>();
+        for (var i = 0; i < 5; i++)
+        {
+            using var response = await http.GetAsync($"{hoard.BaseUrl}/files/up/f{i}.bin");
+            statuses.Add((int)response.StatusCode);
+        }
+        Assert.Equal([200, 200, 200, 429, 429], statuses);
+        Assert.Equal(3, nginx.Lines.Length);
+        await hoard.SettledAsync();
+        using var hit = await http.GetAsync($"{hoard.BaseUrl}/files/up/f0.bin");
+        Assert.Equal(200, (int)hit.StatusCode);
+        Assert.Equal("HIT", hit.Headers.GetValues("X-Hoard-Cache").Single());
+    }
 }

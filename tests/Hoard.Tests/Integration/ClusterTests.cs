@@ -109,7 +109,7 @@ public sealed class ClusterTests
     public async Task A_node_at_its_fanout_limit_refuses_and_the_peer_streams_from_another_node_that_is_still_downloading()
     {
         using var temp = new TempDir();
-        var (wheel, nginx) = await WheelBehindNginxAsync(temp, "tree", 16 * 1024 * 1024, "8m");
+        var (wheel, nginx) = await WheelBehindNginxAsync(temp, "tree", 16 * 1024 * 1024, "4m");
         await using var _nginx = nginx;
         await using var redis = new RedisServer();
         await redis.StartAsync();
