@@ -82,4 +82,41 @@ public sealed class AbuseTests(ITestOutputHelper output)
         Assert.Equal(200, (int)hit.StatusCode);
         Assert.Equal("HIT", hit.Headers.GetValues("X-Hoard-Cache").Single());
     }
+
+    [Fact]
+    public async Task Requests_wanting_made_up_objects_fetch_the_mirror_at_most_once_every_two_seconds()
+    {
+        using var temp = new TempDir();
+        await using var up = new GitUpstream();
+        await up.StartAsync();
+        await up.CreateRepositoryAsync("repo.git");
+        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o => o.Git.Add(new Hoard.Core.Configuration.UpstreamSpec("up", new Uri($"http://127.0.0.1:{up.Port}/"))));
+        await GitUpstream.Git(temp.Path, "clone", "-q", $"{hoard.BaseUrl}/git/up/repo.git", Path.Combine(temp.Path, "clone"));
+        double Fetches() => hoard.Metrics.Get("hoard_git_mirror_fetches_total{upstream=\"up\",result=\"ok\"}");
+        var before = Fetches();
+
+        using var http = new HttpClient();
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        for (var i = 0; i < 3; i++)
+        {
+            var want = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(20));
+            var body = System.Text.Encoding.ASCII.GetBytes($"0012command=fetch\n00010032want {want}\n0009done\n0000");
+            using var request = new HttpRequestMessage(HttpMethod.Post, $"{hoard.BaseUrl}/git/up/repo.git/git-upload-pack") { Content = new ByteArrayContent(body) };
+            request.Headers.TryAddWithoutValidation("Git-Protocol", "version=2");
+            request.Content.Headers.TryAddWithoutValidation("Content-Type", "application/x-git-upload-pack-request");
+            try
+            {
+                using var response = await http.SendAsync(request);
+                await response.Content.ReadAsByteArrayAsync();
+            }
+            catch (HttpRequestException)
+            {
+                // upload-pack refuses an object it does not have, and Hoard aborts the response: expected.
+            }
+        }
+        var fetches = Fetches() - before;
+        output.WriteLine($"{fetches} mirror fetches for 3 made-up wants in {started.Elapsed.TotalSeconds:0.0} s");
+        Assert.True(fetches >= 1);
+        Assert.True(fetches <= 1 + Math.Floor(started.Elapsed.TotalSeconds / 2), $"{fetches} fetches in {started.Elapsed.TotalSeconds:0.0} s");
+    }
 }
