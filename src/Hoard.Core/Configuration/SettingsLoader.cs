@@ -18,7 +18,13 @@ public static class SettingsLoader
 
     public static readonly Setting[] All =
     [
-        new("listen", $"URL to listen on (default {HoardOptions.DefaultListen})", false, (o, v) => { o.Listen = v[^1]; return null; }),
+        new("listen", $"http:// or https:// URL to listen on, repeatable or comma-separated (default {HoardOptions.DefaultListen})", true, (o, v) =>
+        {
+            o.Listen = v.SelectMany(item => item.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToList();
+            return null;
+        }),
+        new("tls-cert", "PEM certificate file for https:// listeners (leaf first, then intermediates); reloaded when it changes", false, (o, v) => { o.TlsCert = v[^1]; return null; }),
+        new("tls-key", "PEM private key file for https:// listeners; reloaded when it changes", false, (o, v) => { o.TlsKey = v[^1]; return null; }),
         new("data", "data directory: blobs, index database, temp files (default $XDG_CACHE_HOME/hoard or ~/.cache/hoard)", false, (o, v) => { o.DataDir = v[^1]; return null; }),
         new("max-size", "size limit of the store, e.g. 50GB; least recently used blobs are evicted above it (default 20GB)", false, (o, v) =>
             ValueParsers.TryParseSize(v[^1], out var b) ? Set(() => o.MaxSizeBytes = b) : $"--max-size '{v[^1]}': expected a size such as 50GB"),

@@ -32,11 +32,11 @@ public static partial class HoardApp
             ApplicationName = "hoard",
             ContentRootPath = AppContext.BaseDirectory,
         });
-        builder.WebHost.UseUrls(options.Listen);
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.AddServerHeader = false;
             k.Limits.MaxRequestBodySize = 1024 * 1024;
+            Listeners.Bind(k, options);
         });
         builder.Logging.ClearProviders();
         if (options.LogFormat == "json")
@@ -65,6 +65,7 @@ public static partial class HoardApp
         services.AddSingleton(options);
         services.AddSingleton(TimeProvider.System);
         services.AddSingleton<HoardMetrics>();
+        services.AddSingleton<ServerCertificate>();
         services.AddSingleton(_ => new AccessLog(options.AccessLog, options.LogFormat == "json"));
         services.AddSingleton(_ => new ContentStore(options.DataDir));
         services.AddSingleton(sp => new CacheIndex(options.DataDir, sp.GetRequiredService<ILogger<CacheIndex>>()));
