@@ -93,6 +93,8 @@ public static class SettingsLoader
         new("index-retries", "retries with backoff for index requests (default 2); file downloads resume with Range instead", false, (o, v) =>
             int.TryParse(v[^1], out var n) && n is >= 0 and <= 10 ? Set(() => o.IndexRetries = n) : $"--index-retries '{v[^1]}': expected 0-10"),
         new("ca-bundle", "PEM file of extra CA certificates trusted for upstream TLS", false, (o, v) => { o.CaBundle = v[^1]; return null; }),
+        new("admin-token-file", "file holding the bearer token (16+ characters) that admin endpoints such as purge require; without it they are disabled", false, (o, v) =>
+            SecretFiles.TryRead("--admin-token-file", v[^1], 16, out var token) ?? Set(() => o.AdminToken = token)),
         new("log-level", "trace, debug, information, warning or error (default information)", false, (o, v) => { o.LogLevel = v[^1]; return null; }),
         new("log-format", "text or json, for the application log and the access log (default text)", false, (o, v) => { o.LogFormat = v[^1].ToLowerInvariant(); return null; }),
         new("access-log", "one line per request to stdout, off, or a file path (default stdout)", false, (o, v) => { o.AccessLog = v[^1]; return null; }),

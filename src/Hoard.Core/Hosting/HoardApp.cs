@@ -66,6 +66,7 @@ public static partial class HoardApp
         services.AddSingleton(TimeProvider.System);
         services.AddSingleton<HoardMetrics>();
         services.AddSingleton<ServerCertificate>();
+        services.AddSingleton<AdminAuth>();
         services.AddSingleton(_ => new AccessLog(options.AccessLog, options.LogFormat == "json"));
         services.AddSingleton(_ => new ContentStore(options.DataDir));
         services.AddSingleton(sp => new CacheIndex(options.DataDir, sp.GetRequiredService<ILogger<CacheIndex>>()));

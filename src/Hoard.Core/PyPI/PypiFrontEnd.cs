@@ -23,17 +23,19 @@ public sealed partial class PypiFrontEnd
     private readonly FetchEngine _engine;
     private readonly ArtifactResponder _responder;
     private readonly HoardOptions _options;
+    private readonly Hosting.AdminAuth _admin;
     private readonly ILogger _logger;
     private readonly Dictionary<string, UpstreamSpec> _indexes;
     private readonly ConcurrentDictionary<string, object> _parsed = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<(string, SimpleFormat), byte[]> _rendered = new();
     private readonly string _pageCacheControl;
 
-    public PypiFrontEnd(FetchEngine engine, ArtifactResponder responder, HoardOptions options, ILogger<PypiFrontEnd> logger)
+    public PypiFrontEnd(FetchEngine engine, ArtifactResponder responder, HoardOptions options, Hosting.AdminAuth admin, ILogger<PypiFrontEnd> logger)
     {
         _engine = engine;
         _responder = responder;
         _options = options;
+        _admin = admin;
         _logger = logger;
         _indexes = options.Pypi.ToDictionary(p => p.Name, StringComparer.Ordinal);
         _pageCacheControl = $"public, max-age={(int)options.IndexTtl.TotalSeconds}";
@@ -247,12 +249,16 @@ public sealed partial class PypiFrontEnd
         }
     }
 
-    private Task PurgeAsync(HttpContext ctx, UpstreamSpec index, string project)
+    private async Task PurgeAsync(HttpContext ctx, UpstreamSpec index, string project)
     {
+        if (!await _admin.AuthorizeAsync(ctx))
+        {
+            return;
+        }
         var removed = _engine.Index.RemoveEntry(PageKey(index, project));
         LogPurged(_logger, index.Name, project, removed);
         ctx.Response.ContentType = "text/plain; charset=utf-8";
-        return ctx.Response.WriteAsync(removed ? $"purged {index.Name}/{project}\n" : $"{index.Name}/{project} was not cached\n");
+        await ctx.Response.WriteAsync(removed ? $"purged {index.Name}/{project}\n" : $"{index.Name}/{project} was not cached\n");
     }
 
     private async Task ServeFileAsync(HttpContext ctx, UpstreamSpec index, string project, string filename)
