@@ -19,6 +19,9 @@ public sealed class HoardOptions
     /// <summary>The bearer token admin endpoints (purge) require; null: they are disabled.</summary>
     public string? AdminToken { get; set; }
 
+    /// <summary>The --credentials file (NAME=USER:TOKEN lines), applied to the upstreams' URLs once all settings are read.</summary>
+    public string? CredentialsFile { get; set; }
+
     /// <summary>How long a stop waits for responses in flight before it cuts them off.</summary>
     public TimeSpan ShutdownTimeout { get; set; } = TimeSpan.FromSeconds(30);
     public string DataDir { get; set; } = DefaultDataDir();

@@ -70,6 +70,8 @@ public static class SettingsLoader
         new("cluster-redis", "redis://HOST:PORT: share this node's cache with every node using the same Redis", false, (o, v) => { o.ClusterRedis = v[^1]; return null; }),
         new("advertise", "this node's URL as the other cluster nodes reach it (with --cluster-redis)", false, (o, v) => { o.Advertise = v[^1].TrimEnd('/'); return null; }),
         new("cluster-secret", "shared secret signing requests between cluster nodes (with --cluster-redis)", false, (o, v) => { o.ClusterSecret = v[^1]; return null; }),
+        new("cluster-secret-file", "file holding the cluster secret (instead of --cluster-secret, which `ps` shows)", false, (o, v) =>
+            SecretFiles.TryRead("--cluster-secret-file", v[^1], 16, out var secret) ?? Set(() => o.ClusterSecret = secret)),
         new("peer-fanout", "most peers downloading one blob from this node at once (default 4)", false, (o, v) =>
             int.TryParse(v[^1], out var n) && n is >= 1 and <= 1024 ? Set(() => o.PeerFanout = n) : $"--peer-fanout '{v[^1]}': expected 1-1024"),
         new("files-ttl", "NAME=DURATION: treat that files upstream as mutable, revalidated after DURATION, repeatable", true, (o, v) =>
@@ -95,6 +97,7 @@ public static class SettingsLoader
         new("ca-bundle", "PEM file of extra CA certificates trusted for upstream TLS", false, (o, v) => { o.CaBundle = v[^1]; return null; }),
         new("admin-token-file", "file holding the bearer token (16+ characters) that admin endpoints such as purge require; without it they are disabled", false, (o, v) =>
             SecretFiles.TryRead("--admin-token-file", v[^1], 16, out var token) ?? Set(() => o.AdminToken = token)),
+        new("credentials", "file of upstream credentials, one NAME=USER:TOKEN a line (keep it mode 0600): kept out of URLs and the command line", false, (o, v) => { o.CredentialsFile = v[^1]; return null; }),
         new("log-level", "trace, debug, information, warning or error (default information)", false, (o, v) => { o.LogLevel = v[^1]; return null; }),
         new("log-format", "text or json, for the application log and the access log (default text)", false, (o, v) => { o.LogFormat = v[^1].ToLowerInvariant(); return null; }),
         new("access-log", "one line per request to stdout, off, or a file path (default stdout)", false, (o, v) => { o.AccessLog = v[^1]; return null; }),
@@ -160,6 +163,15 @@ public static class SettingsLoader
             {
                 errors.Add(error);
             }
+        }
+        if (layered.ContainsKey("cluster-secret") && layered.ContainsKey("cluster-secret-file"))
+        {
+            errors.Add("--cluster-secret and --cluster-secret-file are both set: give one");
+        }
+        // Last: the credentials go to upstreams by name, whichever layer defined them.
+        if (options.CredentialsFile is { } credentials)
+        {
+            errors.AddRange(UpstreamCredentials.Apply(options, credentials));
         }
         if (errors.Count == 0)
         {
