@@ -20,9 +20,25 @@ namespace Hoard.Core.Hosting;
 /// <summary>Builds the one web application that serves every protocol on one port.</summary>
 public static partial class HoardApp
 {
+    /// <exception cref="DataDirInUseException">another process serves the same data dir</exception>
     public static WebApplication Build(HoardOptions options, Action<ILoggingBuilder>? configureLogging = null)
     {
         Directory.CreateDirectory(options.DataDir);
+        // Before anything else reads or writes the data dir: the lock is what makes start-up's clean-up safe.
+        var dataDirLock = DataDirLock.Acquire(options.DataDir);
+        try
+        {
+            return Build(options, dataDirLock, configureLogging);
+        }
+        catch
+        {
+            dataDirLock.Dispose();
+            throw;
+        }
+    }
+
+    private static WebApplication Build(HoardOptions options, DataDirLock dataDirLock, Action<ILoggingBuilder>? configureLogging)
+    {
         // Hoard's settings come from SettingsLoader, not appsettings.json. The host's defaults would watch the working
         // directory recursively for config changes, and a data dir below it (`--data ./cache`) then costs an inotify
         // event on every write of every download: the content root is the app's own folder, and nothing is watched.
@@ -63,6 +79,9 @@ public static partial class HoardApp
 
         var services = builder.Services;
         services.AddSingleton(options);
+        // A factory, not an instance: the container then disposes it, after everything resolved later (the index,
+        // the fetch engine finishing its commits), so the lock is released last.
+        services.AddSingleton(_ => dataDirLock);
         services.AddSingleton(TimeProvider.System);
         services.AddSingleton<HoardMetrics>();
         services.AddSingleton<ServerCertificate>();
@@ -111,6 +130,7 @@ public static partial class HoardApp
     /// <summary>Start-up: clean temp leftovers, reconcile the index with the blob files, wire the store gauge.</summary>
     private static void Prepare(WebApplication app, HoardOptions options)
     {
+        app.Services.GetRequiredService<DataDirLock>(); // resolved first, so disposed last
         var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Hoard");
         var store = app.Services.GetRequiredService<ContentStore>();
         var index = app.Services.GetRequiredService<CacheIndex>();
