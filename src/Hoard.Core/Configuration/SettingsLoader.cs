@@ -98,6 +98,7 @@ public static class SettingsLoader
         new("admin-token-file", "file holding the bearer token (16+ characters) that admin endpoints such as purge require; without it they are disabled", false, (o, v) =>
             SecretFiles.TryRead("--admin-token-file", v[^1], 16, out var token) ?? Set(() => o.AdminToken = token)),
         new("credentials", "file of upstream credentials, one NAME=USER:TOKEN a line (keep it mode 0600): kept out of URLs and the command line", false, (o, v) => { o.CredentialsFile = v[^1]; return null; }),
+        new("shutdown-timeout", "how long a stop (SIGTERM) waits for responses in flight before cutting them off (default 30s)", false, (o, v) => Duration(v, "--shutdown-timeout", t => o.ShutdownTimeout = t)),
         new("log-level", "trace, debug, information, warning or error (default information)", false, (o, v) => { o.LogLevel = v[^1]; return null; }),
         new("log-format", "text or json, for the application log and the access log (default text)", false, (o, v) => { o.LogFormat = v[^1].ToLowerInvariant(); return null; }),
         new("access-log", "one line per request to stdout, off, or a file path (default stdout)", false, (o, v) => { o.AccessLog = v[^1]; return null; }),

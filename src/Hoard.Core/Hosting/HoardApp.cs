@@ -106,6 +106,8 @@ public static partial class HoardApp
             services.AddHostedService(sp => sp.GetRequiredService<Cluster.ClusterNode>());
         }
         services.AddRouting();
+        // SIGTERM (the host maps it, and SIGINT, to a stop): Kestrel stops accepting, responses in flight get this long.
+        services.Configure<HostOptions>(o => o.ShutdownTimeout = options.ShutdownTimeout);
 
         var app = builder.Build();
         Prepare(app, options);
@@ -113,6 +115,10 @@ public static partial class HoardApp
         app.UseRouting();
         var metrics = app.Services.GetRequiredService<HoardMetrics>();
         app.MapGet("/healthz", () => Results.Text("ok\n"));
+        // Alive (healthz) is not ready: from the moment a stop begins, load balancers are told to send no more.
+        app.MapGet("/readyz", () => app.Lifetime.ApplicationStopping.IsCancellationRequested
+            ? Results.Text("stopping\n", statusCode: StatusCodes.Status503ServiceUnavailable)
+            : Results.Text("ready\n"));
         app.MapGet("/metrics", () => Results.Text(metrics.Render(), "text/plain; version=0.0.4; charset=utf-8"));
         app.MapGet("/", (HttpContext ctx) => Results.Content(Dashboard.Render(ctx, options, app.Services.GetRequiredService<FetchEngine>(), metrics), "text/html; charset=utf-8"));
         app.Services.GetRequiredService<PypiFrontEnd>().Map(app);
@@ -159,7 +165,15 @@ public static partial class HoardApp
             var addresses = app.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>().Features.Get<IServerAddressesFeature>()?.Addresses;
             LogListening(logger, string.Join(", ", addresses ?? []));
         });
-        app.Lifetime.ApplicationStopping.Register(() => app.Services.GetRequiredService<FetchEngine>().Dispose());
+        app.Lifetime.ApplicationStopping.Register(() => LogStopping(logger, options.ShutdownTimeout.TotalSeconds));
+        // Downloads are cancelled only once the server has drained (or the shutdown timeout cut it off): until then
+        // clients may still be streaming them. A cancelled download is discarded, never committed partly.
+        app.Lifetime.ApplicationStopped.Register(() =>
+        {
+            var engine = app.Services.GetRequiredService<FetchEngine>();
+            LogStopped(logger, engine.InFlight);
+            engine.Dispose();
+        });
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Data in {DataDir}: {Blobs} blobs, {Size} of {Max}; removed {Temp} temp files, {Dropped} stale rows, {Deleted} unindexed blobs in {Ms:0} ms")]
@@ -167,6 +181,12 @@ public static partial class HoardApp
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Upstream {Kind} {Name} = {Url}{Note}")]
     private static partial void LogUpstream(ILogger logger, string kind, string name, string url, string note);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Stopping: /readyz answers 503, no new connections; responses in flight have {Seconds:0.#} s to finish")]
+    private static partial void LogStopping(ILogger logger, double seconds);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Stopped serving; {Downloads} downloads still running are discarded")]
+    private static partial void LogStopped(ILogger logger, int downloads);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Hoard listening on {Addresses}")]
     private static partial void LogListening(ILogger logger, string addresses);
