@@ -28,7 +28,7 @@ public static partial class HoardApp
         var dataDirLock = DataDirLock.Acquire(options.DataDir);
         try
         {
-            return Build(options, dataDirLock, configureLogging);
+            return BuildLocked(options, dataDirLock, configureLogging);
         }
         catch
         {
@@ -37,7 +37,7 @@ public static partial class HoardApp
         }
     }
 
-    private static WebApplication Build(HoardOptions options, DataDirLock dataDirLock, Action<ILoggingBuilder>? configureLogging)
+    private static WebApplication BuildLocked(HoardOptions options, DataDirLock dataDirLock, Action<ILoggingBuilder>? configureLogging)
     {
         // Hoard's settings come from SettingsLoader, not appsettings.json. The host's defaults would watch the working
         // directory recursively for config changes, and a data dir below it (`--data ./cache`) then costs an inotify
