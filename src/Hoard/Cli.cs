@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Collections;
 using Hoard.Core.Configuration;
 using Hoard.Core.Hosting;
+using Microsoft.AspNetCore.Builder;
 
 namespace Hoard;
 
@@ -50,8 +51,20 @@ public static class Cli
                 }
                 return 2;
             }
-            await using var app = HoardApp.Build(hoardOptions);
-            await app.RunAsync(ct);
+            WebApplication app;
+            try
+            {
+                app = HoardApp.Build(hoardOptions);
+            }
+            catch (DataDirInUseException e)
+            {
+                await Console.Error.WriteLineAsync("hoard: " + e.Message);
+                return 2;
+            }
+            await using (app)
+            {
+                await app.RunAsync(ct);
+            }
             return 0;
         });
         return serve;

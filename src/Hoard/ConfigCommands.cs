@@ -206,7 +206,8 @@ public static class ConfigCommands
 
     private static string DefaultBaseUrl()
     {
-        var listen = Environment.GetEnvironmentVariable("HOARD_LISTEN") ?? HoardOptions.DefaultListen;
+        // HOARD_LISTEN may list several URLs; clients are pointed at the first.
+        var listen = (Environment.GetEnvironmentVariable("HOARD_LISTEN") ?? HoardOptions.DefaultListen).Split(',', StringSplitOptions.TrimEntries)[0];
         if (!Uri.TryCreate(listen, UriKind.Absolute, out var u))
         {
             return "http://localhost:8080";

@@ -9,7 +9,21 @@ public sealed class HoardOptions
     public const string DockerHub = "docker.io";
     public const string DockerHubUrl = "https://registry-1.docker.io/";
 
-    public string Listen { get; set; } = DefaultListen;
+    /// <summary>Where to listen: http:// and https:// URLs, all served the same.</summary>
+    public List<string> Listen { get; set; } = [DefaultListen];
+
+    /// <summary>PEM certificate (leaf first, then intermediates) and key for https:// listeners; reloaded when the files change.</summary>
+    public string? TlsCert { get; set; }
+    public string? TlsKey { get; set; }
+
+    /// <summary>The bearer token admin endpoints (purge) require; null: they are disabled.</summary>
+    public string? AdminToken { get; set; }
+
+    /// <summary>The --credentials file (NAME=USER:TOKEN lines), applied to the upstreams' URLs once all settings are read.</summary>
+    public string? CredentialsFile { get; set; }
+
+    /// <summary>How long a stop waits for responses in flight before it cuts them off.</summary>
+    public TimeSpan ShutdownTimeout { get; set; } = TimeSpan.FromSeconds(30);
     public string DataDir { get; set; } = DefaultDataDir();
     public long MaxSizeBytes { get; set; } = DefaultMaxSize;
 
@@ -90,10 +104,7 @@ public sealed class HoardOptions
     public IReadOnlyList<string> Validate()
     {
         var errors = new List<string>();
-        if (!Uri.TryCreate(Listen, UriKind.Absolute, out var listen) || listen.Scheme != Uri.UriSchemeHttp)
-        {
-            errors.Add($"--listen '{Listen}': expected http://HOST:PORT");
-        }
+        ValidateListen(errors);
         if (string.IsNullOrWhiteSpace(DataDir))
         {
             errors.Add("--data must not be empty");
@@ -168,6 +179,39 @@ public sealed class HoardOptions
         {
             errors.Add("--access-log must be stdout, off or a file path");
         }
+        if (ShutdownTimeout < TimeSpan.Zero)
+        {
+            errors.Add("--shutdown-timeout must not be negative");
+        }
         return errors;
+    }
+
+    private void ValidateListen(List<string> errors)
+    {
+        if (Listen.Count == 0)
+        {
+            errors.Add("--listen: at least one http:// or https:// URL is needed");
+        }
+        var https = false;
+        foreach (var url in Listen)
+        {
+            if (ListenAddress.TryParse(url, out var address) is { } error)
+            {
+                errors.Add(error);
+            }
+            https |= address?.Https == true;
+        }
+        if (https && (TlsCert is null || TlsKey is null))
+        {
+            errors.Add("--listen https://…: needs --tls-cert FILE and --tls-key FILE (PEM)");
+        }
+        else if (!https && (TlsCert is not null || TlsKey is not null))
+        {
+            errors.Add("--tls-cert/--tls-key are set but no --listen URL is https://");
+        }
+        else if (https && Hosting.ServerCertificate.TryLoad(TlsCert!, TlsKey!, out _) is { } tlsError)
+        {
+            errors.Add(tlsError);
+        }
     }
 }

@@ -18,7 +18,13 @@ public static class SettingsLoader
 
     public static readonly Setting[] All =
     [
-        new("listen", $"URL to listen on (default {HoardOptions.DefaultListen})", false, (o, v) => { o.Listen = v[^1]; return null; }),
+        new("listen", $"http:// or https:// URL to listen on, repeatable or comma-separated (default {HoardOptions.DefaultListen})", true, (o, v) =>
+        {
+            o.Listen = v.SelectMany(item => item.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToList();
+            return null;
+        }),
+        new("tls-cert", "PEM certificate file for https:// listeners (leaf first, then intermediates); reloaded when it changes", false, (o, v) => { o.TlsCert = v[^1]; return null; }),
+        new("tls-key", "PEM private key file for https:// listeners; reloaded when it changes", false, (o, v) => { o.TlsKey = v[^1]; return null; }),
         new("data", "data directory: blobs, index database, temp files (default $XDG_CACHE_HOME/hoard or ~/.cache/hoard)", false, (o, v) => { o.DataDir = v[^1]; return null; }),
         new("max-size", "size limit of the store, e.g. 50GB; least recently used blobs are evicted above it (default 20GB)", false, (o, v) =>
             ValueParsers.TryParseSize(v[^1], out var b) ? Set(() => o.MaxSizeBytes = b) : $"--max-size '{v[^1]}': expected a size such as 50GB"),
@@ -64,6 +70,8 @@ public static class SettingsLoader
         new("cluster-redis", "redis://HOST:PORT: share this node's cache with every node using the same Redis", false, (o, v) => { o.ClusterRedis = v[^1]; return null; }),
         new("advertise", "this node's URL as the other cluster nodes reach it (with --cluster-redis)", false, (o, v) => { o.Advertise = v[^1].TrimEnd('/'); return null; }),
         new("cluster-secret", "shared secret signing requests between cluster nodes (with --cluster-redis)", false, (o, v) => { o.ClusterSecret = v[^1]; return null; }),
+        new("cluster-secret-file", "file holding the cluster secret (instead of --cluster-secret, which `ps` shows)", false, (o, v) =>
+            SecretFiles.TryRead("--cluster-secret-file", v[^1], 16, out var secret) ?? Set(() => o.ClusterSecret = secret)),
         new("peer-fanout", "most peers downloading one blob from this node at once (default 4)", false, (o, v) =>
             int.TryParse(v[^1], out var n) && n is >= 1 and <= 1024 ? Set(() => o.PeerFanout = n) : $"--peer-fanout '{v[^1]}': expected 1-1024"),
         new("files-ttl", "NAME=DURATION: treat that files upstream as mutable, revalidated after DURATION, repeatable", true, (o, v) =>
@@ -89,6 +97,10 @@ public static class SettingsLoader
         new("index-retries", "retries with backoff for index requests (default 2); file downloads resume with Range instead", false, (o, v) =>
             int.TryParse(v[^1], out var n) && n is >= 0 and <= 10 ? Set(() => o.IndexRetries = n) : $"--index-retries '{v[^1]}': expected 0-10"),
         new("ca-bundle", "PEM file of extra CA certificates trusted for upstream TLS", false, (o, v) => { o.CaBundle = v[^1]; return null; }),
+        new("admin-token-file", "file holding the bearer token (16+ characters) that admin endpoints such as purge require; without it they are disabled", false, (o, v) =>
+            SecretFiles.TryRead("--admin-token-file", v[^1], 16, out var token) ?? Set(() => o.AdminToken = token)),
+        new("credentials", "file of upstream credentials, one NAME=USER:TOKEN a line (keep it mode 0600): kept out of URLs and the command line", false, (o, v) => { o.CredentialsFile = v[^1]; return null; }),
+        new("shutdown-timeout", "how long a stop (SIGTERM) waits for responses in flight before cutting them off (default 30s)", false, (o, v) => Duration(v, "--shutdown-timeout", t => o.ShutdownTimeout = t)),
         new("log-level", "trace, debug, information, warning or error (default information)", false, (o, v) => { o.LogLevel = v[^1]; return null; }),
         new("log-format", "text or json, for the application log and the access log (default text)", false, (o, v) => { o.LogFormat = v[^1].ToLowerInvariant(); return null; }),
         new("access-log", "one line per request to stdout, off, or a file path (default stdout)", false, (o, v) => { o.AccessLog = v[^1]; return null; }),
@@ -154,6 +166,15 @@ public static class SettingsLoader
             {
                 errors.Add(error);
             }
+        }
+        if (layered.ContainsKey("cluster-secret") && layered.ContainsKey("cluster-secret-file"))
+        {
+            errors.Add("--cluster-secret and --cluster-secret-file are both set: give one");
+        }
+        // Last: the credentials go to upstreams by name, whichever layer defined them.
+        if (options.CredentialsFile is { } credentials)
+        {
+            errors.AddRange(UpstreamCredentials.Apply(options, credentials));
         }
         if (errors.Count == 0)
         {

@@ -2,10 +2,11 @@ using System.Diagnostics;
 using Hoard.Core.Http;
 using Hoard.Core.Metrics;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
 
 namespace Hoard.Core.Hosting;
 
-/// <summary>Refuses unsafe paths, counts every request by protocol and outcome, and writes its access-log line.</summary>
+/// <summary>Refuses unsafe paths, counts every request by protocol and outcome, and writes its access-log line (with the body bytes sent).</summary>
 public sealed class AccessLogMiddleware(RequestDelegate next, HoardMetrics metrics, AccessLog accessLog, TimeProvider time)
 {
     public async Task InvokeAsync(HttpContext ctx)
@@ -13,6 +14,8 @@ public sealed class AccessLogMiddleware(RequestDelegate next, HoardMetrics metri
         var started = Stopwatch.GetTimestamp();
         var info = new RequestInfo();
         ctx.Features.Set(info);
+        var body = new CountingResponseBody(ctx.Features.GetRequiredFeature<IHttpResponseBodyFeature>());
+        ctx.Features.Set<IHttpResponseBodyFeature>(body);
         try
         {
             if (PathGuard.Check(ctx) is { } problem)
@@ -24,11 +27,12 @@ public sealed class AccessLogMiddleware(RequestDelegate next, HoardMetrics metri
         }
         finally
         {
+            ctx.Features.Set(body.Inner);
             metrics.Request(info.Protocol, info.Outcome);
             if (accessLog.Enabled)
             {
                 accessLog.Write(new AccessLog.Entry(time.GetUtcNow().ToUnixTimeMilliseconds(), ctx.Request.Method, ctx.Request.Path.Value ?? "",
-                    ctx.Response.StatusCode, info.Outcome, ctx.Response.ContentLength ?? -1, Stopwatch.GetElapsedTime(started).TotalMilliseconds, info.Error));
+                    ctx.Response.StatusCode, info.Outcome, body.Bytes, Stopwatch.GetElapsedTime(started).TotalMilliseconds, info.Error));
             }
         }
     }

@@ -20,9 +20,25 @@ namespace Hoard.Core.Hosting;
 /// <summary>Builds the one web application that serves every protocol on one port.</summary>
 public static partial class HoardApp
 {
+    /// <exception cref="DataDirInUseException">another process serves the same data dir</exception>
     public static WebApplication Build(HoardOptions options, Action<ILoggingBuilder>? configureLogging = null)
     {
         Directory.CreateDirectory(options.DataDir);
+        // Before anything else reads or writes the data dir: the lock is what makes start-up's clean-up safe.
+        var dataDirLock = DataDirLock.Acquire(options.DataDir);
+        try
+        {
+            return BuildLocked(options, dataDirLock, configureLogging);
+        }
+        catch
+        {
+            dataDirLock.Dispose();
+            throw;
+        }
+    }
+
+    private static WebApplication BuildLocked(HoardOptions options, DataDirLock dataDirLock, Action<ILoggingBuilder>? configureLogging)
+    {
         // Hoard's settings come from SettingsLoader, not appsettings.json. The host's defaults would watch the working
         // directory recursively for config changes, and a data dir below it (`--data ./cache`) then costs an inotify
         // event on every write of every download: the content root is the app's own folder, and nothing is watched.
@@ -32,11 +48,11 @@ public static partial class HoardApp
             ApplicationName = "hoard",
             ContentRootPath = AppContext.BaseDirectory,
         });
-        builder.WebHost.UseUrls(options.Listen);
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.AddServerHeader = false;
             k.Limits.MaxRequestBodySize = 1024 * 1024;
+            Listeners.Bind(k, options);
         });
         builder.Logging.ClearProviders();
         if (options.LogFormat == "json")
@@ -63,8 +79,13 @@ public static partial class HoardApp
 
         var services = builder.Services;
         services.AddSingleton(options);
+        // A factory, not an instance: the container then disposes it, after everything resolved later (the index,
+        // the fetch engine finishing its commits), so the lock is released last.
+        services.AddSingleton(_ => dataDirLock);
         services.AddSingleton(TimeProvider.System);
         services.AddSingleton<HoardMetrics>();
+        services.AddSingleton<ServerCertificate>();
+        services.AddSingleton<AdminAuth>();
         services.AddSingleton(_ => new AccessLog(options.AccessLog, options.LogFormat == "json"));
         services.AddSingleton(_ => new ContentStore(options.DataDir));
         services.AddSingleton(sp => new CacheIndex(options.DataDir, sp.GetRequiredService<ILogger<CacheIndex>>()));
@@ -87,6 +108,8 @@ public static partial class HoardApp
             services.AddHostedService(sp => sp.GetRequiredService<Cluster.ClusterNode>());
         }
         services.AddRouting();
+        // SIGTERM (the host maps it, and SIGINT, to a stop): Kestrel stops accepting, responses in flight get this long.
+        services.Configure<HostOptions>(o => o.ShutdownTimeout = options.ShutdownTimeout);
 
         var app = builder.Build();
         Prepare(app, options);
@@ -94,6 +117,10 @@ public static partial class HoardApp
         app.UseRouting();
         var metrics = app.Services.GetRequiredService<HoardMetrics>();
         app.MapGet("/healthz", () => Results.Text("ok\n"));
+        // Alive (healthz) is not ready: from the moment a stop begins, load balancers are told to send no more.
+        app.MapGet("/readyz", () => app.Lifetime.ApplicationStopping.IsCancellationRequested
+            ? Results.Text("stopping\n", statusCode: StatusCodes.Status503ServiceUnavailable)
+            : Results.Text("ready\n"));
         app.MapGet("/metrics", () => Results.Text(metrics.Render(), "text/plain; version=0.0.4; charset=utf-8"));
         app.MapGet("/", (HttpContext ctx) => Results.Content(Dashboard.Render(ctx, options, app.Services.GetRequiredService<FetchEngine>(), metrics), "text/html; charset=utf-8"));
         app.Services.GetRequiredService<PypiFrontEnd>().Map(app);
@@ -111,6 +138,7 @@ public static partial class HoardApp
     /// <summary>Start-up: clean temp leftovers, reconcile the index with the blob files, wire the store gauge.</summary>
     private static void Prepare(WebApplication app, HoardOptions options)
     {
+        app.Services.GetRequiredService<DataDirLock>(); // resolved first, so disposed last
         var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Hoard");
         var store = app.Services.GetRequiredService<ContentStore>();
         var index = app.Services.GetRequiredService<CacheIndex>();
@@ -139,7 +167,15 @@ public static partial class HoardApp
             var addresses = app.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>().Features.Get<IServerAddressesFeature>()?.Addresses;
             LogListening(logger, string.Join(", ", addresses ?? []));
         });
-        app.Lifetime.ApplicationStopping.Register(() => app.Services.GetRequiredService<FetchEngine>().Dispose());
+        app.Lifetime.ApplicationStopping.Register(() => LogStopping(logger, options.ShutdownTimeout.TotalSeconds));
+        // Downloads are cancelled only once the server has drained (or the shutdown timeout cut it off): until then
+        // clients may still be streaming them. A cancelled download is discarded, never committed partly.
+        app.Lifetime.ApplicationStopped.Register(() =>
+        {
+            var engine = app.Services.GetRequiredService<FetchEngine>();
+            LogStopped(logger, engine.InFlight);
+            engine.Dispose();
+        });
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Data in {DataDir}: {Blobs} blobs, {Size} of {Max}; removed {Temp} temp files, {Dropped} stale rows, {Deleted} unindexed blobs in {Ms:0} ms")]
@@ -147,6 +183,12 @@ public static partial class HoardApp
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Upstream {Kind} {Name} = {Url}{Note}")]
     private static partial void LogUpstream(ILogger logger, string kind, string name, string url, string note);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Stopping: /readyz answers 503, no new connections; responses in flight have {Seconds:0.#} s to finish")]
+    private static partial void LogStopping(ILogger logger, double seconds);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Stopped serving; {Downloads} downloads still running are discarded")]
+    private static partial void LogStopped(ILogger logger, int downloads);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Hoard listening on {Addresses}")]
     private static partial void LogListening(ILogger logger, string addresses);

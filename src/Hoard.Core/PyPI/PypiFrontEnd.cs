@@ -23,6 +23,7 @@ public sealed partial class PypiFrontEnd
     private readonly FetchEngine _engine;
     private readonly ArtifactResponder _responder;
     private readonly HoardOptions _options;
+    private readonly Hosting.AdminAuth _admin;
     private readonly ILogger _logger;
     private readonly Dictionary<string, UpstreamSpec> _indexes;
     /// <summary>
@@ -36,11 +37,12 @@ public sealed partial class PypiFrontEnd
     private const int ParsedOverhead = 4;
     private readonly string _pageCacheControl;
 
-    public PypiFrontEnd(FetchEngine engine, ArtifactResponder responder, HoardOptions options, ILogger<PypiFrontEnd> logger)
+    public PypiFrontEnd(FetchEngine engine, ArtifactResponder responder, HoardOptions options, Hosting.AdminAuth admin, ILogger<PypiFrontEnd> logger)
     {
         _engine = engine;
         _responder = responder;
         _options = options;
+        _admin = admin;
         _logger = logger;
         _indexes = options.Pypi.ToDictionary(p => p.Name, StringComparer.Ordinal);
         _pageCacheControl = $"public, max-age={(int)options.IndexTtl.TotalSeconds}";
@@ -255,12 +257,16 @@ public sealed partial class PypiFrontEnd
         }
     }
 
-    private Task PurgeAsync(HttpContext ctx, UpstreamSpec index, string project)
+    private async Task PurgeAsync(HttpContext ctx, UpstreamSpec index, string project)
     {
+        if (!await _admin.AuthorizeAsync(ctx))
+        {
+            return;
+        }
         var removed = _engine.Index.RemoveEntry(PageKey(index, project));
         LogPurged(_logger, index.Name, project, removed);
         ctx.Response.ContentType = "text/plain; charset=utf-8";
-        return ctx.Response.WriteAsync(removed ? $"purged {index.Name}/{project}\n" : $"{index.Name}/{project} was not cached\n");
+        await ctx.Response.WriteAsync(removed ? $"purged {index.Name}/{project}\n" : $"{index.Name}/{project} was not cached\n");
     }
 
     private async Task ServeFileAsync(HttpContext ctx, UpstreamSpec index, string project, string filename)

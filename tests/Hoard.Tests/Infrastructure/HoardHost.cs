@@ -25,6 +25,9 @@ public sealed class HoardHost : IAsyncDisposable
     public HoardOptions Options { get; }
     public LogSink Logs { get; }
     public string BaseUrl { get; private set; } = "";
+
+    /// <summary>Every bound address, in --listen order (BaseUrl is the first).</summary>
+    public IReadOnlyList<string> Addresses { get; private set; } = [];
     public string[] AccessLogLines
     {
         get
@@ -48,14 +51,15 @@ public sealed class HoardHost : IAsyncDisposable
 
     public static async Task<HoardHost> StartAsync(string dataDir, Action<HoardOptions> configure)
     {
-        var options = new HoardOptions { Listen = "http://127.0.0.1:0", DataDir = dataDir, LogLevel = "debug", AccessLog = dataDir.TrimEnd('/') + ".access.log" };
+        var options = new HoardOptions { Listen = ["http://127.0.0.1:0"], DataDir = dataDir, LogLevel = "debug", AccessLog = dataDir.TrimEnd('/') + ".access.log" };
         configure(options);
         Assert.Empty(options.Validate());
         var logs = new LogSink();
         var app = HoardApp.Build(options, l => l.AddProvider(logs));
         await app.StartAsync();
         var host = new HoardHost(app, options, logs);
-        host.BaseUrl = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        host.Addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.ToList();
+        host.BaseUrl = host.Addresses[0];
         return host;
     }
 

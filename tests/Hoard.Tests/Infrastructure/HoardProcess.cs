@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 
 namespace Hoard.Tests.Infrastructure;
@@ -6,6 +7,7 @@ namespace Hoard.Tests.Infrastructure;
 public sealed class HoardProcess : IAsyncDisposable
 {
     private readonly Process _process;
+    private readonly ConcurrentQueue<string> _output = new();
 
     private HoardProcess(Process process) => _process = process;
 
@@ -17,6 +19,9 @@ public sealed class HoardProcess : IAsyncDisposable
         long Read(string field) => long.Parse(File.ReadLines($"/proc/{Pid}/status").First(l => l.StartsWith(field, StringComparison.Ordinal)).Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture) * 1024;
         return (Read("VmRSS:"), Read("VmHWM:"));
     }
+
+    /// <summary>Everything the process wrote to stdout and stderr so far (application log, access log).</summary>
+    public string Output => string.Join('\n', _output);
 
     public static string Dll => Path.Combine(AppContext.BaseDirectory, "hoard.dll");
 
@@ -37,11 +42,35 @@ public sealed class HoardProcess : IAsyncDisposable
             psi.Environment[k] = v;
         }
         var p = Process.Start(psi)!;
-        p.OutputDataReceived += (_, _) => { };
-        p.ErrorDataReceived += (_, _) => { };
+        var hoard = new HoardProcess(p);
+        p.OutputDataReceived += (_, e) => hoard.Collect(e.Data);
+        p.ErrorDataReceived += (_, e) => hoard.Collect(e.Data);
         p.BeginOutputReadLine();
         p.BeginErrorReadLine();
-        return new HoardProcess(p);
+        return hoard;
+    }
+
+    private void Collect(string? line)
+    {
+        if (line is not null)
+        {
+            _output.Enqueue(line);
+        }
+    }
+
+    /// <summary>SIGTERM, as systemd, docker stop and Kubernetes send it: the graceful stop.</summary>
+    public async Task TerminateAsync()
+    {
+        var (code, output) = await Pip.RunAsync("kill", ["-TERM", Pid.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        Assert.True(code == 0, "kill -TERM: " + output);
+    }
+
+    /// <summary>The exit code, once the process has ended (fails the test if it does not end in time).</summary>
+    public async Task<int> ExitCodeAsync(TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        await _process.WaitForExitAsync(cts.Token);
+        return _process.ExitCode;
     }
 
     /// <summary>SIGKILL: no shutdown code runs.</summary>

@@ -55,7 +55,8 @@ public sealed class ClusterRecordTests
         Task<HoardHost> Node(string name) => HoardHost.StartAsync(temp.Sub(name), o =>
         {
             var port = Ports.Free();
-            o.Listen = o.Advertise = $"http://127.0.0.1:{port}";
+            o.Advertise = $"http://127.0.0.1:{port}";
+            o.Listen = [o.Advertise];
             o.ClusterRedis = url;
             o.ClusterSecret = "record-test-cluster-secret-01";
             o.ClusterRecordTtl = TimeSpan.FromSeconds(3);

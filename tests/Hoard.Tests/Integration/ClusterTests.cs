@@ -50,7 +50,7 @@ public sealed class ClusterTests
         var port = Ports.Free();
         return HoardHost.StartAsync(dataDir, o =>
         {
-            o.Listen = $"http://127.0.0.1:{port}";
+            o.Listen = [$"http://127.0.0.1:{port}"];
             o.Advertise = $"http://127.0.0.1:{port}";
             o.ClusterRedis = redis.Url;
             o.ClusterSecret = Secret;

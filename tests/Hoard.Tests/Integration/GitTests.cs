@@ -232,7 +232,7 @@ public sealed class GitTests
         void Clustered(HoardOptions o, int port)
         {
             SetGit(o, up);
-            o.Listen = o.Advertise = $"http://127.0.0.1:{port}";
+            o.Listen = [o.Advertise = $"http://127.0.0.1:{port}"];
             o.ClusterRedis = redis.Url;
             o.ClusterSecret = "git-cluster-test-secret-0123";
         }

@@ -137,7 +137,8 @@ public sealed class LeakTests
         return HoardHost.StartAsync(dataDir, o =>
         {
             SetRegistries(o, privateHost, openHost);
-            o.Listen = o.Advertise = $"http://127.0.0.1:{port}";
+            o.Advertise = $"http://127.0.0.1:{port}";
+            o.Listen = [o.Advertise];
             o.ClusterRedis = redis.Url;
             o.ClusterSecret = "leak-test-cluster-secret-0123";
         });

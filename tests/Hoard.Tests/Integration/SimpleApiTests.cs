@@ -187,6 +187,7 @@ public sealed class SimpleApiTests
         {
             PipTests.SetPypi(o, nginx.BaseUrl + "/simple/");
             o.IndexTtl = TimeSpan.FromMilliseconds(300);
+            o.AdminToken = "test-admin-token-0123456789";
         });
         using var http = new HttpClient();
         var url = hoard.BaseUrl + "/simple/demo-pkg/";
@@ -203,7 +204,8 @@ public sealed class SimpleApiTests
         Assert.Contains("demo_pkg-2.0-py3-none-any.whl", await http.GetStringAsync(url), StringComparison.Ordinal);
 
         // Purge: the next request goes upstream unconditionally.
-        Assert.Equal(200, (int)(await http.DeleteAsync(url)).StatusCode);
+        using var purge = new HttpRequestMessage(HttpMethod.Delete, url) { Headers = { Authorization = new("Bearer", hoard.Options.AdminToken) } };
+        Assert.Equal(200, (int)(await http.SendAsync(purge)).StatusCode);
         using var afterPurge = await http.GetAsync(url);
         Assert.Equal("MISS", afterPurge.Headers.GetValues("X-Hoard-Cache").Single());
     }

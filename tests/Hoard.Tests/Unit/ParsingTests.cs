@@ -134,7 +134,7 @@ public sealed class ParsingTests
         File.Delete(file);
         Assert.Empty(errors);
         Assert.Equal(3_000_000_000, options.MaxSizeBytes);
-        Assert.Equal("http://127.0.0.1:9000", options.Listen);
+        Assert.Equal(["http://127.0.0.1:9000"], options.Listen);
         Assert.Equal(["b", "c"], options.Pypi.Select(p => p.Name));
         Assert.Equal(TimeSpan.FromMinutes(1), options.IndexTtl);
     }
