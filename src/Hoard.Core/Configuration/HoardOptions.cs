@@ -50,6 +50,12 @@ public sealed class HoardOptions
     /// <summary>Generic upstreams whose files are mutable: revalidated after this TTL instead of kept forever.</summary>
     public Dictionary<string, TimeSpan> FilesTtl { get; } = new(StringComparer.Ordinal);
 
+    /// <summary>
+    /// Hosts an upstream's redirects and absolute links may lead to although their addresses are loopback, link-local
+    /// or private (configured upstreams are always allowed).
+    /// </summary>
+    public List<AllowedUpstreamHost> AllowUpstreamHosts { get; } = [];
+
     public TimeSpan IndexTtl { get; set; } = TimeSpan.FromMinutes(5);
     public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(10);
     public TimeSpan FirstByteTimeout { get; set; } = TimeSpan.FromSeconds(30);

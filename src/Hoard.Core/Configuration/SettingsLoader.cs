@@ -80,6 +80,19 @@ public static class SettingsLoader
             }
             return null;
         }),
+        new("allow-upstream-host", "HOST[:PORT] an upstream's redirects and absolute links may lead to although it is loopback, link-local or private, repeatable; no port: any port (configured upstreams are always allowed)", true, (o, v) =>
+        {
+            o.AllowUpstreamHosts.Clear();
+            foreach (var item in v)
+            {
+                if (AllowedUpstreamHost.TryParse(item, out var allowed) is { } error)
+                {
+                    return error;
+                }
+                o.AllowUpstreamHosts.Add(allowed!);
+            }
+            return null;
+        }),
         new("index-ttl", "how long an index page is served before it is revalidated upstream (default 5m)", false, (o, v) => Duration(v, "--index-ttl", t => o.IndexTtl = t)),
         new("connect-timeout", "upstream connect timeout (default 10s)", false, (o, v) => Duration(v, "--connect-timeout", t => o.ConnectTimeout = t)),
         new("first-byte-timeout", "upstream time to response headers (default 30s)", false, (o, v) => Duration(v, "--first-byte-timeout", t => o.FirstByteTimeout = t)),

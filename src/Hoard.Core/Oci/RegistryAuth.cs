@@ -5,6 +5,7 @@ using System.Text;
 using System.Text.Json;
 using Hoard.Core.Configuration;
 using Hoard.Core.Upstream;
+using Microsoft.Extensions.Logging;
 
 namespace Hoard.Core.Oci;
 
@@ -13,10 +14,11 @@ namespace Hoard.Core.Oci;
 /// a token from the realm (anonymously, or with Basic credentials) and retry; on a Basic challenge, send Basic.
 /// Tokens are cached per registry, credential and repository until they expire.
 /// </summary>
-public sealed class RegistryAuthenticator(UpstreamClient upstream, TimeProvider time)
+public sealed partial class RegistryAuthenticator(UpstreamClient upstream, TimeProvider time, ILogger<RegistryAuthenticator> logger)
 {
     private readonly UpstreamClient _upstream = upstream;
     private readonly TimeProvider _time = time;
+    private readonly ILogger _logger = logger;
     private readonly ConcurrentDictionary<string, (string Token, long ExpiresMs)> _tokens = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, bool> _basic = new(StringComparer.Ordinal);
 
@@ -28,9 +30,9 @@ public sealed class RegistryAuthenticator(UpstreamClient upstream, TimeProvider 
         basic is null ? "anonymous" : Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(basic)))[..16];
 
     public IUpstreamAuth For(UpstreamSpec registry, string repository, string? basicCredentials) =>
-        new Auth(this, registry.Name, repository, basicCredentials);
+        new Auth(this, registry.Name, registry.Url, repository, basicCredentials);
 
-    private sealed class Auth(RegistryAuthenticator owner, string registry, string repository, string? basic) : IUpstreamAuth
+    private sealed class Auth(RegistryAuthenticator owner, string registry, Uri registryUrl, string repository, string? basic) : IUpstreamAuth
     {
         private readonly string _scopeKey = $"{registry}|{CredentialId(basic)}|repository:{repository}:pull";
         private readonly string _basicKey = $"{registry}|{CredentialId(basic)}";
@@ -76,6 +78,13 @@ public sealed class RegistryAuthenticator(UpstreamClient upstream, TimeProvider 
             {
                 return false;
             }
+            if (basic is not null && realmUrl.Scheme == Uri.UriSchemeHttp && !string.Equals(realmUrl.IdnHost, registryUrl.IdnHost, StringComparison.OrdinalIgnoreCase))
+            {
+                // The realm comes from the registry's 401: a registry (or anyone between it and Hoard, over plain
+                // http) could name any host, and Basic credentials sent there in clear text are simply handed over.
+                LogRealmRefused(owner._logger, registry, UpstreamClient.Redact(realmUrl));
+                return false;
+            }
             var query = new StringBuilder();
             if (challenge.TryGetValue("service", out var service))
             {
@@ -102,6 +111,9 @@ public sealed class RegistryAuthenticator(UpstreamClient upstream, TimeProvider 
             return true;
         }
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Registry {Registry}: not sending credentials to the plain-http token realm {Realm} on another host; the request goes on without a token")]
+    private static partial void LogRealmRefused(ILogger logger, string registry, string realm);
 
     /// <summary>Basic credentials sent up front (to a token realm).</summary>
     private sealed class BasicOnly(string basic) : IUpstreamAuth
