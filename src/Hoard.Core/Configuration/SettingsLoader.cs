@@ -93,6 +93,8 @@ public static class SettingsLoader
             }
             return null;
         }),
+        new("max-page-size", "largest index page or API body Hoard reads whole, after decompression (default 64MB)", false, (o, v) =>
+            ValueParsers.TryParseSize(v[^1], out var b) ? Set(() => o.MaxPageSizeBytes = b) : $"--max-page-size '{v[^1]}': expected a size such as 64MB"),
         new("index-ttl", "how long an index page is served before it is revalidated upstream (default 5m)", false, (o, v) => Duration(v, "--index-ttl", t => o.IndexTtl = t)),
         new("connect-timeout", "upstream connect timeout (default 10s)", false, (o, v) => Duration(v, "--connect-timeout", t => o.ConnectTimeout = t)),
         new("first-byte-timeout", "upstream time to response headers (default 30s)", false, (o, v) => Duration(v, "--first-byte-timeout", t => o.FirstByteTimeout = t)),

@@ -16,6 +16,8 @@ namespace Hoard.Core.Oci;
 /// </summary>
 public sealed partial class RegistryAuthenticator(UpstreamClient upstream, TimeProvider time, ILogger<RegistryAuthenticator> logger)
 {
+    /// <summary>A token response is a few KB; anything near this is not one.</summary>
+    private const long MaxTokenResponseBytes = 1024 * 1024;
     private readonly UpstreamClient _upstream = upstream;
     private readonly TimeProvider _time = time;
     private readonly ILogger _logger = logger;
@@ -98,8 +100,22 @@ public sealed partial class RegistryAuthenticator(UpstreamClient upstream, TimeP
             {
                 return false;
             }
-            using var doc = JsonDocument.Parse(await response.Content.ReadAsStreamAsync(ct));
+            var body = await owner._upstream.ReadBoundedAsync(registry, response, MaxTokenResponseBytes, "a token response", ct);
+            JsonDocument doc;
+            try
+            {
+                doc = JsonDocument.Parse(body);
+            }
+            catch (JsonException)
+            {
+                return false;
+            }
+            using var _ = doc;
             var root = doc.RootElement;
+            if (root.ValueKind != JsonValueKind.Object)
+            {
+                return false;
+            }
             var token = root.TryGetProperty("token", out var t) ? t.GetString() : root.TryGetProperty("access_token", out var a) ? a.GetString() : null;
             if (string.IsNullOrEmpty(token))
             {

@@ -301,6 +301,47 @@ public sealed partial class UpstreamClient : IDisposable
         return request;
     }
 
+    /// <summary>
+    /// Reads a body Hoard must hold whole (JSON it parses), refusing it with a "too_large" <see cref="UpstreamException"/>
+    /// once it passes <paramref name="limit"/> bytes, counted after decompression.
+    /// </summary>
+    public async Task<byte[]> ReadBoundedAsync(string upstreamName, HttpResponseMessage response, long limit, string what, CancellationToken ct)
+    {
+        await using var body = await response.Content.ReadAsStreamAsync(ct);
+        using var buffer = new MemoryStream();
+        if (response.Content.Headers.ContentLength > limit || !await TryCopyBoundedAsync(body, buffer, limit, ct))
+        {
+            _metrics.UpstreamError(upstreamName, "too_large");
+            throw new UpstreamException("too_large", 502, $"upstream '{upstreamName}' sent {what} larger than {ValueParsers.FormatSize(limit)}; not read");
+        }
+        return buffer.ToArray();
+    }
+
+    /// <summary>Copies at most <paramref name="limit"/> bytes; false (and the copy stopped) when the source has more.</summary>
+    public static async Task<bool> TryCopyBoundedAsync(Stream source, Stream destination, long limit, CancellationToken ct)
+    {
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(64 * 1024);
+        try
+        {
+            long copied = 0;
+            int n;
+            while ((n = await source.ReadAsync(buffer, ct)) > 0)
+            {
+                copied += n;
+                if (copied > limit)
+                {
+                    return false;
+                }
+                await destination.WriteAsync(buffer.AsMemory(0, n), ct);
+            }
+            return true;
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
     private static ForbiddenUpstreamHostException? FindForbidden(Exception e)
     {
         for (Exception? inner = e; inner is not null; inner = inner.InnerException)
