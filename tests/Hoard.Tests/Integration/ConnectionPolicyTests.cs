@@ -25,8 +25,13 @@ public sealed class ConnectionPolicyTests
     {
         using var temp = new TempDir();
         using var internalService = new RecordingListener();
-        var (redirector, redirectorUrl) = await TestWebApp.StartAsync(app =>
-            app.MapGet("/{**path}", () => Results.Redirect($"http://127.0.0.1:{internalService.Port}/admin")));
+        var (redirector, redirectorUrl) = await TestWebApp.StartAsync(app => app.MapGet("/{**path}", (string path) => Results.Redirect(path switch
+        {
+            "by-name" => $"http://localhost:{internalService.Port}/admin",
+            "v6" => $"http://[::1]:{internalService.Port}/admin",
+            "mapped" => $"http://[::ffff:127.0.0.1]:{internalService.Port}/admin",
+            _ => $"http://127.0.0.1:{internalService.Port}/admin",
+        })));
         await using var redirectorApp = redirector;
         using var http = new HttpClient();
 
@@ -39,6 +44,14 @@ public sealed class ConnectionPolicyTests
             Assert.Equal(0, internalService.Connections);
             Assert.Equal(1, hoard.Metrics.Get("hoard_upstream_errors_total{upstream=\"up\",reason=\"forbidden_host\"}"));
             Assert.True(hoard.Logs.Contains("refused a connection"));
+            // Other spellings of loopback: a name that resolves to it, IPv6, IPv4-mapped IPv6.
+            foreach (var (path, shown) in new[] { ("by-name", "localhost ("), ("v6", "::1 port"), ("mapped", "127.0.0.1 port") })
+            {
+                using var other = await http.GetAsync(hoard.BaseUrl + "/files/up/" + path);
+                Assert.Equal(502, (int)other.StatusCode);
+                Assert.Contains("does not connect to " + shown, await other.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+            }
+            Assert.Equal(0, internalService.Connections);
             Assert.False(hoard.Service<CacheIndex>().TryGetEntry("files/up/tool.tar.gz", out _));
         }
 
