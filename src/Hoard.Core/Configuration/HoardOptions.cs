@@ -6,6 +6,7 @@ public sealed class HoardOptions
     public const string DefaultListen = "http://0.0.0.0:8080";
     public const string DefaultPypi = "https://pypi.org/simple/";
     public const long DefaultMaxSize = 20_000_000_000;
+    public const long DefaultMaxPageSize = 64L * 1024 * 1024;
     public const string DockerHub = "docker.io";
     public const string DockerHubUrl = "https://registry-1.docker.io/";
 
@@ -70,6 +71,15 @@ public sealed class HoardOptions
     /// <summary>Generic upstreams whose files are mutable: revalidated after this TTL instead of kept forever.</summary>
     public Dictionary<string, TimeSpan> FilesTtl { get; } = new(StringComparer.Ordinal);
 
+    /// <summary>
+    /// Hosts an upstream's redirects and absolute links may lead to although their addresses are loopback, link-local
+    /// or private (configured upstreams are always allowed).
+    /// </summary>
+    public List<AllowedUpstreamHost> AllowUpstreamHosts { get; } = [];
+
+    /// <summary>Largest index page (or API body read whole), counted after decompression: a gzip bomb stops here.</summary>
+    public long MaxPageSizeBytes { get; set; } = DefaultMaxPageSize;
+
     public TimeSpan IndexTtl { get; set; } = TimeSpan.FromMinutes(5);
     public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(10);
     public TimeSpan FirstByteTimeout { get; set; } = TimeSpan.FromSeconds(30);
@@ -112,6 +122,10 @@ public sealed class HoardOptions
         if (MaxSizeBytes < 1_000_000)
         {
             errors.Add("--max-size must be at least 1MB");
+        }
+        if (MaxPageSizeBytes < 64 * 1024)
+        {
+            errors.Add("--max-page-size must be at least 64KB");
         }
         if (Pypi.Count == 0)
         {

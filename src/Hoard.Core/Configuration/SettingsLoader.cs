@@ -90,6 +90,21 @@ public static class SettingsLoader
         }),
         new("max-upstream-fetches-per-client", "most new upstream fetches (misses) one client address may start per minute; more get 429 (default 0: no limit)", false, (o, v) =>
             int.TryParse(v[^1], out var n) && n >= 0 ? Set(() => o.MaxUpstreamFetchesPerClient = n) : $"--max-upstream-fetches-per-client '{v[^1]}': expected a number, 0 for no limit"),
+        new("allow-upstream-host", "HOST[:PORT] an upstream's redirects and absolute links may lead to although it is loopback, link-local or private, repeatable; no port: any port (configured upstreams are always allowed)", true, (o, v) =>
+        {
+            o.AllowUpstreamHosts.Clear();
+            foreach (var item in v)
+            {
+                if (AllowedUpstreamHost.TryParse(item, out var allowed) is { } error)
+                {
+                    return error;
+                }
+                o.AllowUpstreamHosts.Add(allowed!);
+            }
+            return null;
+        }),
+        new("max-page-size", "largest index page or API body Hoard reads whole, after decompression (default 64MB)", false, (o, v) =>
+            ValueParsers.TryParseSize(v[^1], out var b) ? Set(() => o.MaxPageSizeBytes = b) : $"--max-page-size '{v[^1]}': expected a size such as 64MB"),
         new("index-ttl", "how long an index page is served before it is revalidated upstream (default 5m)", false, (o, v) => Duration(v, "--index-ttl", t => o.IndexTtl = t)),
         new("connect-timeout", "upstream connect timeout (default 10s)", false, (o, v) => Duration(v, "--connect-timeout", t => o.ConnectTimeout = t)),
         new("first-byte-timeout", "upstream time to response headers (default 30s)", false, (o, v) => Duration(v, "--first-byte-timeout", t => o.FirstByteTimeout = t)),

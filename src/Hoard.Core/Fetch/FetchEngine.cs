@@ -121,7 +121,11 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
                     await using (body)
                     {
                         using var buffer = new MemoryStream();
-                        await body.CopyToAsync(buffer, ct);
+                        if (!await UpstreamClient.TryCopyBoundedAsync(body, buffer, _options.MaxPageSizeBytes, ct))
+                        {
+                            _metrics.UpstreamError(request.UpstreamName, "too_large");
+                            return (null, null, null, 502, PageTooLarge(request));
+                        }
                         var bytes = buffer.ToArray();
                         return (bytes, response.Content.Headers.ContentType?.ToString(), Convert.ToHexStringLower(SHA256.HashData(bytes)), 200, null);
                     }
@@ -398,6 +402,11 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
                 Fail(fill, "size_mismatch", $"upstream sent {l} bytes for {request.Key}, the index says {expected}");
                 return;
             }
+            if (length > _options.MaxSizeBytes)
+            {
+                Fail(fill, "too_large", StoreTooSmall(request, length.Value));
+                return;
+            }
             var etag = response.Headers.ETag?.ToString();
             var lastModified = response.Content.Headers.LastModified?.ToString("R");
             var contentType = response.Content.Headers.ContentType?.ToString();
@@ -411,10 +420,6 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
             {
                 StorageFailed(fill, 0, e);
                 return;
-            }
-            if (length is { } incoming)
-            {
-                MakeRoom(incoming);
             }
             fill.SetStarted(new FillStart(FillStartKind.Streaming, length, contentType, etag, lastModified, null));
             // A peer's body resumes from upstream: no validator to pin (the digest check is the pin).
@@ -522,6 +527,7 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         var buffer = ArrayPool<byte>.Shared.Rent(128 * 1024);
         long written = 0;
+        var roomMadeFor = 0L;
         var resumes = 0;
         var current = response;
         try
@@ -575,6 +581,20 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
                 if (n == 0)
                 {
                     break;
+                }
+                if (TooLarge(request, written + n) is { } tooLarge)
+                {
+                    current.Dispose();
+                    _metrics.UpstreamError(request.UpstreamName, "too_large");
+                    LogVerificationFailed(_logger, tooLarge);
+                    return (new FillResult(FillEnd.UpstreamFailed, written, null, new UpstreamException("too_large", 502, tooLarge)), written, "");
+                }
+                if (written + n - roomMadeFor >= EvictionStep)
+                {
+                    // Room for what has arrived, never for what upstream declared: a lying Content-Length
+                    // must not empty the store.
+                    roomMadeFor = written + n;
+                    MakeRoom(roomMadeFor);
                 }
                 try
                 {
@@ -656,8 +676,26 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
         fill.Complete(new FillResult(FillEnd.StorageFailed, written, null, new UpstreamException("storage", 503, "the store could not write: " + e.Message)));
     }
 
-    /// <summary>Evicts ahead of a download of known size so the store stays under its limit.</summary>
-    private void MakeRoom(long incoming) => Evict(Math.Max(0, _options.MaxSizeBytes - incoming));
+    /// <summary>
+    /// Why a body that has reached <paramref name="size"/> bytes cannot be kept, or null. Index pages are read whole
+    /// into memory to be parsed: the page cap (counted after decompression) is what stops a gzip bomb.
+    /// </summary>
+    private string? TooLarge(ArtifactRequest request, long size) =>
+        request.Decompress && size > _options.MaxPageSizeBytes ? PageTooLarge(request)
+        : size > _options.MaxSizeBytes ? StoreTooSmall(request, size)
+        : null;
+
+    private string PageTooLarge(ArtifactRequest request) =>
+        $"upstream page larger than {ValueParsers.FormatSize(_options.MaxPageSizeBytes)} (--max-page-size) for {request.Key} from '{request.UpstreamName}'; not stored";
+
+    private string StoreTooSmall(ArtifactRequest request, long size) =>
+        $"upstream '{request.UpstreamName}' sends {size} bytes for {request.Key}, larger than the store ({ValueParsers.FormatSize(_options.MaxSizeBytes)}, --max-size); not stored";
+
+    /// <summary>How often a download makes room in the store for the bytes it has written.</summary>
+    private const long EvictionStep = 8L * 1024 * 1024;
+
+    /// <summary>Evicts so the store plus the bytes a download has written stay under the limit.</summary>
+    private void MakeRoom(long written) => Evict(Math.Max(0, _options.MaxSizeBytes - written));
 
     public void EvictIfNeeded() => Evict(_options.MaxSizeBytes);
 

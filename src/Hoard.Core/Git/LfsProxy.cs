@@ -21,6 +21,9 @@ public sealed class LfsProxy(UpstreamClient upstream, ArtifactResponder responde
     private static readonly ResponseShape ObjectShape = new("application/octet-stream", "private, max-age=3600");
     private static readonly TimeSpan MaxTokenLife = TimeSpan.FromHours(1);
 
+    /// <summary>A batch answer lists at most a few hundred objects (git-lfs asks in batches of 100): a few hundred KB.</summary>
+    private const long MaxBatchResponseBytes = 16L * 1024 * 1024;
+
     /// <summary>
     /// Grants outstanding, at most this many: each batch answer adds one per object, so the map is bounded rather than
     /// left to grow with what clients ask for; a client whose grant was dropped asks the batch API again.
@@ -44,9 +47,19 @@ public sealed class LfsProxy(UpstreamClient upstream, ArtifactResponder responde
             Headers = headers,
             Body = content,
         }, ctx.RequestAborted);
+        byte[] answer;
+        try
+        {
+            answer = await upstream.ReadBoundedAsync(spec.Name, response, MaxBatchResponseBytes, "an LFS batch answer", ctx.RequestAborted);
+        }
+        catch (UpstreamException e)
+        {
+            await HttpErrors.WriteAsync(ctx, e.ClientStatus, e.Message);
+            return;
+        }
         UpstreamRelay.CopyStatus(ctx.Response, response);
         ctx.Response.ContentType = "application/vnd.git-lfs+json";
-        var text = await response.Content.ReadAsStringAsync(ctx.RequestAborted);
+        var text = System.Text.Encoding.UTF8.GetString(answer);
         metrics.Git("lfs_batch", ((int)response.StatusCode).ToString(System.Globalization.CultureInfo.InvariantCulture));
         if (response.IsSuccessStatusCode && JsonNode.Parse(text) is JsonObject root && root["objects"] is JsonArray objects)
         {

@@ -90,14 +90,46 @@ public sealed class AccessLog : IAsyncDisposable
             sb.Append("}\n");
             return;
         }
-        sb.Append(time).Append(" access: ").Append(e.Method).Append(' ').Append(e.Path).Append(' ')
+        sb.Append(time).Append(" access: ");
+        AppendEscaped(sb, e.Method).Append(' ');
+        AppendEscaped(sb, e.Path).Append(' ')
           .Append(e.Status).Append(' ').Append(outcome).Append(' ').Append(e.Bytes).Append(' ')
           .Append(e.Ms.ToString("0.0", CultureInfo.InvariantCulture)).Append("ms");
         if (e.Error is not null)
         {
-            sb.Append(' ').Append(e.Error);
+            AppendEscaped(sb.Append(' '), e.Error);
         }
         sb.Append('\n');
+    }
+
+    /// <summary>
+    /// A client's path (decoded: "%0a" is a newline by now) and an upstream's error text must not start a line of
+    /// their own that reads like another request: control characters (C0, DEL, C1), the Unicode line and paragraph
+    /// separators and the backslash itself are written as \xNN (\uNNNN), so one request is always one line.
+    /// The JSON format needs none of this: the serializer escapes control characters.
+    /// </summary>
+    internal static StringBuilder AppendEscaped(StringBuilder sb, string text)
+    {
+        var start = 0;
+        for (var i = 0; i < text.Length; i++)
+        {
+            var c = text[i];
+            if (c >= 0x20 && c != '\\' && (c < 0x7f || c > 0x9f) && c != '\u2028' && c != '\u2029')
+            {
+                continue;
+            }
+            sb.Append(text, start, i - start);
+            if (c <= 0xff)
+            {
+                sb.Append(CultureInfo.InvariantCulture, $"\\x{(int)c:x2}");
+            }
+            else
+            {
+                sb.Append(CultureInfo.InvariantCulture, $"\\u{(int)c:x4}");
+            }
+            start = i + 1;
+        }
+        return sb.Append(text, start, text.Length - start);
     }
 
     private static readonly string[] OutcomeNames = Enum.GetValues<CacheOutcome>().Select(o => o.ToString().ToLowerInvariant()).ToArray();

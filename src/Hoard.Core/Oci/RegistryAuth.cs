@@ -6,6 +6,7 @@ using Hoard.Core.Access;
 using Hoard.Core.Configuration;
 using Hoard.Core.Upstream;
 using Microsoft.Extensions.Caching.Memory;
+using Microsoft.Extensions.Logging;
 
 namespace Hoard.Core.Oci;
 
@@ -15,11 +16,14 @@ namespace Hoard.Core.Oci;
 /// Tokens are cached per registry, credential and repository until they expire, in a cache of bounded size: clients
 /// choose the credentials, so a flood of made-up ones must not grow memory.
 /// </summary>
-public sealed class RegistryAuthenticator(UpstreamClient upstream, TimeProvider time) : IDisposable
+public sealed partial class RegistryAuthenticator(UpstreamClient upstream, TimeProvider time, ILogger<RegistryAuthenticator> logger) : IDisposable
 {
+    /// <summary>A token response is a few KB; anything near this is not one.</summary>
+    private const long MaxTokenResponseBytes = 1024 * 1024;
     private const int MaxTokens = 20_000;
     private readonly UpstreamClient _upstream = upstream;
     private readonly TimeProvider _time = time;
+    private readonly ILogger _logger = logger;
     private readonly MemoryCache _tokens = new(new MemoryCacheOptions { SizeLimit = MaxTokens, CompactionPercentage = 0.25 });
 
     /// <summary>Registries that asked for Basic (a property of the registry, not of a client: bounded by the configuration).</summary>
@@ -31,9 +35,9 @@ public sealed class RegistryAuthenticator(UpstreamClient upstream, TimeProvider 
     public static string? ConfiguredCredentials(UpstreamSpec registry) => UrlCredentials.Basic(registry.Url);
 
     public IUpstreamAuth For(UpstreamSpec registry, string repository, string? basicCredentials) =>
-        new Auth(this, registry.Name, repository, basicCredentials);
+        new Auth(this, registry.Name, registry.Url, repository, basicCredentials);
 
-    private sealed class Auth(RegistryAuthenticator owner, string registry, string repository, string? basic) : IUpstreamAuth
+    private sealed class Auth(RegistryAuthenticator owner, string registry, Uri registryUrl, string repository, string? basic) : IUpstreamAuth
     {
         private readonly string _scopeKey = $"{registry}|{CredentialIds.Of(basic)}|repository:{repository}:pull";
 
@@ -78,6 +82,13 @@ public sealed class RegistryAuthenticator(UpstreamClient upstream, TimeProvider 
             {
                 return false;
             }
+            if (basic is not null && realmUrl.Scheme == Uri.UriSchemeHttp && !string.Equals(realmUrl.IdnHost, registryUrl.IdnHost, StringComparison.OrdinalIgnoreCase))
+            {
+                // The realm comes from the registry's 401: a registry (or anyone between it and Hoard, over plain
+                // http) could name any host, and Basic credentials sent there in clear text are simply handed over.
+                LogRealmRefused(owner._logger, registry, UpstreamClient.Redact(realmUrl));
+                return false;
+            }
             var query = new StringBuilder();
             if (challenge.TryGetValue("service", out var service))
             {
@@ -91,8 +102,22 @@ public sealed class RegistryAuthenticator(UpstreamClient upstream, TimeProvider 
             {
                 return false;
             }
-            using var doc = JsonDocument.Parse(await response.Content.ReadAsStreamAsync(ct));
+            var body = await owner._upstream.ReadBoundedAsync(registry, response, MaxTokenResponseBytes, "a token response", ct);
+            JsonDocument doc;
+            try
+            {
+                doc = JsonDocument.Parse(body);
+            }
+            catch (JsonException)
+            {
+                return false;
+            }
+            using var _ = doc;
             var root = doc.RootElement;
+            if (root.ValueKind != JsonValueKind.Object)
+            {
+                return false;
+            }
             var token = root.TryGetProperty("token", out var t) ? t.GetString() : root.TryGetProperty("access_token", out var a) ? a.GetString() : null;
             if (string.IsNullOrEmpty(token))
             {
@@ -104,6 +129,9 @@ public sealed class RegistryAuthenticator(UpstreamClient upstream, TimeProvider 
             return true;
         }
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Registry {Registry}: not sending credentials to the plain-http token realm {Realm} on another host; the request goes on without a token")]
+    private static partial void LogRealmRefused(ILogger logger, string registry, string realm);
 
     /// <summary>Basic credentials sent up front (to a token realm).</summary>
     private sealed class BasicOnly(string basic) : IUpstreamAuth

@@ -24,6 +24,24 @@ public static partial class SimpleParser
     [GeneratedRegex("<[^>]+>")]
     private static partial Regex Tags();
 
+    /// <summary>hashlib names: sha256, blake2b, sha3_256, shake_128.</summary>
+    [GeneratedRegex("^[a-z0-9_]{1,32}$")]
+    private static partial Regex HashName();
+
+    [GeneratedRegex("^[0-9a-fA-F]{1,256}$")]
+    private static partial Regex HexDigest();
+
+    /// <summary>
+    /// The anchor attributes the simple API defines (PEP 503, 592, 658, 714); everything else an upstream writes
+    /// in an anchor (onfocus, style, autofocus) is dropped, never passed on to a client's page.
+    /// </summary>
+    private static readonly HashSet<string> KnownAttributes = new(StringComparer.Ordinal)
+    {
+        "data-requires-python", "data-gpg-sig", "data-yanked", "data-dist-info-metadata", "data-core-metadata",
+    };
+
+    public static bool IsKnownAttribute(string name) => KnownAttributes.Contains(name);
+
     public static bool IsJson(string? contentType) => contentType is not null && contentType.Contains("json", StringComparison.OrdinalIgnoreCase);
 
     public static SimplePage ParseProject(string project, ReadOnlySpan<byte> body, string? contentType, Uri pageUrl) =>
@@ -37,12 +55,20 @@ public static partial class SimpleParser
         {
             foreach (var node in array)
             {
-                if (node is not JsonObject file || file["url"]?.GetValue<string>() is not { } href)
+                if (node is not JsonObject file || file["url"] is not JsonValue hrefNode || !hrefNode.TryGetValue<string>(out var href)
+                    || Resolve(pageUrl, href, out _) is not { } url)
                 {
                     continue;
                 }
-                var url = Resolve(pageUrl, href, out _);
-                var filename = file["filename"]?.GetValue<string>() ?? FilenameOf(url);
+                var filename = file["filename"] is JsonValue f && f.TryGetValue<string>(out var given) ? given : FilenameOf(url);
+                file["hashes"] = CleanHashes(file["hashes"]);
+                foreach (var metadata in (string[])["core-metadata", "dist-info-metadata"])
+                {
+                    if (file[metadata] is JsonObject)
+                    {
+                        file[metadata] = CleanHashes(file[metadata]);
+                    }
+                }
                 files.Add(new SimpleFile(filename, url, file, null));
             }
         }
@@ -70,16 +96,15 @@ public static partial class SimpleParser
                 {
                     href = value;
                 }
-                else
+                else if (IsKnownAttribute(key))
                 {
                     attributes.Add(new(key, value));
                 }
             }
-            if (string.IsNullOrEmpty(href))
+            if (string.IsNullOrEmpty(href) || Resolve(pageUrl, href, out var fragment) is not { } url)
             {
                 continue;
             }
-            var url = Resolve(pageUrl, href, out var fragment);
             var text = WebUtility.HtmlDecode(Tags().Replace(a.Groups[2].Value, "")).Trim();
             var filename = text.Length > 0 ? text : FilenameOf(url);
             files.Add(new SimpleFile(filename, url, HtmlToJson(filename, url, fragment, attributes), attributes));
@@ -94,7 +119,7 @@ public static partial class SimpleParser
         var hashes = new JsonObject();
         if (fragment is not null && fragment.IndexOf('=', StringComparison.Ordinal) is var eq and > 0)
         {
-            hashes[fragment[..eq].ToLowerInvariant()] = fragment[(eq + 1)..];
+            AddHash(hashes, fragment[..eq].ToLowerInvariant(), fragment[(eq + 1)..]);
         }
         var json = new JsonObject { ["filename"] = filename, ["url"] = url.ToString(), ["hashes"] = hashes };
         foreach (var (key, value) in attributes)
@@ -122,9 +147,39 @@ public static partial class SimpleParser
     {
         if (value is not null && value.IndexOf('=', StringComparison.Ordinal) is var eq and > 0)
         {
-            return new JsonObject { [value[..eq].ToLowerInvariant()] = value[(eq + 1)..] };
+            var hashes = new JsonObject();
+            AddHash(hashes, value[..eq].ToLowerInvariant(), value[(eq + 1)..]);
+            return hashes;
         }
         return JsonValue.Create(!string.Equals(value, "false", StringComparison.OrdinalIgnoreCase));
+    }
+
+    /// <summary>
+    /// Keeps a hash only when its name is a hashlib name and its value hex: both end up in clients' pages (inside
+    /// an href and attribute values), and the sha256 names the blob in the store and in the cluster.
+    /// </summary>
+    private static void AddHash(JsonObject hashes, string name, string value)
+    {
+        if (HashName().IsMatch(name) && HexDigest().IsMatch(value))
+        {
+            hashes[name] = value;
+        }
+    }
+
+    private static JsonObject CleanHashes(JsonNode? node)
+    {
+        var clean = new JsonObject();
+        if (node is JsonObject hashes)
+        {
+            foreach (var (name, value) in hashes)
+            {
+                if (value is JsonValue v && v.TryGetValue<string>(out var digest))
+                {
+                    AddHash(clean, name, digest);
+                }
+            }
+        }
+        return clean;
     }
 
     public static SimpleProjectList ParseList(ReadOnlySpan<byte> body, string? contentType)
@@ -153,9 +208,14 @@ public static partial class SimpleParser
         return new SimpleProjectList(names, null);
     }
 
-    private static Uri Resolve(Uri page, string href, out string? fragment)
+    /// <summary>The link's absolute URL without its fragment, or null for a link that is not http(s) (javascript:, data:, file:) or not a URL.</summary>
+    private static Uri? Resolve(Uri page, string href, out string? fragment)
     {
-        var url = new Uri(page, href);
+        fragment = null;
+        if (!Uri.TryCreate(page, href, out var url) || url.Scheme is not ("http" or "https"))
+        {
+            return null;
+        }
         fragment = url.Fragment.Length > 1 ? Uri.UnescapeDataString(url.Fragment[1..]) : null;
         return fragment is null ? url : new Uri(url.GetLeftPart(UriPartial.Query));
     }

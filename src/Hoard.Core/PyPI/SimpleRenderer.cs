@@ -48,13 +48,19 @@ public static class SimpleRenderer
         foreach (var f in page.Files)
         {
             sb.Append("    <a href=\"").Append(WebUtility.HtmlEncode(FileHref(f)));
-            if (f.Json["hashes"] is JsonObject hashes && (hashes["sha256"] is not null ? "sha256" : hashes.FirstOrDefault().Key) is { } algo && hashes[algo] is { } digest)
+            // The parser keeps only hashlib names and hex values; encoded all the same, as everything upstream wrote.
+            if (f.Json["hashes"] is JsonObject hashes && (hashes["sha256"] is not null ? "sha256" : hashes.FirstOrDefault().Key) is { } algo
+                && hashes[algo] is JsonValue digest && digest.TryGetValue<string>(out var hex))
             {
-                sb.Append('#').Append(algo).Append('=').Append(WebUtility.HtmlEncode(digest.GetValue<string>()));
+                sb.Append('#').Append(WebUtility.HtmlEncode(algo)).Append('=').Append(WebUtility.HtmlEncode(hex));
             }
             sb.Append('"');
             foreach (var (key, value) in f.HtmlAttributes ?? JsonToAttributes(f.Json))
             {
+                if (!SimpleParser.IsKnownAttribute(key))
+                {
+                    continue;
+                }
                 sb.Append(' ').Append(key);
                 if (value is not null)
                 {
@@ -87,8 +93,8 @@ public static class SimpleRenderer
         var metadata = f["core-metadata"] ?? f["dist-info-metadata"];
         var attr = metadata switch
         {
-            JsonObject o when o["sha256"] is { } h => "sha256=" + h.GetValue<string>(),
-            JsonObject o when o.FirstOrDefault() is { Value: { } v } kv => kv.Key + "=" + v.GetValue<string>(),
+            JsonObject o when o["sha256"] is JsonValue h && h.TryGetValue<string>(out var sha) => "sha256=" + sha,
+            JsonObject o when o.FirstOrDefault() is { Value: JsonValue v } kv && v.TryGetValue<string>(out var digest) => kv.Key + "=" + digest,
             JsonValue v when v.TryGetValue<bool>(out var b) && b => "true",
             _ => null,
         };

@@ -54,7 +54,7 @@ public sealed class UpstreamException(string reason, int clientStatus, string me
     /// <summary>The status upstream answered with, when it answered.</summary>
     public int UpstreamStatus { get; } = upstreamStatus;
 
-    /// <summary>connect, timeout, status, body, size_mismatch, digest_mismatch</summary>
+    /// <summary>connect, forbidden_host, timeout, status, body, too_large, size_mismatch, digest_mismatch</summary>
     public string Reason { get; } = reason;
     public int ClientStatus { get; } = clientStatus;
 }
@@ -62,7 +62,9 @@ public sealed class UpstreamException(string reason, int clientStatus, string me
 /// <summary>
 /// The pooled outbound HTTP client. Connect and first-byte timeouts here; the body's idle timeout is enforced by
 /// the reader (there is no total timeout, so a 2 GB wheel is never cut off for being big). HTTP(S)_PROXY and
-/// NO_PROXY come from the environment through the default proxy; --ca-bundle adds trusted roots.
+/// NO_PROXY come from the environment through the default proxy; --ca-bundle adds trusted roots. Every connection,
+/// redirects included, passes the <see cref="ConnectionPolicy"/>. Redirects are followed by the handler, which drops
+/// the Authorization header on each one, so credentials never reach the host a redirect leads to.
 /// </summary>
 public sealed partial class UpstreamClient : IDisposable
 {
@@ -79,15 +81,19 @@ public sealed partial class UpstreamClient : IDisposable
         _metrics = metrics;
         _logger = logger;
         var extraRoots = options.CaBundle is null ? null : LoadBundle(options.CaBundle);
-        _raw = new HttpMessageInvoker(CreateHandler(options, extraRoots, DecompressionMethods.None), disposeHandler: true);
-        _decompressing = new HttpMessageInvoker(CreateHandler(options, extraRoots, DecompressionMethods.All), disposeHandler: true);
+        var policy = new ConnectionPolicy(options, HttpClient.DefaultProxy);
+        var proxy = new ConnectionPolicy.GuardedProxy(HttpClient.DefaultProxy, policy);
+        _raw = new HttpMessageInvoker(CreateHandler(options, extraRoots, DecompressionMethods.None, policy, proxy), disposeHandler: true);
+        _decompressing = new HttpMessageInvoker(CreateHandler(options, extraRoots, DecompressionMethods.All, policy, proxy), disposeHandler: true);
     }
 
-    private static SocketsHttpHandler CreateHandler(HoardOptions options, X509Certificate2Collection? roots, DecompressionMethods decompression)
+    private static SocketsHttpHandler CreateHandler(HoardOptions options, X509Certificate2Collection? roots, DecompressionMethods decompression, ConnectionPolicy policy, IWebProxy proxy)
     {
         var handler = new SocketsHttpHandler
         {
             UseProxy = true,
+            Proxy = proxy,
+            ConnectCallback = policy.ConnectAsync,
             AllowAutoRedirect = true,
             MaxAutomaticRedirections = 5,
             AutomaticDecompression = decompression,
@@ -151,7 +157,7 @@ public sealed partial class UpstreamClient : IDisposable
             {
                 return await SendOnceAsync(call, ct);
             }
-            catch (UpstreamException e) when (attempt < call.Retries && (e.Reason != "status" || e.ClientStatus >= 500) && !ct.IsCancellationRequested)
+            catch (UpstreamException e) when (attempt < call.Retries && e.Reason != "forbidden_host" && (e.Reason != "status" || e.ClientStatus >= 500) && !ct.IsCancellationRequested)
             {
                 var delay = TimeSpan.FromMilliseconds(200 * Math.Pow(2, attempt) + Random.Shared.Next(0, 100));
                 LogRetry(_logger, call.UpstreamName, Redact(call.Url), attempt + 1, e.Message);
@@ -229,6 +235,13 @@ public sealed partial class UpstreamClient : IDisposable
             _metrics.UpstreamError(call.UpstreamName, "timeout");
             throw new UpstreamException("timeout", 504, $"upstream '{call.UpstreamName}' did not answer within {_options.FirstByteTimeout.TotalSeconds:0.#}s");
         }
+        catch (HttpRequestException e) when (FindForbidden(e) is { } forbidden)
+        {
+            _metrics.UpstreamRequest(call.UpstreamName, "error", Stopwatch.GetElapsedTime(started));
+            _metrics.UpstreamError(call.UpstreamName, "forbidden_host");
+            LogForbidden(_logger, call.UpstreamName, Redact(call.Url), forbidden.Message);
+            throw new UpstreamException("forbidden_host", 502, $"upstream '{call.UpstreamName}': {forbidden.Message}", e);
+        }
         catch (HttpRequestException e)
         {
             _metrics.UpstreamRequest(call.UpstreamName, "error", Stopwatch.GetElapsedTime(started));
@@ -288,6 +301,59 @@ public sealed partial class UpstreamClient : IDisposable
         return request;
     }
 
+    /// <summary>
+    /// Reads a body Hoard must hold whole (JSON it parses), refusing it with a "too_large" <see cref="UpstreamException"/>
+    /// once it passes <paramref name="limit"/> bytes, counted after decompression.
+    /// </summary>
+    public async Task<byte[]> ReadBoundedAsync(string upstreamName, HttpResponseMessage response, long limit, string what, CancellationToken ct)
+    {
+        await using var body = await response.Content.ReadAsStreamAsync(ct);
+        using var buffer = new MemoryStream();
+        if (response.Content.Headers.ContentLength > limit || !await TryCopyBoundedAsync(body, buffer, limit, ct))
+        {
+            _metrics.UpstreamError(upstreamName, "too_large");
+            throw new UpstreamException("too_large", 502, $"upstream '{upstreamName}' sent {what} larger than {ValueParsers.FormatSize(limit)}; not read");
+        }
+        return buffer.ToArray();
+    }
+
+    /// <summary>Copies at most <paramref name="limit"/> bytes; false (and the copy stopped) when the source has more.</summary>
+    public static async Task<bool> TryCopyBoundedAsync(Stream source, Stream destination, long limit, CancellationToken ct)
+    {
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(64 * 1024);
+        try
+        {
+            long copied = 0;
+            int n;
+            while ((n = await source.ReadAsync(buffer, ct)) > 0)
+            {
+                copied += n;
+                if (copied > limit)
+                {
+                    return false;
+                }
+                await destination.WriteAsync(buffer.AsMemory(0, n), ct);
+            }
+            return true;
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private static ForbiddenUpstreamHostException? FindForbidden(Exception e)
+    {
+        for (Exception? inner = e; inner is not null; inner = inner.InnerException)
+        {
+            if (inner is ForbiddenUpstreamHostException forbidden)
+            {
+                return forbidden;
+            }
+        }
+        return null;
+    }
+
     /// <summary>A URL fit for logs: user info removed.</summary>
     public static string Redact(Uri url) => UrlCredentials.WithoutUserInfo(url).ToString();
 
@@ -299,6 +365,9 @@ public sealed partial class UpstreamClient : IDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Upstream {Upstream}: retry {Attempt} of {Url}: {Error}")]
     private static partial void LogRetry(ILogger logger, string upstream, string url, int attempt, string error);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Upstream {Upstream}: refused a connection for {Url}: {Reason}")]
+    private static partial void LogForbidden(ILogger logger, string upstream, string url, string reason);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Upstream {Upstream}: {Method} {Url} -> {Status} in {Ms:0.0} ms")]
     private static partial void LogUpstream(ILogger logger, string upstream, string method, string url, int status, double ms);

@@ -25,6 +25,16 @@ public sealed class HoardProcess : IAsyncDisposable
 
     public static string Dll => Path.Combine(AppContext.BaseDirectory, "hoard.dll");
 
+    /// <summary>Peak resident memory (VmHWM in /proc/PID/status), in bytes: what the process really took at its worst.</summary>
+    public long PeakResidentBytes
+    {
+        get
+        {
+            var line = File.ReadLines($"/proc/{_process.Id}/status").First(l => l.StartsWith("VmHWM:", StringComparison.Ordinal));
+            return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture) * 1024;
+        }
+    }
+
     /// <summary>Runs `dotnet hoard.dll ARGS`, or the given executable, with extra environment variables.</summary>
     public static HoardProcess Start(IEnumerable<string> args, IDictionary<string, string>? env = null, string? executable = null)
     {

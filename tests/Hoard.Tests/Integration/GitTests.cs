@@ -232,6 +232,8 @@ public sealed class GitTests
         void Clustered(HoardOptions o, int port)
         {
             SetGit(o, up);
+            // The LFS server (where download hrefs point) is on another loopback port, no configured upstream.
+            ConnectionPolicyTests.AllowHost(o, $"127.0.0.1:{lfsServer.Port}");
             o.Listen = [o.Advertise = $"http://127.0.0.1:{port}"];
             o.ClusterRedis = redis.Url;
             o.ClusterSecret = "git-cluster-test-secret-0123";

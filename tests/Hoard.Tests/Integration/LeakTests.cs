@@ -238,6 +238,7 @@ public sealed class LeakTests
         await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o =>
         {
             o.Git.Add(new UpstreamSpec("up", new Uri($"http://127.0.0.1:{up.Port}/")));
+            ConnectionPolicyTests.AllowHost(o, $"127.0.0.1:{lfsServer.Port}"); // where the LFS download hrefs point
             o.Registries.Add(new UpstreamSpec(Open, new Uri($"http://{openRegistry.Host}/")));
             o.DefaultRegistry = Open;
         });

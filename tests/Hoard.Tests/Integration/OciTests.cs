@@ -260,7 +260,12 @@ public sealed class OciTests
         var privateImage = privateLayout.SinglePlatform("secret/app", "v1");
         await Skopeo.PushAsync(privateLayout, privateImage, registry, "alice:s3cret");
 
-        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o => SetRegistry(o, registry));
+        // The token realm is on another loopback port, no configured upstream: it must be allowed.
+        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o =>
+        {
+            SetRegistry(o, registry);
+            ConnectionPolicyTests.AllowHost(o, new Uri(tokens.Realm).Authority);
+        });
         var host = new Uri(hoard.BaseUrl).Authority;
         var issuedBefore = tokens.Issued;
         var (code, output) = await Skopeo.PullAsync($"{host}/public/tool:v1", temp.Sub("anon"));

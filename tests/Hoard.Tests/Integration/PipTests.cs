@@ -47,7 +47,12 @@ public sealed class PipTests
         index.WriteHtml(fileBaseUrl: files.BaseUrl);
         await using var pages = new Nginx(index.Root);
         await pages.StartAsync();
-        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o => SetPypi(o, pages.BaseUrl + "/simple/"));
+        // Both on loopback: the files' host must be allowed, as it is no configured upstream.
+        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o =>
+        {
+            SetPypi(o, pages.BaseUrl + "/simple/");
+            ConnectionPolicyTests.AllowHost(o, $"127.0.0.1:{files.Port}");
+        });
 
         using var pip = await Pip.CreateAsync();
         var (code, output) = await pip.InstallAsync(hoard.BaseUrl + "/simple/", "abs-links");

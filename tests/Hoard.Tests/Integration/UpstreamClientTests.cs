@@ -2,7 +2,7 @@ using Hoard.Tests.Infrastructure;
 
 namespace Hoard.Tests.Integration;
 
-/// <summary>The outbound client's environment: HTTP(S)_PROXY / NO_PROXY, and an extra CA bundle for TLS upstreams.</summary>
+/// <summary>The outbound client's environment: HTTP(S)_PROXY / NO_PROXY (and the connection policy behind a proxy), and an extra CA bundle for TLS upstreams.</summary>
 public sealed class UpstreamClientTests
 {
     [Fact]
@@ -35,6 +35,30 @@ public sealed class UpstreamClientTests
         Assert.Equal(1, proxy.Count("/p.bin"));
         Assert.Equal(502, await FetchThroughHoard(new() { ["HTTP_PROXY"] = proxy.BaseUrl, ["http_proxy"] = proxy.BaseUrl, ["NO_PROXY"] = "upstream.invalid", ["no_proxy"] = "upstream.invalid" }));
         Assert.Equal(1, proxy.Count("/p.bin"));
+    }
+
+    [Fact]
+    public async Task Through_a_proxy_a_redirect_to_a_loopback_port_is_still_refused()
+    {
+        using var temp = new TempDir();
+        using var internalService = new RecordingListener();
+        await using var upstream = new Nginx(temp.Sub("up"), $"location / {{ return 302 http://127.0.0.1:{internalService.Port}/admin; }}");
+        await upstream.StartAsync();
+        await using var proxy = new Nginx(temp.Sub("proxy"), $"location / {{ proxy_pass http://127.0.0.1:{upstream.Port}; }}");
+        await proxy.StartAsync();
+        var port = Ports.Free();
+        var env = new Dictionary<string, string> { ["HTTP_PROXY"] = proxy.BaseUrl, ["http_proxy"] = proxy.BaseUrl };
+        await using var hoard = HoardProcess.Start(["serve", "--listen", $"http://127.0.0.1:{port}", "--data", temp.Sub("data"), "--files", "up=http://upstream.invalid/", "--index-retries", "0"], env);
+        await Ports.WaitOpenAsync(port, TimeSpan.FromSeconds(30));
+
+        using var http = new HttpClient();
+        using var response = await http.GetAsync($"http://127.0.0.1:{port}/files/up/x.bin");
+        Assert.Equal(502, (int)response.StatusCode);
+        Assert.Contains("a loopback address", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        // The configured upstream went through the proxy; the redirect's target went nowhere, proxied or not.
+        Assert.Equal(1, proxy.Count("/x.bin"));
+        Assert.Equal(0, proxy.Count("/admin"));
+        Assert.Equal(0, internalService.Connections);
     }
 
     [Fact]
