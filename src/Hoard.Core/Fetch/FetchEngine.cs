@@ -557,7 +557,8 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
                             resumed = await cluster.ResumeAsync(request, written, brokenFrom, ct);
                         }
                         var fromAnotherPeer = resumed is not null;
-                        while (resumed is null && resumes < MaxResumes && written > 0 && !request.Decompress)
+                        // Only a body of known length from a real upstream can be resumed (not a git pack being produced).
+                        while (resumed is null && resumes < MaxResumes && written > 0 && !request.Decompress && length is not null && request.Producer is null)
                         {
                             // Back off before each try: a restarting upstream needs a moment.
                             await Task.Delay(TimeSpan.FromMilliseconds(500 << resumes), _time, ct);

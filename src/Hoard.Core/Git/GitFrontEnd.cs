@@ -221,7 +221,8 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
         var mirror = mirrors.PathOf(spec, repository);
         var missing = await mirrors.MissingAsync(mirror, wants, wantRefs, ctx.RequestAborted);
         info.Outcome = missing.Count == 0 ? CacheOutcome.Hit : CacheOutcome.Miss;
-        if (missing.Count > 0)
+        // Objects a fetch a moment ago did not bring do not exist upstream: asking for them again fetches nothing.
+        if (missing.Count > 0 && !mirrors.KnownAbsent(mirror, missing))
         {
             await mirrors.RefreshAsync(spec, repository, mirror, Authorization(ctx), wants);
             if (!mirrors.Exists(mirror))
@@ -229,6 +230,7 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
                 await HttpErrors.WriteAsync(ctx, 502, $"could not mirror {spec.Name}/{repository} from upstream");
                 return;
             }
+            mirrors.RememberAbsent(mirror, await mirrors.MissingAsync(mirror, missing, [], ctx.RequestAborted));
         }
         metrics.Git("upload_pack", missing.Count == 0 ? "hit" : "fetched");
         var gitProtocol = GitProtocolHeader(ctx);

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using Hoard.Core.Configuration;
 using Hoard.Core.Metrics;
+using Microsoft.Extensions.Caching.Memory;
 using Microsoft.Extensions.Logging;
 
 namespace Hoard.Core.Git;
@@ -18,6 +19,23 @@ public sealed partial class GitMirror(HoardOptions options, HoardMetrics metrics
     private readonly string _root = Path.Combine(Path.GetFullPath(options.DataDir), "git");
 
     public SemaphoreSlim Processes { get; } = new(options.GitMaxProcesses);
+
+    /// <summary>
+    /// Wanted objects a fetch did not bring (made up, or of a ref deleted since), per mirror, for a minute: a client
+    /// asking for them again gets upload-pack's "not our ref" without another fetch. Bounded: clients choose the ids.
+    /// </summary>
+    private readonly MemoryCache _absent = new(new MemoryCacheOptions { SizeLimit = 50_000, CompactionPercentage = 0.25 });
+    private static readonly TimeSpan AbsentFor = TimeSpan.FromMinutes(1);
+
+    public bool KnownAbsent(string mirror, IEnumerable<string> objects) => objects.All(o => _absent.TryGetValue(mirror + "|" + o, out _));
+
+    public void RememberAbsent(string mirror, IEnumerable<string> objects)
+    {
+        foreach (var o in objects)
+        {
+            _absent.Set(mirror + "|" + o, true, new MemoryCacheEntryOptions { Size = 1, AbsoluteExpirationRelativeToNow = AbsentFor });
+        }
+    }
 
     /// <summary>The shortest time between two fetches of one mirror.</summary>
     public static readonly TimeSpan MinFetchInterval = TimeSpan.FromSeconds(2);

@@ -84,7 +84,7 @@ public sealed class AbuseTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public async Task Requests_wanting_made_up_objects_fetch_the_mirror_at_most_once_every_two_seconds()
+    public async Task Requests_wanting_a_made_up_object_fetch_the_mirror_once_and_distinct_ones_at_most_every_two_seconds()
     {
         using var temp = new TempDir();
         await using var up = new GitUpstream();
@@ -93,13 +93,10 @@ public sealed class AbuseTests(ITestOutputHelper output)
         await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o => o.Git.Add(new Hoard.Core.Configuration.UpstreamSpec("up", new Uri($"http://127.0.0.1:{up.Port}/"))));
         await GitUpstream.Git(temp.Path, "clone", "-q", $"{hoard.BaseUrl}/git/up/repo.git", Path.Combine(temp.Path, "clone"));
         double Fetches() => hoard.Metrics.Get("hoard_git_mirror_fetches_total{upstream=\"up\",result=\"ok\"}");
-        var before = Fetches();
-
         using var http = new HttpClient();
-        var started = System.Diagnostics.Stopwatch.StartNew();
-        for (var i = 0; i < 3; i++)
+
+        async Task WantAsync(string want)
         {
-            var want = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(20));
             var body = System.Text.Encoding.ASCII.GetBytes($"0012command=fetch\n00010032want {want}\n0009done\n0000");
             using var request = new HttpRequestMessage(HttpMethod.Post, $"{hoard.BaseUrl}/git/up/repo.git/git-upload-pack") { Content = new ByteArrayContent(body) };
             request.Headers.TryAddWithoutValidation("Git-Protocol", "version=2");
@@ -114,9 +111,86 @@ public sealed class AbuseTests(ITestOutputHelper output)
                 // upload-pack refuses an object it does not have, and Hoard aborts the response: expected.
             }
         }
+
+        // The same made-up object, five times: one fetch finds it is not upstream, the others are answered at once.
+        var before = Fetches();
+        var made = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(20));
+        for (var i = 0; i < 5; i++)
+        {
+            await WantAsync(made);
+        }
+        Assert.Equal(1, Fetches() - before);
+
+        // Distinct made-up objects: each may need a fetch, but a repository is fetched at most once every 2 s.
+        before = Fetches();
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        for (var i = 0; i < 3; i++)
+        {
+            await WantAsync(Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(20)));
+        }
         var fetches = Fetches() - before;
-        output.WriteLine($"{fetches} mirror fetches for 3 made-up wants in {started.Elapsed.TotalSeconds:0.0} s");
-        Assert.True(fetches >= 1);
+        output.WriteLine($"{fetches} mirror fetches for 3 distinct made-up wants in {started.Elapsed.TotalSeconds:0.0} s");
         Assert.True(fetches <= 1 + Math.Floor(started.Elapsed.TotalSeconds / 2), $"{fetches} fetches in {started.Elapsed.TotalSeconds:0.0} s");
+    }
+
+    [Fact]
+    public async Task Forty_anonymous_gzip_bombs_to_a_private_repository_are_refused_before_they_are_read()
+    {
+        using var temp = new TempDir();
+        await using var up = new GitUpstream("bob", "hunter2");
+        await up.StartAsync();
+        await up.CreateRepositoryAsync("private.git");
+        var port = Ports.Free();
+        await using var hoard = HoardProcess.Start(["serve", "--listen", $"http://127.0.0.1:{port}", "--data", temp.Sub("data"), "--access-log", "off",
+            "--git", $"up=http://127.0.0.1:{up.Port}/"]);
+        await Ports.WaitOpenAsync(port, TimeSpan.FromSeconds(30));
+        // 64 KB on the wire, 64 MB once gunzipped.
+        byte[] bomb;
+        using (var packed = new MemoryStream())
+        {
+            using (var gzip = new System.IO.Compression.GZipStream(packed, System.IO.Compression.CompressionLevel.SmallestSize, leaveOpen: true))
+            {
+                gzip.Write(new byte[64 * 1024 * 1024]);
+            }
+            bomb = packed.ToArray();
+        }
+        var before = hoard.Memory();
+        using var http = new HttpClient();
+        var statuses = await Task.WhenAll(Enumerable.Range(0, 40).Select(async _ =>
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, $"http://127.0.0.1:{port}/git/up/private.git/git-upload-pack") { Content = new ByteArrayContent(bomb) };
+            request.Content.Headers.TryAddWithoutValidation("Content-Encoding", "gzip");
+            request.Content.Headers.TryAddWithoutValidation("Content-Type", "application/x-git-upload-pack-request");
+            try
+            {
+                using var response = await http.SendAsync(request);
+                return (int)response.StatusCode;
+            }
+            catch (HttpRequestException)
+            {
+                return 0; // refused before the body was read: the server may close while the client still sends
+            }
+        }));
+        var after = hoard.Memory();
+        output.WriteLine($"{bomb.Length / 1024} KB bombs, statuses {string.Join(",", statuses.Distinct())}; RSS {before.Rss / 1048576} MB -> peak {after.Peak / 1048576} MB");
+        Assert.All(statuses, s => Assert.True(s is 401 or 0, $"status {s}"));
+        Assert.Contains(401, statuses);
+        Assert.True(after.Peak < 400L * 1024 * 1024, $"peak RSS {after.Peak / 1048576} MB");
+    }
+
+    [Fact]
+    public async Task A_flood_of_requests_for_a_missing_name_reaches_upstream_once()
+    {
+        using var temp = new TempDir();
+        await using var nginx = new Nginx(temp.Sub("up"));
+        await nginx.StartAsync();
+        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o => PipTests.SetFiles(o, "up=" + nginx.BaseUrl + "/"));
+        using var http = new HttpClient();
+        for (var round = 0; round < 3; round++)
+        {
+            var statuses = await Task.WhenAll(Enumerable.Range(0, 10).Select(async _ => (int)(await http.GetAsync(hoard.BaseUrl + "/files/up/no-such-release.tar.gz")).StatusCode));
+            Assert.All(statuses, s => Assert.Equal(404, s));
+        }
+        Assert.Equal(1, nginx.Count("/no-such-release.tar.gz", status: 404));
     }
 }
