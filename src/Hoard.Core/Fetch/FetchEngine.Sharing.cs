@@ -1,0 +1,75 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Net;
+using System.Security.Cryptography;
+using System.Threading.RateLimiting;
+using Hoard.Core.Configuration;
+using Hoard.Core.Metrics;
+using Hoard.Core.Storage;
+using Hoard.Core.Upstream;
+using Microsoft.Extensions.Caching.Memory;
+using Microsoft.Extensions.Logging;
+
+namespace Hoard.Core.Fetch;
+
+/// <summary>Which stored or in-flight bytes a request, or a peer node asking for one, may be given.</summary>
+public sealed partial class FetchEngine
+{
+    /// <summary>A stored blob may be given by digest to a client upstream confirmed for it, or to anyone when it is public.</summary>
+    private static bool MayShare(ContentAccess access, BlobRecord blob) => access == ContentAccess.Authorised || blob.IsPublic;
+
+    private EntryRecord? RecordAlias(BlobRecord blob, string key)
+    {
+        try
+        {
+            _index.Commit(blob.Digest, blob.Size, NowMs, [new EntryTemplate(key, blob.ContentType, null, null)]);
+        }
+        catch (Exception e) when (e is IOException or Microsoft.Data.Sqlite.SqliteException)
+        {
+            return null; // the blob is served all the same; the key is recorded next time
+        }
+        return _index.TryGetEntry(key, out var entry) ? entry : null;
+    }
+
+    /// <summary>
+    /// What this node may give a peer node that asks for a digest on behalf of a request of the given access (the peer
+    /// made its own client's check): a committed blob (pinned for the caller) or a download in progress, or neither.
+    /// </summary>
+    public (BlobRecord? Blob, Fill? Fill) FindForPeer(string digest, ContentAccess access, string key)
+    {
+        if (_index.TryGetBlob(digest, out var blob) && blob.TryAcquire(NowMs))
+        {
+            var allowed = MayShare(access, blob) || (access == ContentAccess.Keyed && _index.TryGetEntry(key, out var entry) && entry.Blob == blob);
+            if (allowed)
+            {
+                return (blob, null);
+            }
+            blob.Release();
+        }
+        var authorised = _flights.GetValueOrDefault("sha256:" + digest);
+        var open = _flights.GetValueOrDefault("public:sha256:" + digest) ?? (authorised?.Request.Anonymous == true ? authorised : null);
+        var fill = access switch
+        {
+            ContentAccess.Authorised => authorised ?? open,
+            ContentAccess.Public => open,
+            _ => open ?? (_flights.GetValueOrDefault(key) is { } keyed && keyed.Request.ExpectedSha256 == digest ? keyed : null),
+        };
+        return (null, fill);
+    }
+
+    private async Task RecordAliasAfterCommitAsync(Fill fill, EntryTemplate alias)
+    {
+        var result = await fill.Completed;
+        if (result is { End: FillEnd.Committed, Blob: { } blob })
+        {
+            try
+            {
+                _index.Commit(blob.Digest, blob.Size, NowMs, [alias with { ContentType = fill.Started.Result.ContentType }], fill.Request.Anonymous);
+            }
+            catch (Exception e) when (e is Microsoft.Data.Sqlite.SqliteException or IOException)
+            {
+                LogAliasNotRecorded(_logger, alias.Key, e.Message); // served all the same; recorded at the next request
+            }
+        }
+    }
+}
