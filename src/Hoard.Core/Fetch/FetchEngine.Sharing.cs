@@ -1,14 +1,4 @@
-using System.Buffers;
-using System.Collections.Concurrent;
-using System.Net;
-using System.Security.Cryptography;
-using System.Threading.RateLimiting;
-using Hoard.Core.Configuration;
-using Hoard.Core.Metrics;
 using Hoard.Core.Storage;
-using Hoard.Core.Upstream;
-using Microsoft.Extensions.Caching.Memory;
-using Microsoft.Extensions.Logging;
 
 namespace Hoard.Core.Fetch;
 

@@ -38,6 +38,15 @@ public sealed class UpstreamBoundsTests(ITestOutputHelper output)
         return ((int)response.StatusCode, body);
     }
 
+    /// <summary>Hoard with the honest upstream of three files and the liar, under a small store limit.</summary>
+    private static Task<HoardHost> StartAsync(TempDir temp, Nginx nginx, RecordingListener liar, long maxSize) =>
+        HoardHost.StartAsync(temp.Sub("data"), o =>
+        {
+            PipTests.SetFiles(o, "up=" + nginx.BaseUrl + "/");
+            PipTests.SetFiles(o, $"liar=http://127.0.0.1:{liar.Port}/");
+            o.MaxSizeBytes = maxSize;
+        });
+
     private static async Task AssertAllThreeAreStillHitsAsync(HoardHost hoard)
     {
         using var http = new HttpClient();
@@ -67,12 +76,7 @@ public sealed class UpstreamBoundsTests(ITestOutputHelper output)
         using var temp = new TempDir();
         await using var nginx = await ThreeFilesAsync(temp);
         using var liar = Liar(1_000_000_000_000);
-        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o =>
-        {
-            PipTests.SetFiles(o, "up=" + nginx.BaseUrl + "/");
-            PipTests.SetFiles(o, $"liar=http://127.0.0.1:{liar.Port}/");
-            o.MaxSizeBytes = 10_000_000;
-        });
+        await using var hoard = await StartAsync(temp, nginx, liar, maxSize: 10_000_000);
 
         var (status, body) = await StoreThreeThenAskTheLiarAsync(hoard);
         Assert.Equal(502, status);
@@ -88,12 +92,7 @@ public sealed class UpstreamBoundsTests(ITestOutputHelper output)
         await using var nginx = await ThreeFilesAsync(temp);
         // Fits in the store, but only with two of the three files gone: the ten bytes that come need no room.
         using var liar = Liar(1_500_000);
-        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o =>
-        {
-            PipTests.SetFiles(o, "up=" + nginx.BaseUrl + "/");
-            PipTests.SetFiles(o, $"liar=http://127.0.0.1:{liar.Port}/");
-            o.MaxSizeBytes = 2_000_000;
-        });
+        await using var hoard = await StartAsync(temp, nginx, liar, maxSize: 2_000_000);
 
         var (_, body) = await StoreThreeThenAskTheLiarAsync(hoard);
         Assert.StartsWith("aborted", body, StringComparison.Ordinal);
