@@ -52,6 +52,7 @@ public sealed class LeakTests
             {
                 var (status, body, cache) = await GetAsync(http, $"{hoardUrl}/v2/{repository}/{kind}/{digest}", authorised: false);
                 Assert.False(status is >= 200 and < 300, $"{repository}/{kind}/{digest} answered {status} ({cache}) to an anonymous client");
+                Assert.True(status is >= 400 and < 500, $"{repository}/{kind}/{digest} answered {status}: a refusal is a 4xx, not a server error");
                 Assert.DoesNotContain(Convert.ToHexStringLower(SHA256.HashData(body)), privateBodies);
             }
         }
