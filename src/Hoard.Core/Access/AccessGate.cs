@@ -3,15 +3,16 @@ using Microsoft.Extensions.Caching.Memory;
 namespace Hoard.Core.Access;
 
 /// <summary>
-/// What a client asks to read: something in one repository of one upstream, with one credential (never the
-/// credential itself: <see cref="CredentialIds.Of"/>). <see cref="Item"/> names one object (a digest); null asks
+/// What a client asks to read: something in one repository of one upstream of one protocol (a registry and a git
+/// server may share a name, as Gitea's do: their decisions never answer for each other), with one credential (never
+/// the credential itself: <see cref="CredentialIds.Of"/>). <see cref="Item"/> names one object (a digest); null asks
 /// about the repository as a whole (git, and an OCI object already stored under this repository's own key).
 /// </summary>
-public readonly record struct AccessScope(string Upstream, string Repository, string CredentialId, string? Item = null)
+public readonly record struct AccessScope(string Protocol, string Upstream, string Repository, string CredentialId, string? Item = null)
 {
     public AccessScope Repo => this with { Item = null };
 
-    public override string ToString() => $"{Upstream}|{Repository}|{CredentialId}|{Item}";
+    public override string ToString() => $"{Protocol}|{Upstream}|{Repository}|{CredentialId}|{Item}";
 }
 
 /// <summary>How an access check ended. <see cref="Status"/> is what the client should see when it is not allowed.</summary>
@@ -75,8 +76,15 @@ public sealed class AccessGate : IDisposable
         }
         else if (status is 401 or 403)
         {
-            // Credentials refused for one object are refused for the repository: one entry, however many objects.
+            // Credentials refused for one object are refused for the repository: one entry, however many objects,
+            // and no earlier grant of that object is left to serve the client from during an outage.
+            _decisions.Remove(scope.ToString());
             Remember(scope.Repo, new Memo(false, status, NowMs));
+        }
+        else if (status is >= 400 and < 500 and not 429)
+        {
+            // A 404 is how some upstreams (GitHub) refuse: whatever was granted before no longer holds.
+            _decisions.Remove(scope.ToString());
         }
     }
 

@@ -24,7 +24,7 @@ public sealed partial class ClusterNode
     {
         var purpose = ctx.Request.Headers[PeerSignature.ForHeader].ToString();
         var range = ctx.Request.Headers.Range.Count > 0 ? ctx.Request.Headers.Range.ToString() : null;
-        switch (_signature.Verify(ctx.Request.Headers[PeerSignature.Header], "GET", ctx.Request.Path.Value ?? "", range, purpose, out _))
+        switch (_signature.Verify(ctx.Request.Headers[PeerSignature.Header], "GET", ctx.Request.Path.Value ?? "", range, purpose, Id, out _))
         {
             case PeerSignature.Check.Malformed:
                 ctx.Response.Headers.WWWAuthenticate = "HoardPeer";

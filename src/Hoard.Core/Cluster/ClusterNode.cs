@@ -39,7 +39,8 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
     private readonly PeerSignature _signature;
     private readonly ClusterRecords _records;
     private readonly ConcurrentDictionary<string, int> _uploads = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, ITimer> _locks = new(StringComparer.Ordinal);
+    /// <summary>Download locks this node holds, by digest, with the download that holds each (its request).</summary>
+    private readonly ConcurrentDictionary<string, (ITimer Timer, ArtifactRequest Owner)> _locks = new(StringComparer.Ordinal);
     private ConnectionMultiplexer? _redis;
     private ITimer? _heartbeat;
     private int _redisDown;
@@ -181,6 +182,12 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
     public async Task<HttpResponseMessage?> TryPeersAsync(ArtifactRequest request, CancellationToken ct)
     {
         var digest = request.ExpectedSha256!;
+        if (_locks.ContainsKey(digest))
+        {
+            // This node is downloading the digest already, for requests that may not share this one's bytes (another
+            // access class): this one goes upstream too, without waiting on a lock that is its own node's.
+            return null;
+        }
         for (var attempt = 0; attempt < 40; attempt++)
         {
             // 1. Nodes that hold it, then nodes that are streaming it themselves, then the lock holder (a tree, not
@@ -199,7 +206,11 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
             if (await Redis(db => _records.TakeLockAsync(db, digest, Id)))
             {
                 await Redis(async db => { await _records.AddFetcherAsync(db, digest, Id); return true; });
-                _locks[digest] = _time.CreateTimer(_ => _ = ExtendLockAsync(digest), null, LockTtl / 3, LockTtl / 3);
+                var timer = _time.CreateTimer(_ => _ = ExtendLockAsync(digest), null, LockTtl / 3, LockTtl / 3);
+                if (!_locks.TryAdd(digest, (timer, request)))
+                {
+                    timer.Dispose();
+                }
                 return null;
             }
             await Task.Delay(TimeSpan.FromMilliseconds(150), _time, ct);
@@ -215,9 +226,9 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
             await _records.AddFetcherAsync(db, digest, Id);
             return await _records.ExtendLockAsync(db, digest, Id);
         });
-        if (!extended && Volatile.Read(ref _redisDown) == 0 && _locks.TryRemove(digest, out var timer))
+        if (!extended && Volatile.Read(ref _redisDown) == 0 && _locks.TryRemove(digest, out var held))
         {
-            timer.Dispose();
+            held.Timer.Dispose();
             LogLockLost(_logger, digest);
         }
     }
@@ -309,7 +320,7 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
         }
         var purpose = Purpose(artifact);
         request.Headers.TryAddWithoutValidation(PeerSignature.ForHeader, purpose);
-        request.Headers.TryAddWithoutValidation(PeerSignature.Header, _signature.Sign("GET", path, range, purpose, Id));
+        request.Headers.TryAddWithoutValidation(PeerSignature.Header, _signature.Sign("GET", path, range, purpose, Id, node));
         try
         {
             var response = await _peers.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, ct);
@@ -337,12 +348,14 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
         }
     }
 
-    public void Finished(string digest, bool committed)
+    public void Finished(ArtifactRequest request, bool committed)
     {
+        var digest = request.ExpectedSha256!;
         _ = Redis(db => _records.RemoveFetcherAsync(db, digest, Id));
-        if (_locks.TryRemove(digest, out var timer))
+        // Only the download that took the lock releases it (another download of the digest on this node may end first).
+        if (_locks.TryGetValue(digest, out var held) && ReferenceEquals(held.Owner, request) && _locks.TryRemove(new KeyValuePair<string, (ITimer, ArtifactRequest)>(digest, held)))
         {
-            timer.Dispose();
+            held.Timer.Dispose();
             _ = Redis(db => _records.ReleaseLockAsync(db, digest, Id));
         }
         if (committed)
@@ -358,7 +371,7 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
     public async ValueTask DisposeAsync()
     {
         _heartbeat?.Dispose();
-        foreach (var timer in _locks.Values)
+        foreach (var (timer, _) in _locks.Values)
         {
             timer.Dispose();
         }

@@ -17,7 +17,7 @@ public interface IClusterPeers
     Task<HttpResponseMessage?> ResumeAsync(ArtifactRequest request, long offset, Uri? failed, CancellationToken ct);
 
     /// <summary>The download for a digest ended: release the lock, announce the blob if it was committed.</summary>
-    void Finished(string digest, bool committed);
+    void Finished(ArtifactRequest request, bool committed);
 
     /// <summary>The blob left this node's store.</summary>
     void Evicted(string digest);

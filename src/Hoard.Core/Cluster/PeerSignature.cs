@@ -6,9 +6,9 @@ namespace Hoard.Core.Cluster;
 
 /// <summary>
 /// Signs requests between cluster nodes: <c>X-Hoard-Peer: v1 {unix seconds} {node id} {hex HMAC-SHA256}</c>, the HMAC
-/// of the cluster secret over the method, path, Range, what the request is for, the requesting node and the time.
-/// A signed request cannot be replayed for another blob, another range, another purpose or by another node, and
-/// is good for a minute either side of this node's clock.
+/// of the cluster secret over the method, path, Range, what the request is for, the requesting node, the node asked
+/// and the time. A signed request cannot be replayed for another blob, another range, another purpose, by another node
+/// or to another node, and is good for a minute either side of this node's clock.
 /// </summary>
 public sealed class PeerSignature(byte[] secret, TimeProvider time)
 {
@@ -24,14 +24,14 @@ public sealed class PeerSignature(byte[] secret, TimeProvider time)
         Forged,
     }
 
-    public string Sign(string method, string path, string? range, string purpose, string node)
+    public string Sign(string method, string path, string? range, string purpose, string node, string target)
     {
         var ts = time.GetUtcNow().ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture);
-        return $"v1 {ts} {node} {Convert.ToHexStringLower(Mac(method, path, range, purpose, node, ts))}";
+        return $"v1 {ts} {node} {Convert.ToHexStringLower(Mac(method, path, range, purpose, node, target, ts))}";
     }
 
     /// <summary>Checks a header; never throws for what a client sent.</summary>
-    public Check Verify(string? header, string method, string path, string? range, string purpose, out string node)
+    public Check Verify(string? header, string method, string path, string? range, string purpose, string self, out string node)
     {
         node = "";
         var parts = header?.Split(' ') ?? [];
@@ -45,10 +45,10 @@ public sealed class PeerSignature(byte[] secret, TimeProvider time)
         {
             return Check.Expired;
         }
-        var expected = Mac(method, path, range, purpose, parts[2], parts[1]);
+        var expected = Mac(method, path, range, purpose, parts[2], self, parts[1]);
         return CryptographicOperations.FixedTimeEquals(expected, Convert.FromHexString(parts[3])) ? Check.Valid : Check.Forged;
     }
 
-    private byte[] Mac(string method, string path, string? range, string purpose, string node, string ts) =>
-        HMACSHA256.HashData(secret, Encoding.UTF8.GetBytes($"{method}\n{path}\n{range}\n{purpose}\n{node}\n{ts}"));
+    private byte[] Mac(string method, string path, string? range, string purpose, string node, string target, string ts) =>
+        HMACSHA256.HashData(secret, Encoding.UTF8.GetBytes($"{method}\n{path}\n{range}\n{purpose}\n{node}\n{target}\n{ts}"));
 }

@@ -190,7 +190,7 @@ public sealed partial class FetchEngine
             _flights.TryRemove(new KeyValuePair<string, Fill>(request.FlightKey, fill));
             if (clusterDigest is not null)
             {
-                Cluster?.Finished(clusterDigest, committed);
+                Cluster?.Finished(request, committed);
             }
         }
     }

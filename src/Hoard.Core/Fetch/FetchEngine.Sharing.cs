@@ -50,7 +50,8 @@ public sealed partial class FetchEngine
     private async Task RecordAliasAfterCommitAsync(Fill fill, EntryTemplate alias)
     {
         var result = await fill.Completed;
-        if (result is { End: FillEnd.Committed, Blob: { } blob })
+        // Pinned while it is recorded: a blob evicted meanwhile must not come back as a row with no file.
+        if (result is { End: FillEnd.Committed, Blob: { } blob } && blob.TryAcquire(NowMs))
         {
             try
             {
@@ -59,6 +60,10 @@ public sealed partial class FetchEngine
             catch (Exception e) when (e is Microsoft.Data.Sqlite.SqliteException or IOException)
             {
                 LogAliasNotRecorded(_logger, alias.Key, e.Message); // served all the same; recorded at the next request
+            }
+            finally
+            {
+                blob.Release();
             }
         }
     }

@@ -225,7 +225,8 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
                 return CacheLookup.Stored(CacheOutcome.Revalidated, revalidated.Blob, revalidated);
         }
         var error = start.Error ?? new UpstreamException("status", 502, "upstream failed");
-        if (stale is not null && error.ClientStatus != 404 && stale.Blob.TryAcquire(NowMs))
+        // Stale is for an upstream that cannot answer, not for one that says no (gone, or these credentials refused).
+        if (stale is not null && error.ClientStatus is not (404 or 401 or 403) && stale.Blob.TryAcquire(NowMs))
         {
             LogServingStale(_logger, request.Protocol, request.Key, error.Message);
             _metrics.StaleServed(request.Protocol);

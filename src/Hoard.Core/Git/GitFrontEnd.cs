@@ -61,7 +61,7 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
         if (lfsAt > 0)
         {
             repository = rest[..lfsAt];
-            if (!RepositoryPattern().IsMatch(repository) || repository.Split('/').Any(s => s.StartsWith('.')))
+            if (!IsRepositoryPath(repository))
             {
                 await HttpErrors.WriteAsync(ctx, 400, "invalid repository path");
                 return;
@@ -78,7 +78,7 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
                 }
                 if (await bodies.ReadAsync(ctx, MaxBatchBody) is { } batch)
                 {
-                    await lfs.BatchAsync(ctx, spec, UpstreamUrl(spec, rest), batch, ForwardHeaders(ctx, spec));
+                    await lfs.BatchAsync(ctx, spec, repository, UpstreamUrl(spec, rest), batch, ForwardHeaders(ctx, spec, configuredMayRead: LfsProxy.IsDownload(batch)));
                 }
                 return;
             }
@@ -99,7 +99,7 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
             await HttpErrors.WriteAsync(ctx, 404, "not a git smart HTTP path: expected <repo>/info/refs, <repo>/git-upload-pack or <repo>/git-receive-pack");
             return;
         }
-        if (!RepositoryPattern().IsMatch(repository) || repository.Split('/').Any(s => s.StartsWith('.')))
+        if (!IsRepositoryPath(repository))
         {
             await HttpErrors.WriteAsync(ctx, 400, "invalid repository path");
             return;
@@ -122,6 +122,17 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
         }
     }
 
+    /// <summary>
+    /// A repository path Hoard will mirror: safe segments, none hidden, and no segment but the last naming a repository
+    /// directory (`a.git/b` would put one mirror inside another).
+    /// </summary>
+    private static bool IsRepositoryPath(string repository)
+    {
+        var segments = repository.Split('/');
+        return RepositoryPattern().IsMatch(repository) && !segments.Any(s => s.StartsWith('.'))
+            && !segments[..^1].Any(s => s.EndsWith(".git", StringComparison.Ordinal) || s.EndsWith(".bare", StringComparison.Ordinal));
+    }
+
     private static string? Authorization(HttpContext ctx) => ctx.Request.Headers.Authorization.Count > 0 ? ctx.Request.Headers.Authorization.ToString() : null;
 
     private static string GitProtocolHeader(HttpContext ctx) => ctx.Request.Headers["Git-Protocol"].ToString();
@@ -129,10 +140,14 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
     private Uri UpstreamUrl(UpstreamSpec spec, string pathAndQuery) =>
         new(UrlCredentials.WithoutUserInfo(spec.Url), pathAndQuery);
 
-    private List<KeyValuePair<string, string>> ForwardHeaders(HttpContext ctx, UpstreamSpec spec)
+    /// <param name="configuredMayRead">
+    /// The configured credentials stand in for a client that sent none, for reading only: a push or an LFS upload
+    /// goes upstream with the client's own credentials or none, never as the operator.
+    /// </param>
+    private List<KeyValuePair<string, string>> ForwardHeaders(HttpContext ctx, UpstreamSpec spec, bool configuredMayRead = true)
     {
         var headers = new List<KeyValuePair<string, string>>();
-        var auth = Authorization(ctx) ?? (UrlCredentials.Basic(spec.Url) is { } basic ? "Basic " + basic : null);
+        var auth = Authorization(ctx) ?? (configuredMayRead && UrlCredentials.Basic(spec.Url) is { } basic ? "Basic " + basic : null);
         if (auth is not null)
         {
             headers.Add(new("Authorization", auth));
@@ -146,7 +161,7 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
 
     /// <summary>Access is judged per upstream, repository and credential (the client's, else the configured one).</summary>
     private static AccessScope Scope(UpstreamSpec spec, string repository, HttpContext ctx) =>
-        new(spec.Name, repository, CredentialIds.Of(Authorization(ctx) ?? UrlCredentials.Basic(spec.Url)));
+        new("git", spec.Name, repository, CredentialIds.Of(Authorization(ctx) ?? UrlCredentials.Basic(spec.Url)));
 
     /// <summary>Refs come from upstream every time (with the client's credentials, which this also checks).</summary>
     private async Task InfoRefsAsync(HttpContext ctx, UpstreamSpec spec, string repository)
@@ -159,7 +174,7 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
                 Headers = ForwardHeaders(ctx, spec),
             }, ctx.RequestAborted);
             var status = (int)response.StatusCode;
-            gate.Record(Scope(spec, repository, ctx), status);
+            gate.Record(Scope(spec, repository, ctx), Evidence(response));
             UpstreamRelay.CopyStatus(ctx.Response, response);
             ctx.Response.ContentType = response.Content.Headers.ContentType?.ToString() ?? "application/x-git-upload-pack-advertisement";
             info.Outcome = CacheOutcome.Bypass;
@@ -311,6 +326,15 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
     }
 
     /// <summary>
+    /// The status of an info/refs answer, where a 2xx counts only if it is a ref advertisement (a login page reached
+    /// by redirects is not): otherwise a refusal, 401.
+    /// </summary>
+    private static int Evidence(HttpResponseMessage response) =>
+        response.IsSuccessStatusCode
+            ? response.Content.Headers.ContentType?.MediaType == "application/x-git-upload-pack-advertisement" ? (int)response.StatusCode : 401
+            : (int)response.StatusCode;
+
+    /// <summary>
     /// Upstream must accept this client for this repository: its info/refs with the client's credentials must answer
     /// 2xx (remembered for a minute, see <see cref="AccessGate"/>). Upstream unreachable: a client it accepted before.
     /// </summary>
@@ -324,7 +348,7 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
             try
             {
                 using var response = await upstream.SendUncheckedAsync(new UpstreamCall(spec.Name, UpstreamUrl(spec, repository + "/info/refs?service=git-upload-pack")) { Headers = headers }, ct);
-                return (int)response.StatusCode;
+                return Evidence(response);
             }
             catch (UpstreamException)
             {
@@ -399,7 +423,7 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
         {
             limit.MaxRequestBodySize = null;
         }
-        var headers = ForwardHeaders(ctx, spec);
+        var headers = ForwardHeaders(ctx, spec, configuredMayRead: false);
         HttpContent? content = null;
         if (isPost)
         {

@@ -62,7 +62,10 @@ public sealed partial class GitMirror(HoardOptions options, HoardMetrics metrics
     /// <summary>The mirror's directory for a validated repository path; never outside {data}/git.</summary>
     public string PathOf(UpstreamSpec upstream, string repository)
     {
-        var path = Path.GetFullPath(Path.Combine(_root, upstream.Name, repository.EndsWith(".git", StringComparison.Ordinal) ? repository : repository + ".git"));
+        // One directory per repository name, never two names to one: `x.git` is kept as it is (the common case, and
+        // where older versions put it); `x` becomes `x.bare`, not `x.git`, because on many servers `x` and `x.git` are
+        // different repositories, and one's mirror must never answer for the other.
+        var path = Path.GetFullPath(Path.Combine(_root, upstream.Name, repository.EndsWith(".git", StringComparison.Ordinal) ? repository : repository + ".bare"));
         if (!path.StartsWith(_root + Path.DirectorySeparatorChar, StringComparison.Ordinal))
         {
             throw new InvalidOperationException("repository path escapes the mirror root");

@@ -34,9 +34,22 @@ public sealed class LfsProxy(UpstreamClient upstream, ArtifactResponder responde
     public void Dispose() => _grants.Dispose();
 
     /// <summary>What upstream allowed: one object, from one href, with its headers, until a time.</summary>
-    private sealed record Grant(string Upstream, string Oid, long Size, Uri Href, IReadOnlyList<KeyValuePair<string, string>> Headers, long ExpiresMs);
+    private sealed record Grant(string Upstream, string Repository, string Oid, long Size, Uri Href, IReadOnlyList<KeyValuePair<string, string>> Headers, long ExpiresMs);
 
-    public async Task BatchAsync(HttpContext ctx, UpstreamSpec spec, Uri batchUrl, byte[] body, IReadOnlyList<KeyValuePair<string, string>> headers)
+    /// <summary>A batch request that only reads (operation "download"); anything else is a write.</summary>
+    public static bool IsDownload(byte[] body)
+    {
+        try
+        {
+            return JsonNode.Parse(body) is JsonObject o && o["operation"] is JsonValue v && v.TryGetValue<string>(out var op) && op == "download";
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return false;
+        }
+    }
+
+    public async Task BatchAsync(HttpContext ctx, UpstreamSpec spec, string repository, Uri batchUrl, byte[] body, IReadOnlyList<KeyValuePair<string, string>> headers)
     {
         var content = new ByteArrayContent(body);
         content.Headers.TryAddWithoutValidation("Content-Type", "application/vnd.git-lfs+json");
@@ -66,14 +79,14 @@ public sealed class LfsProxy(UpstreamClient upstream, ArtifactResponder responde
             var baseUrl = $"{ctx.Request.Scheme}://{ctx.Request.Host}{ctx.Request.PathBase}/git/{spec.Name}/-/lfs/";
             foreach (var o in objects.OfType<JsonObject>())
             {
-                RewriteDownload(spec, o, baseUrl);
+                RewriteDownload(spec, repository, o, baseUrl);
             }
             text = root.ToJsonString();
         }
         await ctx.Response.WriteAsync(text, ctx.RequestAborted);
     }
 
-    private void RewriteDownload(UpstreamSpec spec, JsonObject o, string baseUrl)
+    private void RewriteDownload(UpstreamSpec spec, string repository, JsonObject o, string baseUrl)
     {
         if (o["actions"]?["download"] is not JsonObject download || o["oid"]?.GetValue<string>() is not { } oid || !Storage.ContentStore.IsDigest(oid)
             || download["href"]?.GetValue<string>() is not { } href || !Uri.TryCreate(href, UriKind.Absolute, out var hrefUrl) || hrefUrl.Scheme is not ("http" or "https"))
@@ -89,7 +102,7 @@ public sealed class LfsProxy(UpstreamClient upstream, ArtifactResponder responde
             expires = now.AddSeconds(seconds);
         }
         var token = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(24));
-        _grants.Set(token, new Grant(spec.Name, oid, size, hrefUrl, headers, expires.ToUnixTimeMilliseconds()),
+        _grants.Set(token, new Grant(spec.Name, repository, oid, size, hrefUrl, headers, expires.ToUnixTimeMilliseconds()),
             new MemoryCacheEntryOptions { Size = 1, AbsoluteExpirationRelativeToNow = expires - now });
         download["href"] = baseUrl + oid + "?t=" + token;
         download.Remove("header");
@@ -112,13 +125,13 @@ public sealed class LfsProxy(UpstreamClient upstream, ArtifactResponder responde
             await HttpErrors.WriteAsync(ctx, 401, "the LFS download token has expired: ask the batch API again");
             return;
         }
-        var request = new ArtifactRequest("git", "lfs/" + oid, spec.Name, grant.Href)
+        // Keyed by repository: a batch answer says the object exists in this repository, not that these bytes may be
+        // had wherever else a blob with this sha256 was stored (LFS servers rarely check what was uploaded under an oid).
+        var request = new ArtifactRequest("git", $"lfs/{spec.Name}/{grant.Repository}/{oid}", spec.Name, grant.Href)
         {
             ExpectedSha256 = oid,
             ExpectedSize = grant.Size >= 0 ? grant.Size : null,
             Headers = grant.Headers,
-            // The batch API just gave this client this object: it may have any copy of the digest.
-            Access = ContentAccess.Authorised,
         };
         await responder.RespondAsync(ctx, request, ObjectShape);
         metrics.Git("lfs_object", RequestInfo.For(ctx).Outcome.ToString().ToLowerInvariant());

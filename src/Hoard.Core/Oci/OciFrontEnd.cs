@@ -75,7 +75,7 @@ public sealed partial class OciFrontEnd(
             return;
         }
         var credentials = ClientCredentials(ctx) ?? RegistryAuthenticator.ConfiguredCredentials(target.Registry);
-        var client = new Client(authenticator.For(target.Registry, target.Repository, credentials), new AccessScope(target.Registry.Name, target.Repository, CredentialIds.Of(credentials)), credentials is null);
+        var client = new Client(authenticator.For(target.Registry, target.Repository, credentials), new AccessScope("oci", target.Registry.Name, target.Repository, CredentialIds.Of(credentials)), credentials is null);
         try
         {
             switch (target.Kind)
@@ -177,9 +177,17 @@ public sealed partial class OciFrontEnd(
         {
             // Remember tag -> digest (durably: an outage after a restart still finds it).
             var tagKey = TagKey(target);
-            if (!engine.Index.TryGetEntry(tagKey, out var tag) || tag.Blob.Digest != manifest.Blob.Digest)
+            // Pinned while it is recorded: a blob evicted meanwhile must not come back as a row with no file.
+            if ((!engine.Index.TryGetEntry(tagKey, out var tag) || tag.Blob.Digest != manifest.Blob.Digest) && manifest.Blob.TryAcquire(NowMs))
             {
-                engine.Index.Commit(manifest.Blob.Digest, manifest.Blob.Size, NowMs, [new(tagKey, manifest.ContentType, null, null)]);
+                try
+                {
+                    engine.Index.Commit(manifest.Blob.Digest, manifest.Blob.Size, NowMs, [new(tagKey, manifest.ContentType, null, null)]);
+                }
+                finally
+                {
+                    manifest.Blob.Release();
+                }
             }
         }
     }
@@ -213,10 +221,16 @@ public sealed partial class OciFrontEnd(
         {
             using var response = await upstream.SendUncheckedAsync(call, ctx.RequestAborted);
             var status = (int)response.StatusCode;
-            gate.Record(client.Repository, status);
             var digest = response.Headers.TryGetValues("Docker-Content-Digest", out var values) ? values.FirstOrDefault() : null;
+            if (!response.IsSuccessStatusCode)
+            {
+                gate.Record(client.Repository, status);
+            }
             if (response.IsSuccessStatusCode && digest is not null && digest.StartsWith("sha256:", StringComparison.Ordinal) && digest.Length == 71 && Storage.ContentStore.IsDigest(digest[7..]))
             {
+                // A 2xx counts as the registry's acceptance only with a digest: a login page reached by redirects is
+                // not a manifest.
+                gate.Record(client.Repository, status);
                 if (known is not null && "sha256:" + known.Blob.Digest == digest)
                 {
                     engine.Index.Touch(known, NowMs);
@@ -309,12 +323,34 @@ public sealed partial class OciFrontEnd(
                 Accept = ManifestAccept,
                 Auth = auth,
             }, ct);
-            return (int)response.StatusCode;
+            return Evidence(response, target);
         }
         catch (UpstreamException)
         {
             return 0;
         }
+    }
+
+    /// <summary>
+    /// The probe's status, where a 2xx counts only if it is the registry's answer about this object: its
+    /// Docker-Content-Digest names the digest asked for, or (a blob HEAD redirected to storage, which sends no such
+    /// header) it is not an HTML page. A 2xx without that evidence (a login page reached by redirects, an auth proxy)
+    /// counts as a refusal (401): the client is not accepted on its strength.
+    /// </summary>
+    private static int Evidence(HttpResponseMessage response, OciTarget target)
+    {
+        var status = (int)response.StatusCode;
+        if (status is < 200 or >= 300)
+        {
+            return status;
+        }
+        if (response.Headers.TryGetValues("Docker-Content-Digest", out var values))
+        {
+            return values.FirstOrDefault() == target.Reference ? status : 401;
+        }
+        var redirected = response.RequestMessage?.RequestUri is { } final && final.Authority != target.Registry.Url.Authority;
+        var html = response.Content.Headers.ContentType?.MediaType?.Contains("html", StringComparison.OrdinalIgnoreCase) == true;
+        return target.Kind == OciKind.Blob && redirected && !html ? status : 401;
     }
 
     /// <summary>tags/list is not cached: it is upstream's current answer, with the client's credentials.</summary>

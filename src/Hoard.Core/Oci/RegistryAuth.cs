@@ -98,6 +98,11 @@ public sealed partial class RegistryAuthenticator(UpstreamClient upstream, TimeP
             query.Append(query.Length > 0 ? "&" : "").Append("scope=").Append(Uri.EscapeDataString(scope));
             var url = new UriBuilder(realmUrl) { Query = query.ToString() }.Uri;
             using var response = await owner._upstream.SendUncheckedAsync(new UpstreamCall(registry, url) { Auth = basic is null ? null : new BasicOnly(basic) }, ct);
+            if ((int)response.StatusCode is >= 500 or 429)
+            {
+                // The token server is down, not refusing: an outage (serve what clients were granted), not a denial.
+                throw new UpstreamException("token", 502, $"the token server of '{registry}' answered {(int)response.StatusCode}", upstreamStatus: (int)response.StatusCode);
+            }
             if (!response.IsSuccessStatusCode)
             {
                 return false;

@@ -294,10 +294,12 @@ public sealed class ClusterTests
                 Assert.Equal(401, await PeerStatusAsync(http, nodes[0].BaseUrl + path, malformed, "public"));
             }
             var forger = new Hoard.Core.Cluster.PeerSignature("not-the-cluster-secret-at-all"u8.ToArray(), TimeProvider.System);
-            Assert.Equal(403, await PeerStatusAsync(http, nodes[0].BaseUrl + path, forger.Sign("GET", path, null, "public", id), "public"));
+            Assert.Equal(403, await PeerStatusAsync(http, nodes[0].BaseUrl + path, forger.Sign("GET", path, null, "public", "node-x", id), "public"));
             var real = new Hoard.Core.Cluster.PeerSignature(System.Text.Encoding.UTF8.GetBytes(Secret), TimeProvider.System);
-            Assert.Equal(403, await PeerStatusAsync(http, nodes[0].BaseUrl + path, real.Sign("GET", path, null, "public", id), "authorised"));
-            Assert.Equal(404, await PeerStatusAsync(http, nodes[0].BaseUrl + path, real.Sign("GET", path, null, "public", id), "public"));
+            Assert.Equal(403, await PeerStatusAsync(http, nodes[0].BaseUrl + path, real.Sign("GET", path, null, "public", "node-x", id), "authorised"));
+            // Signed for another node: a request captured on its way to one node cannot be replayed to this one.
+            Assert.Equal(403, await PeerStatusAsync(http, nodes[0].BaseUrl + path, real.Sign("GET", path, null, "public", "node-x", NodeId(temp, "node1")), "public"));
+            Assert.Equal(404, await PeerStatusAsync(http, nodes[0].BaseUrl + path, real.Sign("GET", path, null, "public", "node-x", id), "public"));
 
             var port = redis.Port;
             await redis.DisposeAsync();

@@ -41,6 +41,8 @@ public sealed class FetchEngineTests
         }).ToArray();
         var results = await Task.WhenAll(tasks);
         Assert.All(results, r => Assert.Equal(sha, r.Sha));
+        // nginx writes its log line after the last byte is sent, which may be a moment after Hoard's clients have it.
+        await WaitUntil(() => nginx.Count("/big.bin") > 0, TimeSpan.FromSeconds(5));
         Assert.Equal(1, nginx.Count("/big.bin"));
         Assert.Single(results, r => r.Cache == "MISS");
         Assert.Equal(7, results.Count(r => r.Cache == "COALESCED"));

@@ -149,6 +149,7 @@ public sealed class LeakTests
     [InlineData("plain")]
     [InlineData("404")]
     [InlineData("429")]
+    [InlineData("login")]
     public async Task A_registry_answering_anonymous_clients_with_an_error_grants_them_nothing(string openAnswers)
     {
         using var temp = new TempDir();
@@ -157,8 +158,14 @@ public sealed class LeakTests
         await using var openRegistry = new Registry();
         await openRegistry.StartAsync();
         // In front of the open registry: nginx that answers every anonymous request with 404 or 429, as some do.
-        var rule = openAnswers == "plain" ? "" : $"if ($http_authorization = \"\") {{ return {openAnswers}; }}";
-        await using var front = new Nginx(temp.Sub("front"), $"location /v2/ {{ {rule} proxy_pass http://{openRegistry.Host}; }}");
+        // ("login": a redirect to a login page that answers 200, as an auth proxy in front of a registry does.)
+        var rule = openAnswers switch
+        {
+            "plain" => "",
+            "login" => "if ($http_authorization = \"\") { return 302 /login; }",
+            _ => $"if ($http_authorization = \"\") {{ return {openAnswers}; }}",
+        };
+        await using var front = new Nginx(temp.Sub("front"), $"location /v2/ {{ {rule} proxy_pass http://{openRegistry.Host}; }} location = /login {{ default_type text/html; return 200 '<html>please log in</html>'; }}");
         await front.StartAsync();
         var layout = new OciImages(temp.Sub("layout"));
         var image = layout.SinglePlatform("team/secret", "v1", layers: 1);
