@@ -264,40 +264,6 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
         await RunUploadPackAsync(ctx, mirror, advertise: false, body);
     }
 
-    /// <summary>Runs upload-pack for the pack cache: its output, progress removed, as if an upstream had sent it.</summary>
-    private async Task<HttpResponseMessage> ProducePackAsync(string mirror, string gitProtocol, byte[] body, CancellationToken ct)
-    {
-        await mirrors.Processes.WaitAsync(ct);
-        Process process;
-        try
-        {
-            process = Process.Start(GitProcess.Start(["upload-pack", "--stateless-rpc", mirror], gitProtocol: gitProtocol))!;
-        }
-        catch
-        {
-            mirrors.Processes.Release();
-            throw;
-        }
-        _ = Task.Run(async () =>
-        {
-            try
-            {
-                await process.StandardInput.BaseStream.WriteAsync(body, CancellationToken.None);
-            }
-            catch (IOException)
-            {
-            }
-            finally
-            {
-                process.StandardInput.Close();
-            }
-        }, CancellationToken.None);
-        _ = process.StandardError.ReadToEndAsync(CancellationToken.None);
-        var content = new StreamContent(new ProgressFilterStream(new ProcessOutputStream(process, () => mirrors.Processes.Release())));
-        content.Headers.TryAddWithoutValidation("Content-Type", "application/x-git-upload-pack-result");
-        return new HttpResponseMessage(System.Net.HttpStatusCode.OK) { Content = content };
-    }
-
     /// <summary>Sends a v2 ls-refs upstream and relays the answer; false when upstream could not be reached.</summary>
     private async Task<bool> TryForwardLsRefsAsync(HttpContext ctx, UpstreamSpec spec, string repository, byte[] body)
     {
@@ -358,62 +324,6 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
         return decision.Allowed ? null : decision;
     }
 
-    /// <summary>git upload-pack on the mirror, its stdout streamed to the client; killed if the client leaves.</summary>
-    private async Task RunUploadPackAsync(HttpContext ctx, string mirror, bool advertise, byte[]? body)
-    {
-        var gitProtocol = GitProtocolHeader(ctx);
-        await mirrors.Processes.WaitAsync(ctx.RequestAborted);
-        try
-        {
-            List<string> args = advertise ? ["upload-pack", "--stateless-rpc", "--advertise-refs", mirror] : ["upload-pack", "--stateless-rpc", mirror];
-            using var p = Process.Start(GitProcess.Start(args, gitProtocol: gitProtocol))!;
-            var stderr = p.StandardError.ReadToEndAsync();
-            ctx.Response.ContentType = advertise ? "application/x-git-upload-pack-advertisement" : "application/x-git-upload-pack-result";
-            ctx.Response.Headers.CacheControl = "no-cache";
-            var feed = Task.Run(async () =>
-            {
-                try
-                {
-                    if (body is not null)
-                    {
-                        await p.StandardInput.BaseStream.WriteAsync(body);
-                    }
-                }
-                catch (IOException)
-                {
-                    // upload-pack ended early; its stderr says why.
-                }
-                finally
-                {
-                    p.StandardInput.Close();
-                }
-            });
-            if (advertise && !UploadPackRequest.IsV2(gitProtocol))
-            {
-                await ctx.Response.Body.WriteAsync("001e# service=git-upload-pack\n0000"u8.ToArray(), ctx.RequestAborted);
-            }
-            try
-            {
-                await p.StandardOutput.BaseStream.CopyToAsync(ctx.Response.Body, ctx.RequestAborted);
-                await p.WaitForExitAsync(ctx.RequestAborted);
-            }
-            catch (OperationCanceledException)
-            {
-                p.Kill(entireProcessTree: true);
-                return;
-            }
-            await feed;
-            if (p.ExitCode != 0)
-            {
-                LogUploadPackFailed(logger, mirror, p.ExitCode, (await stderr).Trim());
-            }
-        }
-        finally
-        {
-            mirrors.Processes.Release();
-        }
-    }
-
     /// <summary>Pushes and their discovery: streamed to upstream as they come, never buffered, never retried.</summary>
     private async Task ForwardAsync(HttpContext ctx, UpstreamSpec spec, string pathAndService, string kind)
     {
@@ -460,7 +370,4 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Git {Upstream}/{Repository}: upstream unreachable, serving the mirror's last known refs: {Error}")]
     private static partial void LogStaleRefs(ILogger logger, string upstream, string repository, string error);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "git upload-pack on {Mirror} exited {Code}: {Error}")]
-    private static partial void LogUploadPackFailed(ILogger logger, string mirror, int code, string error);
 }

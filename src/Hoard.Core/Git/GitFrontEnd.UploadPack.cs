@@ -1,0 +1,112 @@
+using System.Diagnostics;
+using System.Text;
+using System.Text.RegularExpressions;
+using Hoard.Core.Access;
+using Hoard.Core.Configuration;
+using Hoard.Core.Http;
+using Hoard.Core.Metrics;
+using Hoard.Core.Upstream;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Logging;
+
+namespace Hoard.Core.Git;
+
+/// <summary>Running the real `git upload-pack` on a mirror: straight to a client, or as the pack cache's producer.</summary>
+public sealed partial class GitFrontEnd
+{
+    /// <summary>Runs upload-pack for the pack cache: its output, progress removed, as if an upstream had sent it.</summary>
+    private async Task<HttpResponseMessage> ProducePackAsync(string mirror, string gitProtocol, byte[] body, CancellationToken ct)
+    {
+        await mirrors.Processes.WaitAsync(ct);
+        Process process;
+        try
+        {
+            process = Process.Start(GitProcess.Start(["upload-pack", "--stateless-rpc", mirror], gitProtocol: gitProtocol))!;
+        }
+        catch
+        {
+            mirrors.Processes.Release();
+            throw;
+        }
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                await process.StandardInput.BaseStream.WriteAsync(body, CancellationToken.None);
+            }
+            catch (IOException)
+            {
+            }
+            finally
+            {
+                process.StandardInput.Close();
+            }
+        }, CancellationToken.None);
+        _ = process.StandardError.ReadToEndAsync(CancellationToken.None);
+        var content = new StreamContent(new ProgressFilterStream(new ProcessOutputStream(process, () => mirrors.Processes.Release())));
+        content.Headers.TryAddWithoutValidation("Content-Type", "application/x-git-upload-pack-result");
+        return new HttpResponseMessage(System.Net.HttpStatusCode.OK) { Content = content };
+    }
+
+    /// <summary>git upload-pack on the mirror, its stdout streamed to the client; killed if the client leaves.</summary>
+    private async Task RunUploadPackAsync(HttpContext ctx, string mirror, bool advertise, byte[]? body)
+    {
+        var gitProtocol = GitProtocolHeader(ctx);
+        await mirrors.Processes.WaitAsync(ctx.RequestAborted);
+        try
+        {
+            List<string> args = advertise ? ["upload-pack", "--stateless-rpc", "--advertise-refs", mirror] : ["upload-pack", "--stateless-rpc", mirror];
+            using var p = Process.Start(GitProcess.Start(args, gitProtocol: gitProtocol))!;
+            var stderr = p.StandardError.ReadToEndAsync();
+            ctx.Response.ContentType = advertise ? "application/x-git-upload-pack-advertisement" : "application/x-git-upload-pack-result";
+            ctx.Response.Headers.CacheControl = "no-cache";
+            var feed = Task.Run(async () =>
+            {
+                try
+                {
+                    if (body is not null)
+                    {
+                        await p.StandardInput.BaseStream.WriteAsync(body);
+                    }
+                }
+                catch (IOException)
+                {
+                    // upload-pack ended early; its stderr says why.
+                }
+                finally
+                {
+                    p.StandardInput.Close();
+                }
+            });
+            if (advertise && !UploadPackRequest.IsV2(gitProtocol))
+            {
+                await ctx.Response.Body.WriteAsync("001e# service=git-upload-pack\n0000"u8.ToArray(), ctx.RequestAborted);
+            }
+            try
+            {
+                await p.StandardOutput.BaseStream.CopyToAsync(ctx.Response.Body, ctx.RequestAborted);
+                await p.WaitForExitAsync(ctx.RequestAborted);
+            }
+            catch (OperationCanceledException)
+            {
+                p.Kill(entireProcessTree: true);
+                return;
+            }
+            await feed;
+            if (p.ExitCode != 0)
+            {
+                LogUploadPackFailed(logger, mirror, p.ExitCode, (await stderr).Trim());
+            }
+        }
+        finally
+        {
+            mirrors.Processes.Release();
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "git upload-pack on {Mirror} exited {Code}: {Error}")]
+    private static partial void LogUploadPackFailed(ILogger logger, string mirror, int code, string error);
+}
