@@ -162,4 +162,40 @@ public sealed class LeakReviewTests
         Assert.False(gate.WasGranted(scope with { Item = "sha256:def" }));
         Assert.False(gate.WasGranted(scope.Repo));
     }
+
+    [Fact]
+    public async Task A_page_whose_upstream_now_refuses_the_credentials_is_not_served_stale()
+    {
+        using var temp = new TempDir();
+        var index = new PackageIndex(temp.Sub("upstream"));
+        index.AddWheel("internal-lib", "1.0");
+        index.WriteHtml();
+        var htpasswd = Path.Combine(temp.Path, "htpasswd");
+        async Task PasswordAsync(string password)
+        {
+            var (code, output) = await Pip.RunAsync("htpasswd", ["-bn", "ci", password]);
+            Assert.True(code == 0, output);
+            File.WriteAllText(htpasswd, output.Trim() + "\n");
+        }
+        await PasswordAsync("robot-token");
+        await using var nginx = new Nginx(index.Root, $"auth_basic \"index\"; auth_basic_user_file {htpasswd};");
+        await nginx.StartAsync();
+        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o =>
+        {
+            PipTests.SetPypi(o, $"internal=http://ci:robot-token@127.0.0.1:{nginx.Port}/simple/");
+            o.IndexTtl = TimeSpan.Zero; // every request revalidates
+        });
+        using var http = new HttpClient();
+        Assert.Equal(200, (int)(await http.GetAsync(hoard.BaseUrl + "/simple/internal-lib/")).StatusCode);
+
+        // The token is revoked upstream: the cached page must not go on being served as if nothing had happened.
+        await PasswordAsync("rotated-token");
+        using var refused = await http.GetAsync(hoard.BaseUrl + "/simple/internal-lib/");
+        Assert.Equal(401, (int)refused.StatusCode);
+        // An outage, unlike a refusal, still gets the last good page.
+        await nginx.DisposeAsync();
+        using var stale = await http.GetAsync(hoard.BaseUrl + "/simple/internal-lib/");
+        Assert.Equal(200, (int)stale.StatusCode);
+        Assert.Equal("STALE", stale.Headers.GetValues("X-Hoard-Cache").Single());
+    }
 }
