@@ -187,6 +187,11 @@ public sealed partial class FetchEngine
                     TryDelete(temp);
                 }
             }
+            // A 404 is remembered before the flight ends, so no request can slip in between and ask upstream again.
+            if (fill.Completed is { IsCompletedSuccessfully: true, Result: { End: FillEnd.UpstreamFailed, Error.ClientStatus: 404 } notFound })
+            {
+                RememberFailure(request.FlightKey, 404, notFound.Error!.Message, NotFoundTtl);
+            }
             _flights.TryRemove(new KeyValuePair<string, Fill>(request.FlightKey, fill));
             if (clusterDigest is not null)
             {

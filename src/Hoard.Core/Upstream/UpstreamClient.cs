@@ -246,6 +246,7 @@ public sealed partial class UpstreamClient : IDisposable
         {
             _metrics.UpstreamRequest(call.UpstreamName, "error", Stopwatch.GetElapsedTime(started));
             _metrics.UpstreamError(call.UpstreamName, "connect");
+            LogUnreachable(_logger, call.UpstreamName, call.Method.Method, Redact(call.Url), e.InnerException?.Message ?? e.Message);
             throw new UpstreamException("connect", 502, $"upstream '{call.UpstreamName}' is unreachable: {e.Message}", e);
         }
         var status = (int)response.StatusCode;
@@ -362,6 +363,9 @@ public sealed partial class UpstreamClient : IDisposable
         _raw.Dispose();
         _decompressing.Dispose();
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Upstream {Upstream}: {Method} {Url} failed: {Error}")]
+    private static partial void LogUnreachable(ILogger logger, string upstream, string method, string url, string error);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Upstream {Upstream}: retry {Attempt} of {Url}: {Error}")]
     private static partial void LogRetry(ILogger logger, string upstream, string url, int attempt, string error);

@@ -6,6 +6,7 @@ using Xunit.Abstractions;
 namespace Hoard.Tests.Integration;
 
 /// <summary>What clients choose (credentials, names) must not decide how much memory Hoard uses.</summary>
+[Collection(SerialCollection.Name)]
 public sealed class AbuseTests(ITestOutputHelper output)
 {
     [Fact]

@@ -5,6 +5,7 @@ using StackExchange.Redis;
 namespace Hoard.Tests.Integration;
 
 /// <summary>What the cluster keeps in Redis: owner-checked locks, records that expire unless refreshed, the Redis URL.</summary>
+[Collection(SerialCollection.Name)]
 public sealed class ClusterRecordTests
 {
     private const string Digest = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";

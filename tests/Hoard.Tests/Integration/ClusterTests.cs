@@ -5,6 +5,7 @@ using Hoard.Tests.Infrastructure;
 namespace Hoard.Tests.Integration;
 
 /// <summary>Several Hoard nodes sharing one Redis (Debian's redis-server) in front of one nginx upstream.</summary>
+[Collection(SerialCollection.Name)]
 public sealed class ClusterTests
 {
     private const string Secret = "cluster-test-secret-0123456789";

@@ -12,6 +12,7 @@ namespace Hoard.Tests.Integration;
 /// repository names sharing one mirror, an LFS grant reaching another blob of the same sha256, configured credentials
 /// used for writes, and a refusal that left an earlier grant behind.
 /// </summary>
+[Collection(SerialCollection.Name)]
 public sealed class LeakReviewTests
 {
     private static readonly Dictionary<string, string> NoPrompt = new() { ["GIT_TERMINAL_PROMPT"] = "0" };

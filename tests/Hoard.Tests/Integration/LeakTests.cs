@@ -12,6 +12,7 @@ namespace Hoard.Tests.Integration;
 /// a download in progress, another node, the pack cache, LFS. Each test pulls private content as an authorised client,
 /// then tries to get it as an anonymous one, and checks that not one private byte comes back.
 /// </summary>
+[Collection(SerialCollection.Name)]
 public sealed class LeakTests
 {
     private const string Private = "private.test";
