@@ -146,7 +146,7 @@ public sealed class OciTests
         var pulls = Enumerable.Range(0, 6).Select(i => Skopeo.PullAsync($"{host}/team/app:v1", temp.Sub("cold" + i))).ToArray();
         foreach (var (code, output) in await Task.WhenAll(pulls))
         {
-            Assert.True(code == 0, output + "\n" + string.Join("\n", hoard.Logs.Lines.Where(l => !l.StartsWith("Information", StringComparison.Ordinal))));
+            Assert.True(code == 0, $"{output}\nlog:\n{string.Join("\n", hoard.Logs.Lines.Where(l => !l.StartsWith("Information", StringComparison.Ordinal)))}\naccess log:\n{string.Join("\n", hoard.AccessLogLines)}");
         }
         for (var i = 0; i < 6; i++)
         {
