@@ -215,6 +215,7 @@ public sealed partial class OciFrontEnd(
             Method = HttpMethod.Head,
             Accept = ManifestAccept,
             Auth = client.Auth,
+            Retries = 1, // a HEAD decides the pull: one more try if the connection fails
         };
         string failure;
         try
@@ -322,6 +323,7 @@ public sealed partial class OciFrontEnd(
                 Method = HttpMethod.Head,
                 Accept = ManifestAccept,
                 Auth = auth,
+                Retries = 1,
             }, ct);
             return Evidence(response, target);
         }

@@ -149,13 +149,16 @@ public sealed partial class UpstreamClient : IDisposable
     /// Sends a GET and returns once response headers arrived. Statuses other than 2xx and 304 become an
     /// <see cref="UpstreamException"/> carrying the status a client should see.
     /// </summary>
-    public async Task<HttpResponseMessage> SendAsync(UpstreamCall call, CancellationToken ct)
+    public Task<HttpResponseMessage> SendAsync(UpstreamCall call, CancellationToken ct) => WithRetriesAsync(call, SendOnceAsync, ct);
+
+    /// <summary>Retries with backoff, as <see cref="UpstreamCall.Retries"/> allows: failures to connect or answer, and 5xx.</summary>
+    private async Task<HttpResponseMessage> WithRetriesAsync(UpstreamCall call, Func<UpstreamCall, CancellationToken, Task<HttpResponseMessage>> send, CancellationToken ct)
     {
         for (var attempt = 0; ; attempt++)
         {
             try
             {
-                return await SendOnceAsync(call, ct);
+                return await send(call, ct);
             }
             catch (UpstreamException e) when (attempt < call.Retries && e.Reason != "forbidden_host" && (e.Reason != "status" || e.ClientStatus >= 500) && !ct.IsCancellationRequested)
             {
@@ -257,9 +260,10 @@ public sealed partial class UpstreamClient : IDisposable
 
     /// <summary>
     /// A request whose status the caller interprets itself (a registry HEAD, tags/list): no exception for 4xx/5xx,
-    /// but connect and timeout failures still throw <see cref="UpstreamException"/>.
+    /// but connect and timeout failures still throw <see cref="UpstreamException"/> (after the call's retries: a HEAD
+    /// that decides a pull is worth a second try when a connection fails).
     /// </summary>
-    public Task<HttpResponseMessage> SendUncheckedAsync(UpstreamCall call, CancellationToken ct) => SendAuthenticatedAsync(call, ct);
+    public Task<HttpResponseMessage> SendUncheckedAsync(UpstreamCall call, CancellationToken ct) => WithRetriesAsync(call, SendAuthenticatedAsync, ct);
 
     private static HttpRequestMessage BuildRequest(UpstreamCall call)
     {
