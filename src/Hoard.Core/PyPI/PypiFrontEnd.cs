@@ -51,8 +51,23 @@ public sealed partial class PypiFrontEnd
     public void Map(IEndpointRouteBuilder app)
     {
         string[] methods = ["GET", "HEAD", "DELETE"];
-        app.MapMethods("/simple", methods, ctx => Redirect(ctx, ctx.Request.PathBase + "/simple/"));
+        // Routing matches "/simple/" to the "/simple" template too (a trailing slash is not significant to it): only a
+        // path without the slash is redirected, or the root list would redirect to itself forever.
+        app.MapMethods("/simple", methods, ctx => (ctx.Request.Path.Value ?? "").EndsWith('/')
+            ? HandleAsync(ctx, _options.DefaultPypiIndex, "/simple/")
+            : Redirect(ctx, ctx.Request.PathBase + "/simple/"));
         app.MapMethods("/simple/{**rest}", methods, ctx => HandleAsync(ctx, _options.DefaultPypiIndex, "/simple/"));
+        app.MapMethods("/pypi/{index}/simple", methods, ctx =>
+        {
+            var name = (string)ctx.Request.RouteValues["index"]!;
+            if (!_indexes.TryGetValue(name, out var index))
+            {
+                return HttpErrors.WriteAsync(ctx, 404, $"no PyPI index named '{name}' is configured (configured: {string.Join(", ", _indexes.Keys)})");
+            }
+            return (ctx.Request.Path.Value ?? "").EndsWith('/')
+                ? HandleAsync(ctx, index, $"/pypi/{name}/simple/")
+                : Redirect(ctx, ctx.Request.PathBase + $"/pypi/{name}/simple/");
+        });
         app.MapMethods("/pypi/{index}/simple/{**rest}", methods, ctx =>
         {
             var name = (string)ctx.Request.RouteValues["index"]!;

@@ -273,4 +273,24 @@ public sealed class SimpleApiTests
         Assert.Contains(hoard.AccessLogLines, l => l.Contains(" access: GET /simple/demo-pkg/ 200 hit ", StringComparison.Ordinal));
         Assert.Contains("pip install -i", await http.GetStringAsync(hoard.BaseUrl + "/"), StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task The_root_project_list_is_served_with_and_without_the_trailing_slash_for_every_index()
+    {
+        var (temp, _, nginx) = await UpstreamAsync(json: false);
+        using var _temp = temp;
+        await using var _nginx = nginx;
+        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o => PipTests.SetPypi(o, "main=" + nginx.BaseUrl + "/simple/"));
+        using var http = new HttpClient();
+        foreach (var root in new[] { "/simple", "/pypi/main/simple" })
+        {
+            // Without the slash: one redirect to it. With it: the list (HTML, and JSON on request).
+            using var response = await http.GetAsync(hoard.BaseUrl + root);
+            Assert.Equal(200, (int)response.StatusCode);
+            Assert.Equal(root + "/", response.RequestMessage!.RequestUri!.AbsolutePath);
+            Assert.Contains("demo-pkg", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+            var json = await (await http.SendAsync(Get(hoard.BaseUrl + root + "/", "application/vnd.pypi.simple.v1+json"))).Content.ReadAsStringAsync();
+            Assert.Contains("\"name\":\"demo-pkg\"", json, StringComparison.Ordinal);
+        }
+    }
 }
