@@ -31,9 +31,19 @@ public sealed class AccessLogMiddleware(RequestDelegate next, HoardMetrics metri
             metrics.Request(info.Protocol, info.Outcome);
             if (accessLog.Enabled)
             {
-                accessLog.Write(new AccessLog.Entry(time.GetUtcNow().ToUnixTimeMilliseconds(), ctx.Request.Method, ctx.Request.Path.Value ?? "",
+                accessLog.Write(new AccessLog.Entry(time.GetUtcNow().ToUnixTimeMilliseconds(), ctx.Request.Method, LoggedPath(ctx),
                     ctx.Response.StatusCode, info.Outcome, body.Bytes, Stopwatch.GetElapsedTime(started).TotalMilliseconds, info.Error));
             }
         }
+    }
+
+    /// <summary>
+    /// The path, with the one query parameter that says where a request goes (containerd's `?ns=` registry). Other
+    /// query strings stay out of the log: an LFS download's `?t=` is a credential.
+    /// </summary>
+    private static string LoggedPath(HttpContext ctx)
+    {
+        var path = ctx.Request.Path.Value ?? "";
+        return ctx.Request.Query.TryGetValue("ns", out var ns) && ns.Count == 1 ? path + "?ns=" + ns[0] : path;
     }
 }
