@@ -37,6 +37,32 @@ public sealed partial class GitMirror(HoardOptions options, HoardMetrics metrics
         }
     }
 
+    /// <summary>Mirrors whose last fetch failed: how many times in a row, and when one may be tried again.</summary>
+    private readonly ConcurrentDictionary<string, (int Failures, long RetryAt)> _failed = new(StringComparer.Ordinal);
+
+    private void RecordOutcome(string mirror, bool ok)
+    {
+        if (ok)
+        {
+            _failed.TryRemove(mirror, out _);
+            return;
+        }
+        var failures = _failed.TryGetValue(mirror, out var last) ? last.Failures + 1 : 1;
+        var backoff = TimeSpan.FromSeconds(Math.Min(300, 10 * Math.Pow(2, Math.Min(failures - 1, 10))));
+        if (_failed.Count > 10_000)
+        {
+            // Bounded: forget the failures whose back-off is over.
+            foreach (var (key, value) in _failed)
+            {
+                if (Stopwatch.GetTimestamp() > value.RetryAt)
+                {
+                    _failed.TryRemove(new KeyValuePair<string, (int, long)>(key, value));
+                }
+            }
+        }
+        _failed[mirror] = (failures, Stopwatch.GetTimestamp() + (long)(backoff.TotalSeconds * Stopwatch.Frequency));
+    }
+
     /// <summary>The shortest time between two fetches of one mirror.</summary>
     public static readonly TimeSpan MinFetchInterval = TimeSpan.FromSeconds(2);
 
@@ -123,9 +149,18 @@ public sealed partial class GitMirror(HoardOptions options, HoardMetrics metrics
         return missing;
     }
 
-    /// <summary>Clones or fetches the mirror, joining one already running for this repository.</summary>
+    /// <summary>
+    /// Clones or fetches the mirror, joining one already running for this repository. A repository whose last fetch
+    /// failed is not tried again until its back-off has passed (10 s, doubling up to 5 minutes): a broken upstream costs
+    /// one fetch per back-off, not one per request.
+    /// </summary>
     public Task<bool> RefreshAsync(UpstreamSpec upstream, string repository, string mirror, string? authorization, IReadOnlyList<string> wants)
     {
+        if (_failed.TryGetValue(mirror, out var failed) && Stopwatch.GetTimestamp() < failed.RetryAt)
+        {
+            LogBackingOff(logger, upstream.Name, repository, Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), failed.RetryAt).TotalSeconds);
+            return Task.FromResult(false);
+        }
         var created = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
         var task = _fetches.GetOrAdd(mirror, created.Task);
         if (!ReferenceEquals(task, created.Task))
@@ -136,11 +171,14 @@ public sealed partial class GitMirror(HoardOptions options, HoardMetrics metrics
         {
             try
             {
-                created.SetResult(await FetchAsync(upstream, repository, mirror, authorization, wants));
+                var ok = await FetchAsync(upstream, repository, mirror, authorization, wants);
+                RecordOutcome(mirror, ok);
+                created.SetResult(ok);
             }
             catch (Exception e)
             {
                 LogFetchFailed(logger, upstream.Name, repository, e.Message);
+                RecordOutcome(mirror, ok: false);
                 created.SetResult(false);
             }
             finally
@@ -211,6 +249,9 @@ public sealed partial class GitMirror(HoardOptions options, HoardMetrics metrics
             Processes.Release();
         }
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Git mirror {Upstream}/{Repository}: last fetch failed; not trying again for {Seconds:0} s")]
+    private static partial void LogBackingOff(ILogger logger, string upstream, string repository, double seconds);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Git mirror {Upstream}/{Repository} updated in {Ms:0} ms")]
     private static partial void LogFetched(ILogger logger, string upstream, string repository, double ms);
