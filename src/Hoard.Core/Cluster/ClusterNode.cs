@@ -118,7 +118,6 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
                 }
             }
             _metrics.ClusterSize = live;
-            return true;
         });
         // Announce the store at start, when Redis comes back, and before this node's holder records expire.
         var due = _time.GetUtcNow().ToUnixTimeMilliseconds() - Interlocked.Read(ref _announcedAtMs) > _records.RecordTtl.TotalMilliseconds / 3;
@@ -142,7 +141,6 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
             {
                 await Task.WhenAll(chunk.Select(d => _records.AddHolderAsync(db, d, Id)));
             }
-            return true;
         });
         if (done)
         {
@@ -151,6 +149,13 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
         }
         Volatile.Write(ref _announced, 0); // due again in a third of the record lifetime (or at once if Redis went away)
     }
+
+    /// <summary>Runs a Redis call that answers nothing; true when it ran.</summary>
+    private Task<bool> Redis(Func<IDatabase, Task> call) => Redis(async db =>
+    {
+        await call(db);
+        return true;
+    });
 
     /// <summary>Runs a Redis call; on failure logs once (until Redis is back) and answers the fallback.</summary>
     private async Task<T?> Redis<T>(Func<IDatabase, Task<T>> call)
@@ -198,14 +203,14 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
             }
             if (await FirstAnswerAsync(candidates, request, 0, null, ct) is { } response)
             {
-                await Redis(async db => { await _records.AddFetcherAsync(db, digest, Id); return true; });
+                await Redis(db => _records.AddFetcherAsync(db, digest, Id));
                 return response;
             }
             // 2. Nobody has it: take the cluster-wide lock and go upstream; if another node holds the lock, it will
             //    be asked on the next round (and released here if it turns out to be gone).
             if (await Redis(db => _records.TakeLockAsync(db, digest, Id)))
             {
-                await Redis(async db => { await _records.AddFetcherAsync(db, digest, Id); return true; });
+                await Redis(db => _records.AddFetcherAsync(db, digest, Id));
                 var timer = _time.CreateTimer(_ => _ = ExtendLockAsync(digest), null, LockTtl / 3, LockTtl / 3);
                 if (!_locks.TryAdd(digest, (timer, request)))
                 {
@@ -360,7 +365,7 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
         }
         if (committed)
         {
-            _ = Redis(async db => { await _records.AddHolderAsync(db, digest, Id); return true; });
+            _ = Redis(db => _records.AddHolderAsync(db, digest, Id));
         }
     }
 

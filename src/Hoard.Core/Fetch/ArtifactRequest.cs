@@ -34,9 +34,6 @@ public sealed record ArtifactRequest(string Protocol, string Key, string Upstrea
     /// </summary>
     public bool Anonymous { get; init; }
 
-    /// <summary>Who asked (the client's address), for the per-client limit on upstream fetches; null: not limited.</summary>
-    public string? Client { get; init; }
-
     /// <summary>
     /// Produces the bytes locally instead of fetching UpstreamUrl (a git pack from `upload-pack`). The response is
     /// treated as an upstream's: streamed to every waiter, verified, committed only when complete.

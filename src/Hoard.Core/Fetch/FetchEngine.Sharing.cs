@@ -8,17 +8,22 @@ public sealed partial class FetchEngine
     /// <summary>A stored blob may be given by digest to a client upstream confirmed for it, or to anyone when it is public.</summary>
     private static bool MayShare(ContentAccess access, BlobRecord blob) => access == ContentAccess.Authorised || blob.IsPublic;
 
-    private EntryRecord? RecordAlias(BlobRecord blob, string key)
+    /// <summary>
+    /// Records one more key for a stored blob (its content type, and whether upstream gave it without credentials).
+    /// A failure to record (a full disk) costs nothing but the record: the blob is served all the same.
+    /// </summary>
+    private EntryRecord? RecordAlias(BlobRecord blob, EntryTemplate alias, bool isPublic)
     {
         try
         {
-            _index.Commit(blob.Digest, blob.Size, NowMs, [new EntryTemplate(key, blob.ContentType, null, null)]);
+            _index.Commit(blob.Digest, blob.Size, NowMs, [alias], isPublic);
         }
         catch (Exception e) when (e is IOException or Microsoft.Data.Sqlite.SqliteException)
         {
-            return null; // the blob is served all the same; the key is recorded next time
+            LogAliasNotRecorded(_logger, alias.Key, e.Message);
+            return null;
         }
-        return _index.TryGetEntry(key, out var entry) ? entry : null;
+        return _index.TryGetEntry(alias.Key, out var entry) ? entry : null;
     }
 
     /// <summary>
@@ -55,11 +60,7 @@ public sealed partial class FetchEngine
         {
             try
             {
-                _index.Commit(blob.Digest, blob.Size, NowMs, [alias with { ContentType = fill.Started.Result.ContentType }], fill.Request.Anonymous);
-            }
-            catch (Exception e) when (e is Microsoft.Data.Sqlite.SqliteException or IOException)
-            {
-                LogAliasNotRecorded(_logger, alias.Key, e.Message); // served all the same; recorded at the next request
+                RecordAlias(blob, alias with { ContentType = fill.Started.Result.ContentType }, fill.Request.Anonymous);
             }
             finally
             {

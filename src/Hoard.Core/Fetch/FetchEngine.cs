@@ -139,8 +139,11 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
         }
     }
 
-    /// <summary>Looks the artifact up and, on a miss, starts or joins its download and waits for upstream's headers.</summary>
-    public async ValueTask<CacheLookup> GetAsync(ArtifactRequest request, CancellationToken ct)
+    /// <summary>
+    /// Looks the artifact up and, on a miss, starts or joins its download and waits for upstream's headers.
+    /// <paramref name="client"/>: who asked, for the per-client limit on new upstream fetches (when one is set).
+    /// </summary>
+    public async ValueTask<CacheLookup> GetAsync(ArtifactRequest request, CancellationToken ct, System.Net.IPAddress? client = null)
     {
         var now = NowMs;
         EntryRecord? stale = null;
@@ -150,7 +153,7 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
             // Content-Type the blob was first stored with).
             if (!_index.TryGetEntry(request.Key, out var e) || e.Blob != known)
             {
-                e = RecordAlias(known, request.Key);
+                e = RecordAlias(known, new EntryTemplate(request.Key, known.ContentType, null, null), isPublic: false);
             }
             return CacheLookup.Stored(CacheOutcome.Hit, known, e);
         }
@@ -176,10 +179,10 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
             return CacheLookup.Bypass();
         }
 
-        if (_perClient is not null && request.Client is { } client && !_flights.ContainsKey(request.FlightKey))
+        if (_perClient is not null && client is not null && !_flights.ContainsKey(request.FlightKey))
         {
             // A new upstream fetch (not a hit, not a join) counts against this client's allowance.
-            using var lease = _perClient.AttemptAcquire(client);
+            using var lease = _perClient.AttemptAcquire(client.ToString());
             if (!lease.IsAcquired)
             {
                 _metrics.UpstreamError(request.UpstreamName, "client_rate_limited");

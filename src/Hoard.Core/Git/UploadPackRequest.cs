@@ -92,23 +92,8 @@ public static class UploadPackRequest
     {
         var objects = new List<string>();
         var refs = new List<string>();
-        var i = 0;
-        while (i + 4 <= body.Length)
+        foreach (var line in PktLines(body))
         {
-            if (!int.TryParse(Encoding.ASCII.GetString(body, i, 4), NumberStyles.HexNumber, null, out var length))
-            {
-                break;
-            }
-            if (length < 4)
-            {
-                i += 4;
-                continue;
-            }
-            if (i + length > body.Length)
-            {
-                break;
-            }
-            var line = Encoding.UTF8.GetString(body, i + 4, length - 4).TrimEnd('\n');
             if (line.StartsWith("want-ref ", StringComparison.Ordinal))
             {
                 refs.Add(line[9..].Trim());
@@ -117,7 +102,6 @@ public static class UploadPackRequest
             {
                 objects.Add(line.Substring(5, 40));
             }
-            i += length;
         }
         return (objects, refs);
     }

@@ -47,7 +47,7 @@ public sealed partial class ArtifactResponder(FetchEngine engine, HoardMetrics m
         CacheLookup lookup;
         try
         {
-            lookup = await engine.GetAsync(request with { Client = ctx.Connection.RemoteIpAddress?.ToString() }, ctx.RequestAborted);
+            lookup = await engine.GetAsync(request, ctx.RequestAborted, ctx.Connection.RemoteIpAddress);
         }
         catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested)
         {

@@ -210,13 +210,7 @@ public sealed partial class OciFrontEnd(
         {
             return ("sha256:" + known!.Blob.Digest, null, null);
         }
-        var call = new UpstreamCall(target.Registry.Name, ApiUrl(target.Registry, $"{target.Repository}/manifests/{target.Reference}"))
-        {
-            Method = HttpMethod.Head,
-            Accept = ManifestAccept,
-            Auth = client.Auth,
-            Retries = 1, // a HEAD decides the pull: one more try if the connection fails
-        };
+        var call = Head(target, client.Auth, $"{target.Repository}/manifests/{target.Reference}");
         string failure;
         try
         {
@@ -313,18 +307,22 @@ public sealed partial class OciFrontEnd(
         };
     }
 
+    /// <summary>A HEAD with the client's credentials. It decides a pull: one more try if the connection fails.</summary>
+    private static UpstreamCall Head(OciTarget target, IUpstreamAuth auth, string path) =>
+        new(target.Registry.Name, ApiUrl(target.Registry, path))
+        {
+            Method = HttpMethod.Head,
+            Accept = ManifestAccept,
+            Auth = auth,
+            Retries = 1,
+        };
+
     /// <summary>HEAD upstream with the client's credentials; the status, or 0 when upstream could not be reached.</summary>
     private async Task<int> ProbeAsync(OciTarget target, IUpstreamAuth auth, string path, CancellationToken ct)
     {
         try
         {
-            using var response = await upstream.SendUncheckedAsync(new UpstreamCall(target.Registry.Name, ApiUrl(target.Registry, path))
-            {
-                Method = HttpMethod.Head,
-                Accept = ManifestAccept,
-                Auth = auth,
-                Retries = 1,
-            }, ct);
+            using var response = await upstream.SendUncheckedAsync(Head(target, auth, path), ct);
             return Evidence(response, target);
         }
         catch (UpstreamException)

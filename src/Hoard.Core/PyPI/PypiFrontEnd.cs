@@ -160,7 +160,7 @@ public sealed partial class PypiFrontEnd
         HttpContext ctx, UpstreamSpec index, string project, Func<byte[], string?, Uri, T> parse) where T : class
     {
         var request = PageRequest(index, project);
-        var lookup = await _engine.GetAsync(request with { Client = ctx.Connection.RemoteIpAddress?.ToString() }, ctx.RequestAborted);
+        var lookup = await _engine.GetAsync(request, ctx.RequestAborted, ctx.Connection.RemoteIpAddress);
         var (body, contentType, digest, status, error) = await _engine.ReadAllAsync(request, lookup, ctx.RequestAborted);
         if (body is null || digest is null)
         {
