@@ -41,6 +41,19 @@ public sealed class HoardOptions
     /// <summary>At most this many git processes (upload-pack, mirror fetches) run at once.</summary>
     public int GitMaxProcesses { get; set; } = Math.Max(2, Environment.ProcessorCount * 2);
 
+    /// <summary>
+    /// The refs a mirror keeps, per git upstream name; others get <see cref="DefaultGitRefs"/>. Clones need heads and
+    /// tags; GitHub's refs/pull/*, GitLab's refs/merge-requests/* and Gerrit's refs/changes/* are fetched on demand.
+    /// </summary>
+    public Dictionary<string, IReadOnlyList<string>> GitRefs { get; } = new(StringComparer.Ordinal);
+
+    public static readonly IReadOnlyList<string> DefaultGitRefs = ["refs/heads/*", "refs/tags/*"];
+
+    public IReadOnlyList<string> GitRefsOf(string upstream) => GitRefs.TryGetValue(upstream, out var refs) ? refs : DefaultGitRefs;
+
+    /// <summary>A mirror clone or fetch that shows no progress for this long is killed; its clients go to upstream.</summary>
+    public TimeSpan GitFetchIdleTimeout { get; set; } = TimeSpan.FromMinutes(2);
+
     /// <summary>redis://HOST:PORT of the cluster's Redis; null: this node works alone.</summary>
     public string? ClusterRedis { get; set; }
 
@@ -192,6 +205,14 @@ public sealed class HoardOptions
         if (string.IsNullOrWhiteSpace(AccessLog))
         {
             errors.Add("--access-log must be stdout, off or a file path");
+        }
+        foreach (var name in GitRefs.Keys.Where(n => !Git.Any(g => g.Name == n)))
+        {
+            errors.Add($"--git-refs {name}=...: no git upstream named '{name}' is configured (--git {name}=URL)");
+        }
+        if (GitFetchIdleTimeout <= TimeSpan.Zero)
+        {
+            errors.Add("--git-fetch-idle-timeout must be positive");
         }
         if (ShutdownTimeout < TimeSpan.Zero)
         {

@@ -67,6 +67,9 @@ public static class SettingsLoader
             bool.TryParse(v[^1], out var b) ? Set(() => o.GitServeStale = b) : $"--git-serve-stale '{v[^1]}': expected true or false"),
         new("git-max-processes", "most git processes at once (default 2 x cores)", false, (o, v) =>
             int.TryParse(v[^1], out var n) && n is >= 1 and <= 1024 ? Set(() => o.GitMaxProcesses = n) : $"--git-max-processes '{v[^1]}': expected 1-1024"),
+        new("git-refs", "NAME=PATTERN,PATTERN...: the refs git upstream NAME's mirrors keep (default refs/heads/*,refs/tags/*); other refs (refs/pull/*) are fetched when a client wants them", true, (o, v) => GitRefs(o, v)),
+        new("git-fetch-idle-timeout", "a mirror clone or fetch with no progress for this long is killed and its clients are passed through to upstream (default 2m)", false, (o, v) =>
+            Duration(v, "--git-fetch-idle-timeout", t => o.GitFetchIdleTimeout = t)),
         new("cluster-redis", "redis://HOST:PORT: share this node's cache with every node using the same Redis", false, (o, v) => { o.ClusterRedis = v[^1]; return null; }),
         new("advertise", "this node's URL as the other cluster nodes reach it (with --cluster-redis)", false, (o, v) => { o.Advertise = v[^1].TrimEnd('/'); return null; }),
         new("cluster-secret", "shared secret signing requests between cluster nodes (with --cluster-redis)", false, (o, v) => { o.ClusterSecret = v[^1]; return null; }),
@@ -140,6 +143,41 @@ public static class SettingsLoader
         }
         return null;
     }
+
+    /// <summary>
+    /// NAME=PATTERN items; an item that starts with refs/ continues the previous name's list, so both
+    /// `--git-refs gh=refs/heads/*,refs/tags/*` and the comma-split HOARD_GIT_REFS read the same.
+    /// </summary>
+    private static string? GitRefs(HoardOptions o, IReadOnlyList<string> values)
+    {
+        o.GitRefs.Clear();
+        string? name = null;
+        foreach (var item in values.SelectMany(v => v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)))
+        {
+            var pattern = item;
+            if (!item.StartsWith("refs/", StringComparison.Ordinal))
+            {
+                var parts = item.Split('=', 2, StringSplitOptions.TrimEntries);
+                if (parts.Length != 2 || !UpstreamSpec.IsValidName(parts[0]))
+                {
+                    return $"--git-refs '{item}': expected NAME=refs/heads/*,refs/tags/*";
+                }
+                (name, pattern) = (parts[0], parts[1]);
+                o.GitRefs[name] = new List<string>();
+            }
+            if (name is null || !IsRefPattern(pattern))
+            {
+                return $"--git-refs '{item}': expected NAME= then patterns such as refs/heads/* (letters, digits, ._-/ and at most one *)";
+            }
+            ((List<string>)o.GitRefs[name]).Add(pattern);
+        }
+        return null;
+    }
+
+    private static bool IsRefPattern(string pattern) =>
+        pattern.StartsWith("refs/", StringComparison.Ordinal) && pattern.Length > 5 && pattern.Count(c => c == '*') <= 1
+        && !pattern.Contains("..", StringComparison.Ordinal) && !pattern.Contains("//", StringComparison.Ordinal)
+        && pattern.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-' or '/' or '*');
 
     private static string? Set(Action a)
     {

@@ -215,7 +215,7 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
         if (UploadPackRequest.IsCommand(body, "ls-refs"))
         {
             // Protocol v2 discovery: upstream's refs, always; the mirror's only when upstream is unreachable.
-            if (await TryForwardLsRefsAsync(ctx, spec, repository, body))
+            if (await TryForwardUploadPackAsync(ctx, spec, repository, body, "ls_refs"))
             {
                 return;
             }
@@ -235,19 +235,34 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
         var (wants, wantRefs) = UploadPackRequest.ParseWants(body);
         var mirror = mirrors.PathOf(spec, repository);
         var missing = await mirrors.MissingAsync(mirror, wants, wantRefs, ctx.RequestAborted);
-        info.Outcome = missing.Count == 0 ? CacheOutcome.Hit : CacheOutcome.Miss;
+        // A ref outside the mirror's patterns (refs/pull/7/head by name) is fetched every time: the mirror's copy,
+        // if any, is as old as the last client that asked.
+        var refetch = wantRefs.Any(r => !UploadPackRequest.Covers(options.GitRefsOf(spec.Name), r));
+        var fetched = missing.Count > 0 || refetch;
+        info.Outcome = fetched ? CacheOutcome.Miss : CacheOutcome.Hit;
         // Objects a fetch a moment ago did not bring do not exist upstream: asking for them again fetches nothing.
-        if (missing.Count > 0 && !mirrors.KnownAbsent(mirror, missing))
+        if (refetch || (missing.Count > 0 && !mirrors.KnownAbsent(mirror, missing)))
         {
-            await mirrors.RefreshAsync(spec, repository, mirror, Authorization(ctx), wants);
-            if (!mirrors.Exists(mirror))
+            var refreshed = await mirrors.RefreshAsync(spec, repository, mirror, Authorization(ctx), wants, wantRefs);
+            missing = await mirrors.MissingAsync(mirror, wants, wantRefs, ctx.RequestAborted);
+            if (refreshed)
             {
-                await HttpErrors.WriteAsync(ctx, 502, $"could not mirror {spec.Name}/{repository} from upstream");
-                return;
+                mirrors.RememberAbsent(mirror, missing);
             }
-            mirrors.RememberAbsent(mirror, await mirrors.MissingAsync(mirror, missing, [], ctx.RequestAborted));
         }
-        metrics.Git("upload_pack", missing.Count == 0 ? "hit" : "fetched");
+        if (!mirrors.Exists(mirror) || missing.Count > 0)
+        {
+            // Never worse than a direct fetch: what the mirror cannot answer (no mirror yet, a failed or stalled
+            // fetch, objects upstream gives only by ref) goes to upstream's own upload-pack, as the client sent it.
+            LogPassThrough(logger, spec.Name, repository, mirrors.Exists(mirror) ? $"{missing.Count} wanted objects or refs are not in the mirror" : "no mirror");
+            info.Outcome = CacheOutcome.Bypass;
+            if (!await TryForwardUploadPackAsync(ctx, spec, repository, body, "pass_through"))
+            {
+                await HttpErrors.WriteAsync(ctx, 502, $"could not mirror {spec.Name}/{repository}, and upstream is unreachable");
+            }
+            return;
+        }
+        metrics.Git("upload_pack", fetched ? "fetched" : "hit");
         var gitProtocol = GitProtocolHeader(ctx);
         if (UploadPackRequest.PackCacheKey(spec, repository, mirror, gitProtocol, body) is { } key)
         {
@@ -264,8 +279,11 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
         await RunUploadPackAsync(ctx, mirror, advertise: false, body);
     }
 
-    /// <summary>Sends a v2 ls-refs upstream and relays the answer; false when upstream could not be reached.</summary>
-    private async Task<bool> TryForwardLsRefsAsync(HttpContext ctx, UpstreamSpec spec, string repository, byte[] body)
+    /// <summary>
+    /// Sends an upload-pack request (a v2 ls-refs, or a fetch the mirror cannot answer) upstream with the client's
+    /// credentials and streams the answer back; false when upstream could not be reached.
+    /// </summary>
+    private async Task<bool> TryForwardUploadPackAsync(HttpContext ctx, UpstreamSpec spec, string repository, byte[] body, string kind)
     {
         var content = new ByteArrayContent(body);
         content.Headers.TryAddWithoutValidation("Content-Type", "application/x-git-upload-pack-request");
@@ -281,7 +299,7 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
             ctx.Response.StatusCode = (int)response.StatusCode;
             ctx.Response.Headers.CacheControl = "no-cache";
             ctx.Response.ContentType = response.Content.Headers.ContentType?.ToString() ?? "application/x-git-upload-pack-result";
-            metrics.Git("ls_refs", "upstream");
+            metrics.Git(kind, "upstream");
             await response.Content.CopyToAsync(ctx.Response.Body, ctx.RequestAborted);
             return true;
         }
@@ -367,6 +385,9 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
             await HttpErrors.WriteAsync(ctx, e.ClientStatus, e.Message);
         }
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Git {Upstream}/{Repository}: passing the fetch through to upstream: {Reason}")]
+    private static partial void LogPassThrough(ILogger logger, string upstream, string repository, string reason);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Git {Upstream}/{Repository}: upstream unreachable, serving the mirror's last known refs: {Error}")]
     private static partial void LogStaleRefs(ILogger logger, string upstream, string repository, string error);

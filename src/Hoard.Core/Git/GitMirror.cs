@@ -8,12 +8,13 @@ using Microsoft.Extensions.Logging;
 namespace Hoard.Core.Git;
 
 /// <summary>
-/// Full, non-shallow bare mirrors of upstream repositories under {data}/git, refs 1:1 with upstream
-/// (clone --mirror). One clone or fetch per repository at a time; callers that find one running wait for it
-/// and check again instead of fetching twice. Readers (upload-pack) keep working while a fetch runs: git writes
-/// objects before it moves refs.
+/// Non-shallow bare mirrors of upstream repositories under {data}/git, holding the refs clones need (heads and tags
+/// by default, see <see cref="HoardOptions.GitRefs"/>) 1:1 with upstream; objects of other refs (pull requests) are
+/// fetched when a client wants them. One clone or fetch per repository at a time; callers that find one running
+/// wait for it and check again instead of fetching twice. Readers (upload-pack) keep working while a fetch runs:
+/// git writes objects before it moves refs.
 /// </summary>
-public sealed partial class GitMirror(HoardOptions options, HoardMetrics metrics, ILogger<GitMirror> logger)
+public sealed partial class GitMirror(HoardOptions options, HoardMetrics metrics, TimeProvider time, ILogger<GitMirror> logger)
 {
     private readonly ConcurrentDictionary<string, Task<bool>> _fetches = new(StringComparer.Ordinal);
     private readonly string _root = Path.Combine(Path.GetFullPath(options.DataDir), "git");
@@ -154,7 +155,7 @@ public sealed partial class GitMirror(HoardOptions options, HoardMetrics metrics
     /// failed is not tried again until its back-off has passed (10 s, doubling up to 5 minutes): a broken upstream costs
     /// one fetch per back-off, not one per request.
     /// </summary>
-    public Task<bool> RefreshAsync(UpstreamSpec upstream, string repository, string mirror, string? authorization, IReadOnlyList<string> wants)
+    public Task<bool> RefreshAsync(UpstreamSpec upstream, string repository, string mirror, string? authorization, IReadOnlyList<string> wants, IReadOnlyList<string> wantRefs)
     {
         if (_failed.TryGetValue(mirror, out var failed) && Stopwatch.GetTimestamp() < failed.RetryAt)
         {
@@ -171,7 +172,7 @@ public sealed partial class GitMirror(HoardOptions options, HoardMetrics metrics
         {
             try
             {
-                var ok = await FetchAsync(upstream, repository, mirror, authorization, wants);
+                var ok = await FetchAsync(upstream, repository, mirror, authorization, wants, wantRefs);
                 RecordOutcome(mirror, ok);
                 created.SetResult(ok);
             }
@@ -187,67 +188,6 @@ public sealed partial class GitMirror(HoardOptions options, HoardMetrics metrics
             }
         });
         return created.Task;
-    }
-
-    private async Task<bool> FetchAsync(UpstreamSpec upstream, string repository, string mirror, string? authorization, IReadOnlyList<string> wants)
-    {
-        // Wants that do not exist upstream (made up, or of a ref deleted since) would each cost a fetch: a
-        // repository is fetched at most once per MinFetchInterval; requests meanwhile wait and share the next one.
-        if (_lastFetchEnded.TryGetValue(mirror, out var last) && Stopwatch.GetElapsedTime(last) is var since && since < MinFetchInterval)
-        {
-            await Task.Delay(MinFetchInterval - since);
-        }
-        var url = Upstream.UrlCredentials.WithoutUserInfo(upstream.Url) + repository;
-        authorization ??= Upstream.UrlCredentials.Basic(upstream.Url) is { } basic ? "Basic " + basic : null;
-        var started = Stopwatch.GetTimestamp();
-        await Processes.WaitAsync();
-        try
-        {
-            // A fetch that finished while this one waited for a slot may have brought everything already.
-            if (Exists(mirror) && wants.Count > 0 && (await MissingHoldingSlotAsync(mirror, wants, [], CancellationToken.None)).Count == 0)
-            {
-                return true;
-            }
-            int code;
-            string error;
-            if (Exists(mirror))
-            {
-                (code, _, error) = await GitProcess.RunAsync(["-C", mirror, "fetch", "--prune", "--quiet", "origin"], authorization, CancellationToken.None);
-            }
-            else
-            {
-                // Clone beside the final path and rename: a half-made mirror is never visible.
-                var temp = mirror + ".tmp-" + Guid.NewGuid().ToString("N");
-                Directory.CreateDirectory(Path.GetDirectoryName(mirror)!);
-                (code, _, error) = await GitProcess.RunAsync(["clone", "--mirror", "--quiet", url, temp], authorization, CancellationToken.None);
-                if (code == 0)
-                {
-                    foreach (var (key, value) in new[] { ("uploadpack.allowFilter", "true"), ("uploadpack.allowAnySHA1InWant", "true"), ("uploadpack.allowRefInWant", "true"), ("gc.auto", "0") })
-                    {
-                        await GitProcess.RunAsync(["-C", temp, "config", key, value], null, CancellationToken.None);
-                    }
-                    Directory.Move(temp, mirror);
-                }
-                else if (Directory.Exists(temp))
-                {
-                    Directory.Delete(temp, recursive: true);
-                }
-            }
-            var elapsed = Stopwatch.GetElapsedTime(started);
-            RememberFetch(mirror);
-            metrics.GitMirrorFetch(upstream.Name, code == 0 ? "ok" : "error", elapsed);
-            if (code != 0)
-            {
-                LogFetchFailed(logger, upstream.Name, repository, error.Trim());
-                return false;
-            }
-            LogFetched(logger, upstream.Name, repository, elapsed.TotalMilliseconds);
-            return true;
-        }
-        finally
-        {
-            Processes.Release();
-        }
     }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Git mirror {Upstream}/{Repository}: last fetch failed; not trying again for {Seconds:0} s")]

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Text;
 
 namespace Hoard.Core.Git;
 
@@ -36,10 +37,63 @@ public static class GitProcess
         return psi;
     }
 
-    /// <summary>Runs git to completion; returns the exit code and what it wrote to stderr.</summary>
-    public static async Task<(int Code, string Output, string Error)> RunAsync(IEnumerable<string> args, string? authorization, CancellationToken ct)
+    /// <summary>
+    /// Runs a long git transfer (a mirror clone or fetch, with --progress) and kills it when it shows no progress
+    /// for <paramref name="idleTimeout"/>: progress is anything on stderr, which --progress updates while objects
+    /// arrive and the remote's side band while it counts and compresses. A stalled upstream cannot hold a process
+    /// slot, or the clients waiting on it, forever. There is no total timeout: a big repository may take long.
+    /// </summary>
+    public static async Task<(int Code, string Error)> RunWatchedAsync(IEnumerable<string> args, string? authorization, TimeSpan idleTimeout, TimeProvider time)
     {
         using var p = Process.Start(Start(args, authorization))!;
+        p.StandardInput.Close();
+        _ = p.StandardOutput.BaseStream.CopyToAsync(Stream.Null);
+        using var idle = new CancellationTokenSource(idleTimeout, time);
+        var tail = new StringBuilder();
+        var buffer = new char[4096];
+        var stalled = false;
+        try
+        {
+            int n;
+            while ((n = await p.StandardError.ReadAsync(buffer, idle.Token)) > 0)
+            {
+                idle.CancelAfter(idleTimeout);
+                tail.Append(buffer, 0, n);
+                if (tail.Length > 16_384)
+                {
+                    tail.Remove(0, tail.Length - 8_192);
+                }
+            }
+            await p.WaitForExitAsync(idle.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            stalled = true;
+            p.Kill(entireProcessTree: true);
+            await p.WaitForExitAsync(CancellationToken.None);
+        }
+        var error = LastMessage(tail.ToString());
+        return stalled ? (-1, $"no progress for {idleTimeout.TotalSeconds:0} s (--git-fetch-idle-timeout); killed. Last: {error}") : (p.ExitCode, error);
+    }
+
+    /// <summary>The lines of stderr that say something: progress lines (rewritten in place with \r) are dropped.</summary>
+    private static string LastMessage(string stderr)
+    {
+        var lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(l => l.Split('\r', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).LastOrDefault() ?? "")
+            .Where(l => l.Length > 0 && !l.Contains('%', StringComparison.Ordinal) && !l.EndsWith(", done.", StringComparison.Ordinal))
+            .TakeLast(3);
+        return string.Join(" | ", lines);
+    }
+
+    /// <summary>Runs git to completion; returns the exit code and what it wrote to stderr.</summary>
+    public static async Task<(int Code, string Output, string Error)> RunAsync(IEnumerable<string> args, string? authorization, CancellationToken ct, string? input = null)
+    {
+        using var p = Process.Start(Start(args, authorization))!;
+        if (input is not null)
+        {
+            await p.StandardInput.WriteAsync(input.AsMemory(), ct);
+        }
         p.StandardInput.Close();
         var stdout = p.StandardOutput.ReadToEndAsync(ct);
         var stderr = p.StandardError.ReadToEndAsync(ct);

@@ -19,7 +19,10 @@ public static class UploadPackRequest
     {
         var lines = PktLines(body);
         var v2 = IsV2(gitProtocol);
-        if (lines.Any(l => l.StartsWith("want-ref ", StringComparison.Ordinal)))
+        // want-ref depends on refs by name. A request with `have` lines is an incremental fetch, whose pack fits
+        // only clients at that very state: stored, it would almost never be asked for again. Clones and shallow
+        // clones (no haves) are the requests that repeat, twenty CI jobs at a time.
+        if (lines.Any(l => l.StartsWith("want-ref ", StringComparison.Ordinal) || l.StartsWith("have ", StringComparison.Ordinal)))
         {
             return null;
         }
@@ -96,13 +99,35 @@ public static class UploadPackRequest
         {
             if (line.StartsWith("want-ref ", StringComparison.Ordinal))
             {
-                refs.Add(line[9..].Trim());
+                // Only a plain ref name goes on to a fetch refspec: "a:refs/heads/main" or "+refs/*" would be a
+                // client writing the mirror's refs. Anything else is left to upload-pack, which refuses it.
+                if (IsRefName(line[9..].Trim()))
+                {
+                    refs.Add(line[9..].Trim());
+                }
             }
-            else if (line.StartsWith("want ", StringComparison.Ordinal) && line.Length >= 45)
+            else if (line.StartsWith("want ", StringComparison.Ordinal) && line.Length >= 45 && IsObjectId(line.AsSpan(5, 40)))
             {
                 objects.Add(line.Substring(5, 40));
             }
         }
         return (objects, refs);
     }
+
+    private static readonly System.Buffers.SearchValues<char> HexDigits = System.Buffers.SearchValues.Create("0123456789abcdef");
+
+    private static bool IsObjectId(ReadOnlySpan<char> id) => !id.ContainsAnyExcept(HexDigits);
+
+    /// <summary>A ref name safe to fetch by name: refs/..., no refspec syntax, no `..`, not Hoard's own refs.</summary>
+    public static bool IsRefName(string name) =>
+        name.Length is > 5 and <= 1024 && name.StartsWith("refs/", StringComparison.Ordinal) && !name.StartsWith("refs/hoard/", StringComparison.Ordinal)
+        && !name.Contains("..", StringComparison.Ordinal) && !name.Contains("//", StringComparison.Ordinal) && !name.Contains("@{", StringComparison.Ordinal)
+        && !name.EndsWith('/') && !name.EndsWith(".lock", StringComparison.Ordinal) && !name.Contains("/.", StringComparison.Ordinal)
+        && name.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-' or '/' or '+' or '=' or ',');
+
+    /// <summary>Whether a ref matches one of a mirror's patterns (`refs/heads/*`; a pattern without * is exact).</summary>
+    public static bool Covers(IReadOnlyList<string> patterns, string refName) => patterns.Any(p =>
+        p.IndexOf('*') is var star and >= 0
+            ? refName.Length > p.Length - 1 && refName.StartsWith(p[..star], StringComparison.Ordinal) && refName.EndsWith(p[(star + 1)..], StringComparison.Ordinal)
+            : refName == p);
 }

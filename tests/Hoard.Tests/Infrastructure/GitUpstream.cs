@@ -111,6 +111,44 @@ public sealed class GitUpstream : IAsyncDisposable
         return work;
     }
 
+    /// <summary>
+    /// A GitHub-style repository: heads and tags as <see cref="CreateRepositoryAsync"/> makes them, plus
+    /// <paramref name="pullRequests"/> refs/pull/N/head. Most point at main; every <paramref name="uniqueEvery"/>th
+    /// (and N = 7) at a commit of its own, with <paramref name="uniqueBytes"/> of random data, reachable only from that
+    /// ref. Returns the unique pull requests' heads.
+    /// </summary>
+    public async Task<Dictionary<int, string>> CreatePullRequestRepositoryAsync(string name, int pullRequests, int uniqueEvery, int uniqueBytes)
+    {
+        var work = await CreateRepositoryAsync(name);
+        var bare = Path.Combine(Root, name);
+        var main = (await Git(work, "rev-parse", "main")).Trim();
+        var heads = new Dictionary<int, string>();
+        var refs = new System.Text.StringBuilder();
+        for (var n = 1; n <= pullRequests; n++)
+        {
+            if (n % uniqueEvery != 0 && n != 7)
+            {
+                refs.Append($"create refs/pull/{n}/head {main}\n");
+                continue;
+            }
+            await Git(work, "checkout", "-q", "-b", $"pr{n}", "main");
+            var data = new byte[uniqueBytes];
+            Random.Shared.NextBytes(data);
+            File.WriteAllBytes(Path.Combine(work, $"pr{n}.bin"), data);
+            await Git(work, "add", ".");
+            await Git(work, "commit", "-q", "-m", $"pull request {n}");
+            heads[n] = (await Git(work, "rev-parse", "HEAD")).Trim();
+            await Git(work, "checkout", "-q", "main");
+            refs.Append($"create refs/pull/{n}/head {heads[n]}\n");
+        }
+        await Git(bare, "fetch", "-q", work, "refs/heads/pr*:refs/hoard-test/pr*");
+        var input = Path.Combine(_dir.Path, "refs-" + name.Replace('/', '-'));
+        File.WriteAllText(input, refs.ToString());
+        var (code, output) = await Pip.RunAsync("sh", ["-c", $"git -C '{bare}' update-ref --stdin < '{input}' && git -C '{bare}' for-each-ref --format='delete %(refname)' refs/hoard-test | git -C '{bare}' update-ref --stdin"]);
+        Assert.True(code == 0, output);
+        return heads;
+    }
+
     /// <summary>Commits in a work tree and pushes it straight to the bare repository (not through anyone).</summary>
     public async Task<string> CommitUpstreamAsync(string work, string name)
     {
