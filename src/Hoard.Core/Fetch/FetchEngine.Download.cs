@@ -381,13 +381,33 @@ public sealed partial class FetchEngine
 
     public void EvictIfNeeded() => Evict(_options.MaxSizeBytes);
 
+    /// <summary>
+    /// Evicts least recently used first, blobs and git mirrors (<see cref="Mirrors"/>) in one order: blobs used
+    /// before the oldest idle mirror, then that mirror, and so on until the store is under the target.
+    /// </summary>
     private void Evict(long target)
     {
-        if (_index.TotalBytes <= target)
+        long Over() => _index.TotalBytes + (Mirrors?.Bytes ?? 0) - target;
+        while (Over() > 0)
         {
-            return;
+            var oldest = Mirrors?.LeastRecentlyUsed();
+            EvictBlobs(target - (Mirrors?.Bytes ?? 0), oldest?.LastUsedMs ?? long.MaxValue);
+            if (Over() <= 0)
+            {
+                return;
+            }
+            if (oldest is not { } mirror || !Mirrors!.TryEvict(mirror.Id))
+            {
+                // No idle mirror left (or it was taken meanwhile): what remains to free is blobs, whatever their age.
+                EvictBlobs(target - (Mirrors?.Bytes ?? 0), long.MaxValue);
+                return;
+            }
         }
-        foreach (var blob in _index.EvictTo(target))
+    }
+
+    private void EvictBlobs(long target, long usedBeforeMs)
+    {
+        foreach (var blob in _index.EvictTo(Math.Max(0, target), usedBeforeMs))
         {
             _store.Delete(blob.Digest);
             Cluster?.Evicted(blob.Digest);

@@ -72,6 +72,9 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
     /// <summary>Other nodes sharing this cache (cluster mode), or null when this node works alone.</summary>
     public IClusterPeers? Cluster { get; set; }
 
+    /// <summary>Git mirrors: disk space that counts toward --max-size and is evicted with blobs; set at start-up.</summary>
+    public Storage.IEvictableSpace? Mirrors { get; set; }
+
     public ContentStore Store => _store;
     public CacheIndex Index => _index;
     public int InFlight => _flights.Count;

@@ -21,6 +21,8 @@ public sealed partial class GitFrontEnd
     private async Task<HttpResponseMessage> ProducePackAsync(string mirror, string gitProtocol, byte[] body, CancellationToken ct)
     {
         await mirrors.Processes.WaitAsync(ct);
+        // The pack may outlive the request that started it (others share it): it holds its own lease on the mirror.
+        var lease = mirrors.Space.Use(mirror);
         Process process;
         try
         {
@@ -28,6 +30,7 @@ public sealed partial class GitFrontEnd
         }
         catch
         {
+            lease.Dispose();
             mirrors.Processes.Release();
             throw;
         }
@@ -46,7 +49,11 @@ public sealed partial class GitFrontEnd
             }
         }, CancellationToken.None);
         _ = process.StandardError.ReadToEndAsync(CancellationToken.None);
-        var content = new StreamContent(new ProgressFilterStream(new ProcessOutputStream(process, () => mirrors.Processes.Release())));
+        var content = new StreamContent(new ProgressFilterStream(new ProcessOutputStream(process, () =>
+        {
+            lease.Dispose();
+            mirrors.Processes.Release();
+        })));
         content.Headers.TryAddWithoutValidation("Content-Type", "application/x-git-upload-pack-result");
         return new HttpResponseMessage(System.Net.HttpStatusCode.OK) { Content = content };
     }

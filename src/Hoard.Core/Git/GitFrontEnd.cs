@@ -184,6 +184,7 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
         catch (UpstreamException e)
         {
             var mirror = mirrors.PathOf(spec, repository);
+            using var lease = mirrors.Space.Use(mirror);
             if (!options.GitServeStale || !mirrors.Exists(mirror) || !gate.WasGranted(Scope(spec, repository, ctx)))
             {
                 metrics.Git("info_refs", "error");
@@ -220,6 +221,7 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
                 return;
             }
             var stale = mirrors.PathOf(spec, repository);
+            using var staleLease = mirrors.Space.Use(stale);
             if (!options.GitServeStale || !mirrors.Exists(stale))
             {
                 await HttpErrors.WriteAsync(ctx, 502, $"upstream '{spec.Name}' is unreachable and {repository} is not mirrored");
@@ -234,6 +236,7 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
         }
         var (wants, wantRefs) = UploadPackRequest.ParseWants(body);
         var mirror = mirrors.PathOf(spec, repository);
+        using var lease = mirrors.Space.Use(mirror);
         var missing = await mirrors.MissingAsync(mirror, wants, wantRefs, ctx.RequestAborted);
         // A ref outside the mirror's patterns (refs/pull/7/head by name) is fetched every time: the mirror's copy,
         // if any, is as old as the last client that asked.

@@ -14,10 +14,13 @@ namespace Hoard.Core.Git;
 /// wait for it and check again instead of fetching twice. Readers (upload-pack) keep working while a fetch runs:
 /// git writes objects before it moves refs.
 /// </summary>
-public sealed partial class GitMirror(HoardOptions options, HoardMetrics metrics, TimeProvider time, ILogger<GitMirror> logger)
+public sealed partial class GitMirror(HoardOptions options, HoardMetrics metrics, Fetch.FetchEngine engine, TimeProvider time, ILogger<GitMirror> logger)
 {
     private readonly ConcurrentDictionary<string, Task<bool>> _fetches = new(StringComparer.Ordinal);
     private readonly string _root = Path.Combine(Path.GetFullPath(options.DataDir), "git");
+
+    /// <summary>The mirrors' disk use, counted toward --max-size; callers hold a lease while they use a mirror.</summary>
+    public GitMirrorSpace Space { get; } = new(Path.Combine(Path.GetFullPath(options.DataDir), "git"), time, logger);
 
     public SemaphoreSlim Processes { get; } = new(options.GitMaxProcesses);
 
@@ -172,9 +175,16 @@ public sealed partial class GitMirror(HoardOptions options, HoardMetrics metrics
         {
             try
             {
-                var ok = await FetchAsync(upstream, repository, mirror, authorization, wants, wantRefs);
+                bool ok;
+                using (Space.Use(mirror))
+                {
+                    ok = await FetchAsync(upstream, repository, mirror, authorization, wants, wantRefs);
+                    Space.Measure(mirror);
+                }
                 RecordOutcome(mirror, ok);
                 created.SetResult(ok);
+                // The mirror grew: the store (blobs and mirrors) makes room, least recently used first.
+                engine.EvictIfNeeded();
             }
             catch (Exception e)
             {

@@ -145,6 +145,11 @@ public static partial class HoardApp
         var started = Stopwatch.GetTimestamp();
         var temp = store.CleanTemp();
         var (dropped, deleted) = index.Reconcile(store);
+        // Git mirrors count toward --max-size with the blobs, and are evicted with them.
+        var mirrors = app.Services.GetRequiredService<Git.GitMirror>().Space;
+        mirrors.Scan();
+        app.Services.GetRequiredService<FetchEngine>().Mirrors = mirrors;
+        app.Services.GetRequiredService<HoardMetrics>().GitMirrorGauge = () => (mirrors.Bytes, mirrors.Count);
         var metrics = app.Services.GetRequiredService<HoardMetrics>();
         metrics.StoreGauge = () => (index.TotalBytes, index.BlobCount, index.EntryCount);
         var accessLog = app.Services.GetRequiredService<AccessLog>();

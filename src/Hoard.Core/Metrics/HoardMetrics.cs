@@ -36,6 +36,9 @@ public sealed class HoardMetrics
     public Func<(long Bytes, long Blobs, long Entries)>? StoreGauge { get; set; }
     public Func<long>? AccessLogDropped { get; set; }
 
+    /// <summary>Git mirrors on disk: they count toward --max-size beside the blobs.</summary>
+    public Func<(long Bytes, int Mirrors)>? GitMirrorGauge { get; set; }
+
     public static int ProtocolIndex(string protocol) => Array.IndexOf(Protocols, protocol) is var i and >= 0 ? i : Protocols.Length - 1;
 
     public void Request(int protocol, CacheOutcome outcome) => Interlocked.Increment(ref _requests[protocol * OutcomeCount + (int)outcome]);
@@ -131,6 +134,14 @@ public sealed class HoardMetrics
             sb.Append(CultureInfo.InvariantCulture, $"hoard_store_blobs {blobs}\n");
             sb.Append("# TYPE hoard_store_entries gauge\n");
             sb.Append(CultureInfo.InvariantCulture, $"hoard_store_entries {entries}\n");
+        }
+        if (GitMirrorGauge is { } git)
+        {
+            var (bytes, count) = git();
+            sb.Append("# HELP hoard_git_mirror_bytes Bytes of git mirrors on disk (counted toward --max-size with hoard_store_bytes).\n# TYPE hoard_git_mirror_bytes gauge\n");
+            sb.Append(CultureInfo.InvariantCulture, $"hoard_git_mirror_bytes {bytes}\n");
+            sb.Append("# TYPE hoard_git_mirrors gauge\n");
+            sb.Append(CultureInfo.InvariantCulture, $"hoard_git_mirrors {count}\n");
         }
         if (ClusterSize > 0)
         {

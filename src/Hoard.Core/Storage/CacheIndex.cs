@@ -232,8 +232,10 @@ public sealed partial class CacheIndex : IDisposable
     /// <summary>
     /// Evicts least recently used blobs until the store holds at most <paramref name="targetBytes"/>.
     /// Blobs being read are skipped (their pin makes TryMarkEvicted fail); blobs being written are not indexed yet.
+    /// Only blobs last used before <paramref name="usedBeforeMs"/> go (what else counts toward the limit, a git
+    /// mirror used at that time, goes before the rest).
     /// </summary>
-    public List<BlobRecord> EvictTo(long targetBytes)
+    public List<BlobRecord> EvictTo(long targetBytes, long usedBeforeMs = long.MaxValue)
     {
         var evicted = new List<BlobRecord>();
         if (TotalBytes <= targetBytes)
@@ -242,7 +244,7 @@ public sealed partial class CacheIndex : IDisposable
         }
         foreach (var blob in _blobs.Values.OrderBy(b => b.LastAccessMs).ToList())
         {
-            if (TotalBytes <= targetBytes)
+            if (TotalBytes <= targetBytes || blob.LastAccessMs >= usedBeforeMs)
             {
                 break;
             }
