@@ -54,6 +54,12 @@ public sealed class HoardOptions
     /// <summary>A mirror clone or fetch that shows no progress for this long is killed; its clients go to upstream.</summary>
     public TimeSpan GitFetchIdleTimeout { get; set; } = TimeSpan.FromMinutes(2);
 
+    /// <summary>
+    /// A repository's clone bundle is made again at most this often (clients fetch what it lacks); zero: no
+    /// bundles are served or advertised.
+    /// </summary>
+    public TimeSpan GitBundleInterval { get; set; } = TimeSpan.FromHours(1);
+
     /// <summary>redis://HOST:PORT of the cluster's Redis; null: this node works alone.</summary>
     public string? ClusterRedis { get; set; }
 

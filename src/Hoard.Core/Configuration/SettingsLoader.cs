@@ -70,6 +70,8 @@ public static class SettingsLoader
         new("git-refs", "NAME=PATTERN,PATTERN...: the refs git upstream NAME's mirrors keep (default refs/heads/*,refs/tags/*); other refs (refs/pull/*) are fetched when a client wants them", true, (o, v) => GitRefs(o, v)),
         new("git-fetch-idle-timeout", "a mirror clone or fetch with no progress for this long is killed and its clients are passed through to upstream (default 2m)", false, (o, v) =>
             Duration(v, "--git-fetch-idle-timeout", t => o.GitFetchIdleTimeout = t)),
+        new("git-bundle-interval", "a repository's clone bundle (/git/NAME/<repo>/-/bundle, for git clone --bundle-uri) is made again at most this often; 0 turns bundles off (default 1h)", false, (o, v) =>
+            Duration(v, "--git-bundle-interval", t => o.GitBundleInterval = t)),
         new("cluster-redis", "redis://HOST:PORT: share this node's cache with every node using the same Redis", false, (o, v) => { o.ClusterRedis = v[^1]; return null; }),
         new("advertise", "this node's URL as the other cluster nodes reach it (with --cluster-redis)", false, (o, v) => { o.Advertise = v[^1].TrimEnd('/'); return null; }),
         new("cluster-secret", "shared secret signing requests between cluster nodes (with --cluster-redis)", false, (o, v) => { o.ClusterSecret = v[^1]; return null; }),

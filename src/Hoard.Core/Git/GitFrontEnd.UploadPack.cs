@@ -18,15 +18,22 @@ namespace Hoard.Core.Git;
 public sealed partial class GitFrontEnd
 {
     /// <summary>Runs upload-pack for the pack cache: its output, progress removed, as if an upstream had sent it.</summary>
-    private async Task<HttpResponseMessage> ProducePackAsync(string mirror, string gitProtocol, byte[] body, CancellationToken ct)
+    private Task<HttpResponseMessage> ProducePackAsync(string mirror, string gitProtocol, byte[] body, CancellationToken ct) =>
+        ProduceAsync(mirror, ["upload-pack", "--stateless-rpc", mirror], gitProtocol, body, sideBand: true, "application/x-git-upload-pack-result", ct);
+
+    /// <summary>
+    /// Runs git on the mirror for the store (a pack, a bundle): its stdout as if an upstream had sent it. The output
+    /// may outlive the request that started it (others share it), so it holds its own process slot and mirror lease
+    /// until git ends. Side-band progress, where there is any, is removed: stored bytes must be the same for everyone.
+    /// </summary>
+    private async Task<HttpResponseMessage> ProduceAsync(string mirror, List<string> args, string? gitProtocol, byte[]? body, bool sideBand, string contentType, CancellationToken ct)
     {
         await mirrors.Processes.WaitAsync(ct);
-        // The pack may outlive the request that started it (others share it): it holds its own lease on the mirror.
         var lease = mirrors.Space.Use(mirror);
         Process process;
         try
         {
-            process = Process.Start(GitProcess.Start(["upload-pack", "--stateless-rpc", mirror], gitProtocol: gitProtocol))!;
+            process = Process.Start(GitProcess.Start(args, gitProtocol: gitProtocol))!;
         }
         catch
         {
@@ -38,7 +45,10 @@ public sealed partial class GitFrontEnd
         {
             try
             {
-                await process.StandardInput.BaseStream.WriteAsync(body, CancellationToken.None);
+                if (body is not null)
+                {
+                    await process.StandardInput.BaseStream.WriteAsync(body, CancellationToken.None);
+                }
             }
             catch (IOException)
             {
@@ -49,12 +59,13 @@ public sealed partial class GitFrontEnd
             }
         }, CancellationToken.None);
         _ = process.StandardError.ReadToEndAsync(CancellationToken.None);
-        var content = new StreamContent(new ProgressFilterStream(new ProcessOutputStream(process, () =>
+        Stream output = new ProcessOutputStream(process, () =>
         {
             lease.Dispose();
             mirrors.Processes.Release();
-        })));
-        content.Headers.TryAddWithoutValidation("Content-Type", "application/x-git-upload-pack-result");
+        });
+        var content = new StreamContent(sideBand ? new ProgressFilterStream(output) : output);
+        content.Headers.TryAddWithoutValidation("Content-Type", contentType);
         return new HttpResponseMessage(System.Net.HttpStatusCode.OK) { Content = content };
     }
 

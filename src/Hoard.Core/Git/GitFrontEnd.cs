@@ -22,7 +22,7 @@ namespace Hoard.Core.Git;
 /// last known refs.
 /// </summary>
 public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstream, ArtifactResponder responder, LfsProxy lfs, AccessGate gate,
-    RequestBodyReader bodies, HoardOptions options, HoardMetrics metrics, ILogger<GitFrontEnd> logger)
+    RequestBodyReader bodies, HoardOptions options, HoardMetrics metrics, TimeProvider time, ILogger<GitFrontEnd> logger)
 {
     private static readonly ResponseShape PackShape = new("application/x-git-upload-pack-result", "no-cache");
     /// <summary>A fetch's request (wants, haves, arguments) after gunzip; a repository with thousands of refs needs a few MB.</summary>
@@ -83,6 +83,12 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
                 return;
             }
             await ForwardAsync(ctx, spec, rest, "lfs");
+            return;
+        }
+        if (rest.EndsWith("/-/bundle", StringComparison.Ordinal) && HttpMethods.IsGet(ctx.Request.Method))
+        {
+            repository = rest[..^"/-/bundle".Length];
+            await (IsRepositoryPath(repository) ? BundleAsync(ctx, spec, repository) : HttpErrors.WriteAsync(ctx, 400, "invalid repository path"));
             return;
         }
         if (rest.EndsWith("/info/refs", StringComparison.Ordinal))
@@ -179,6 +185,11 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
             ctx.Response.ContentType = response.Content.Headers.ContentType?.ToString() ?? "application/x-git-upload-pack-advertisement";
             info.Outcome = CacheOutcome.Bypass;
             metrics.Git("info_refs", status == 200 ? "upstream" : status.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            if (status == 200 && UploadPackRequest.IsV2(GitProtocolHeader(ctx)) && BundleAdvertised(mirrors.PathOf(spec, repository)))
+            {
+                await RelayWithBundleUriAsync(ctx, response);
+                return;
+            }
             await response.Content.CopyToAsync(ctx.Response.Body, ctx.RequestAborted);
         }
         catch (UpstreamException e)
@@ -211,6 +222,11 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
         var body = await bodies.ReadAsync(ctx, MaxRequestBody);
         if (body is null)
         {
+            return;
+        }
+        if (UploadPackRequest.IsCommand(body, "bundle-uri"))
+        {
+            await BundleListAsync(ctx, spec, repository);
             return;
         }
         if (UploadPackRequest.IsCommand(body, "ls-refs"))
@@ -269,6 +285,7 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
         var gitProtocol = GitProtocolHeader(ctx);
         if (UploadPackRequest.PackCacheKey(spec, repository, mirror, gitProtocol, body) is { } key)
         {
+            CountClone(mirror);
             // Identical requests (same repository, refs, protocol, wants, haves, arguments) share one upload-pack
             // run: it streams to everyone waiting and is stored, progress removed, for the next identical request.
             var request = new Fetch.ArtifactRequest("git", "git/pack/" + key, spec.Name, UpstreamUrl(spec, repository + "/git-upload-pack"))

@@ -50,7 +50,7 @@ public static class UploadPackRequest
     }
 
     /// <summary>The mirror's refs (packed and loose): a fetch that moves a ref gives new keys.</summary>
-    private static void AppendRefs(IncrementalHash hash, string mirror)
+    internal static void AppendRefs(IncrementalHash hash, string mirror)
     {
         var packed = Path.Combine(mirror, "packed-refs");
         if (File.Exists(packed))
