@@ -27,5 +27,11 @@ public sealed class GitMirrorFailureTests
         }
         Assert.Equal(1, hoard.Metrics.Get("hoard_git_mirror_fetches_total{upstream=\"up\",result=\"error\"}"));
         Assert.True(hoard.Logs.Contains("not trying again"));
+        // The fetch that could not be mirrored is an error, not the miss it started as.
+        // (The other POSTs are ls-refs: discovery, which upstream answered.)
+        var posts = hoard.AccessLogLines.Where(l => l.Contains(" access: POST /git/up/broken.git/git-upload-pack ", StringComparison.Ordinal)).ToArray();
+        Assert.Equal(3, posts.Count(l => l.Contains("git-upload-pack 502 error ", StringComparison.Ordinal)));
+        Assert.Equal(3, posts.Count(l => l.Contains("git-upload-pack 200 discovery ", StringComparison.Ordinal)));
+        Assert.Equal(0, hoard.Metrics.GetRequests("git", Hoard.Core.Metrics.CacheOutcome.Miss));
     }
 }
