@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Net;
 using System.Text;
 using Hoard.Core.Configuration;
+using Hoard.Core.Hosting;
 
 namespace Hoard;
 
@@ -72,8 +73,9 @@ public static class ConfigCommands
             return 0;
         });
         config.Subcommands.Add(pip);
+        // daemon.json names Hoard only (docker mirrors Docker Hub alone): no registry list to look up.
         config.Subcommands.Add(Container("docker", "Print daemon.json with Hoard as Docker Hub's registry mirror; --apply merges it into /etc/docker/daemon.json.", "/etc/docker/daemon.json",
-            (hoard, _, path) => [(path, ContainerConfig.DockerDaemonJson(hoard, File.Exists(path) ? File.ReadAllText(path) : null))]));
+            (hoard, _, path) => [(path, ContainerConfig.DockerDaemonJson(hoard, File.Exists(path) ? File.ReadAllText(path) : null))], needsRegistries: false));
         config.Subcommands.Add(Container("containerd", "Print a hosts.toml per configured registry; --apply writes them under /etc/containerd/certs.d (set config_path there in containerd's config).", "/etc/containerd/certs.d",
             (hoard, registries, path) => ContainerConfig.ContainerdHosts(hoard, registries).Select(h => (Path.Combine(path, h.Registry, "hosts.toml"), h.Content)).ToList()));
         config.Subcommands.Add(Container("podman", "Print a registries.conf drop-in (podman, CRI-O, skopeo, buildah); --apply writes /etc/containers/registries.conf.d/hoard.conf.", "/etc/containers/registries.conf.d/hoard.conf",
@@ -88,28 +90,28 @@ public static class ConfigCommands
         var command = new Command("git", "Print (or with --apply run) the `git config --global url.<hoard>/git/NAME/.insteadOf <upstream>` line for each --git upstream.");
         var url = UrlOption();
         var apply = new Option<bool>("--apply") { Description = "run the git config commands (global config of the current user)" };
-        var upstreams = new Option<string[]>("--git") { Description = "NAME=URL, as for serve (default: HOARD_GIT or the --config file)" };
+        var upstreams = new Option<string[]>("--git") { Description = $"NAME=URL, as for serve (default: HOARD_GIT or the --config file; without either, the server's {ClientConfigEndpoint.Path})" };
         var configFile = Cli.ConfigOption();
         foreach (var o in new Option[] { url, apply, upstreams, configFile })
         {
             command.Options.Add(o);
         }
-        command.SetAction(parse =>
+        command.SetAction(async (parse, ct) =>
         {
             if (BaseUrl(parse, url) is not { } hoard)
             {
                 return 2;
             }
-            if (LoadSettings(parse, configFile, "git", upstreams) is not { } options)
+            if (await UpstreamsAsync(parse, hoard, configFile, "git", upstreams, o => o.Git, ServerConfig.Git, ct) is not { } git)
             {
                 return 2;
             }
-            if (options.Git.Count == 0)
+            if (git.Count == 0)
             {
                 Console.Error.WriteLine("hoard: no --git upstream is configured");
                 return 2;
             }
-            foreach (var g in options.Git)
+            foreach (var g in git)
             {
                 var mirror = $"{hoard.GetLeftPart(UriPartial.Authority)}/git/{g.Name}/";
                 var upstreamUrl = Hoard.Core.Upstream.UrlCredentials.WithoutUserInfo(g.Url).ToString();
@@ -131,30 +133,36 @@ public static class ConfigCommands
     }
 
     /// <summary>One `hoard config` subcommand for a container client: files to print, or to write with --apply.</summary>
-    private static Command Container(string name, string description, string defaultPath, Func<Uri, IReadOnlyList<UpstreamSpec>, string, IReadOnlyList<(string Path, string Content)>> files)
+    private static Command Container(string name, string description, string defaultPath, Func<Uri, IReadOnlyList<UpstreamSpec>, string, IReadOnlyList<(string Path, string Content)>> files,
+        bool needsRegistries = true)
     {
         var command = new Command(name, description);
         var url = UrlOption();
         var apply = new Option<bool>("--apply") { Description = "write the files instead of printing them" };
         var path = new Option<string>("--path") { Description = $"with --apply: where to write (default {defaultPath})" };
-        var registries = new Option<string[]>("--registry") { Description = "NAME=URL, as for serve (default: HOARD_REGISTRY or the --config file; Docker Hub always)" };
+        var registries = new Option<string[]>("--registry") { Description = $"NAME=URL, as for serve (default: HOARD_REGISTRY or the --config file; Docker Hub always; without either, the server's {ClientConfigEndpoint.Path})" };
         var configFile = Cli.ConfigOption();
         foreach (var o in new Option[] { url, apply, path, registries, configFile })
         {
             command.Options.Add(o);
         }
-        command.SetAction(parse =>
+        command.SetAction(async (parse, ct) =>
         {
             if (BaseUrl(parse, url) is not { } hoard)
             {
                 return 2;
             }
-            if (LoadSettings(parse, configFile, "registry", registries) is not { } options)
+            IReadOnlyList<UpstreamSpec> list = [];
+            if (needsRegistries)
             {
-                return 2;
+                if (await UpstreamsAsync(parse, hoard, configFile, "registry", registries, o => o.Registries, ServerConfig.Registries, ct) is not { } found)
+                {
+                    return 2;
+                }
+                list = found;
             }
             var target = parse.GetValue(path) ?? defaultPath;
-            foreach (var (file, content) in files(hoard, options.Registries, target))
+            foreach (var (file, content) in files(hoard, list, target))
             {
                 if (parse.GetValue(apply))
                 {
@@ -171,6 +179,31 @@ public static class ConfigCommands
             return 0;
         });
         return command;
+    }
+
+    /// <summary>
+    /// The upstreams of one setting: from this machine's settings when it has any (the flag, its HOARD_* variable, a
+    /// --config file), else as the server at --url describes itself, so a client machine needs no copy of the
+    /// server's flags. Null after printing why there are none.
+    /// </summary>
+    private static async Task<IReadOnlyList<UpstreamSpec>?> UpstreamsAsync(ParseResult parse, Uri hoard, Option<string> configFile, string setting, Option<string[]> option,
+        Func<HoardOptions, IReadOnlyList<UpstreamSpec>> local, Func<ClientConfigDocument, IReadOnlyList<UpstreamSpec>> remote, CancellationToken ct)
+    {
+        var envVar = SettingsLoader.All.Single(s => s.Name == setting).EnvVar;
+        var hasLocal = parse.GetValue(option) is { Length: > 0 }
+            || !string.IsNullOrWhiteSpace(Environment.GetEnvironmentVariable(envVar))
+            || !string.IsNullOrEmpty(parse.GetValue(configFile) ?? Environment.GetEnvironmentVariable("HOARD_CONFIG"));
+        if (hasLocal)
+        {
+            return LoadSettings(parse, configFile, setting, option) is { } options ? local(options) : null;
+        }
+        var (document, error) = await ServerConfig.FetchAsync(hoard, ct);
+        if (document is null)
+        {
+            await Console.Error.WriteLineAsync("hoard: " + error);
+            return null;
+        }
+        return remote(document);
     }
 
     /// <summary>Settings as `serve` would see them (file, HOARD_* variables, one repeatable flag); null after printing errors.</summary>

@@ -53,21 +53,31 @@ public static class ContainerConfig
         }
     }
 
-    /// <summary>containers-registries.conf(5): a mirror per registry, namespaced by path on Hoard.</summary>
+    /// <summary>
+    /// containers-registries.conf(5): a mirror per registry, namespaced by path on Hoard. The registry itself stays the
+    /// location, so clients fall back to it when Hoard is down; `insecure = true` lets them speak plain HTTP to
+    /// whichever of the two is http:// (without it they insist on TLS, and that fallback fails).
+    /// </summary>
     public static string RegistriesConf(Uri hoard, IEnumerable<UpstreamSpec> registries)
     {
         var sb = new StringBuilder("# Hoard mirrors for podman, CRI-O, skopeo and buildah (/etc/containers/registries.conf.d/hoard.conf)\n");
         foreach (var r in registries)
         {
-            var location = r.Name == HoardOptions.DockerHub ? "docker.io" : r.Url.Authority;
-            sb.Append($"\n[[registry]]\nprefix = \"{r.Name}\"\nlocation = \"{location}\"\n\n");
-            sb.Append($"[[registry.mirror]]\nlocation = \"{hoard.Authority}/{r.Name}\"\n");
-            if (hoard.Scheme == "http")
-            {
-                sb.Append("insecure = true\n");
-            }
+            // Docker Hub's API host is not the name in image references: clients know docker.io, not Hoard's default URL.
+            var location = r.Name == HoardOptions.DockerHub && r.Url.Authority == new Uri(HoardOptions.DockerHubUrl).Authority ? HoardOptions.DockerHub : r.Url.Authority;
+            sb.Append($"\n[[registry]]\nprefix = \"{r.Name}\"\nlocation = \"{location}\"\n");
+            AppendInsecure(sb, r.Url);
+            sb.Append($"\n[[registry.mirror]]\nlocation = \"{hoard.Authority}/{r.Name}\"\n");
+            AppendInsecure(sb, hoard);
         }
         return sb.ToString();
     }
 
+    private static void AppendInsecure(StringBuilder sb, Uri url)
+    {
+        if (url.Scheme == Uri.UriSchemeHttp)
+        {
+            sb.Append("insecure = true\n");
+        }
+    }
 }

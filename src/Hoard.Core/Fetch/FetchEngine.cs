@@ -104,7 +104,7 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
                 {
                     lookup.Release();
                 }
-            case CacheOutcome.Miss or CacheOutcome.Coalesced:
+            case CacheOutcome.Miss or CacheOutcome.Coalesced or CacheOutcome.Peer:
                 var fill = lookup.Fill!;
                 var result = await fill.Completed.WaitAsync(ct);
                 if (result is { End: FillEnd.Committed, Blob: { } committed })
@@ -226,7 +226,8 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
         switch (start.Kind)
         {
             case FillStartKind.Streaming:
-                return CacheLookup.Streaming(joined ? CacheOutcome.Coalesced : CacheOutcome.Miss, fill);
+                // FromPeer is settled before Started: a joiner of a download from a peer is served from that peer too.
+                return CacheLookup.Streaming(fill.FromPeer ? CacheOutcome.Peer : joined ? CacheOutcome.Coalesced : CacheOutcome.Miss, fill);
             case FillStartKind.NotModified when fill.Stale is { } revalidated && revalidated.Blob.TryAcquire(NowMs):
                 return CacheLookup.Stored(CacheOutcome.Revalidated, revalidated.Blob, revalidated);
         }

@@ -68,7 +68,7 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
             }
             if (rest.EndsWith("/info/lfs/objects/batch", StringComparison.Ordinal) && HttpMethods.IsPost(ctx.Request.Method))
             {
-                RequestInfo.For(ctx).Outcome = CacheOutcome.Bypass;
+                RequestInfo.For(ctx).Outcome = CacheOutcome.Discovery;
                 // Upstream's batch answer decides per object; the body is read only for a client upstream accepted
                 // for the repository, and bounded.
                 if (await AuthoriseAsync(ctx, spec, repository) is { } denied)
@@ -183,7 +183,7 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
             gate.Record(Scope(spec, repository, ctx), Evidence(response));
             UpstreamRelay.CopyStatus(ctx.Response, response);
             ctx.Response.ContentType = response.Content.Headers.ContentType?.ToString() ?? "application/x-git-upload-pack-advertisement";
-            info.Outcome = CacheOutcome.Bypass;
+            info.Outcome = CacheOutcome.Discovery;
             metrics.Git("info_refs", status == 200 ? "upstream" : status.ToString(System.Globalization.CultureInfo.InvariantCulture));
             if (status == 200 && UploadPackRequest.IsV2(GitProtocolHeader(ctx)) && BundleAdvertised(mirrors.PathOf(spec, repository)))
             {
@@ -315,7 +315,8 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
                 Headers = ForwardHeaders(ctx, spec),
                 Body = content,
             }, ctx.RequestAborted);
-            RequestInfo.For(ctx).Outcome = CacheOutcome.Bypass;
+            // ls-refs is discovery; a fetch passed through bypasses the mirror.
+            RequestInfo.For(ctx).Outcome = kind == "ls_refs" ? CacheOutcome.Discovery : CacheOutcome.Bypass;
             ctx.Response.StatusCode = (int)response.StatusCode;
             ctx.Response.Headers.CacheControl = "no-cache";
             ctx.Response.ContentType = response.Content.Headers.ContentType?.ToString() ?? "application/x-git-upload-pack-result";

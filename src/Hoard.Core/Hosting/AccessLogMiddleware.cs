@@ -25,9 +25,25 @@ public sealed class AccessLogMiddleware(RequestDelegate next, HoardMetrics metri
             }
             await next(ctx);
         }
+        catch (Exception e) when (!ctx.RequestAborted.IsCancellationRequested)
+        {
+            // Kestrel answers 500 (or aborts a body already started) once this has passed: logged and counted as that.
+            // The exception itself is logged by Kestrel; its message may hold more than a client's log line should.
+            if (!ctx.Response.HasStarted)
+            {
+                ctx.Response.StatusCode = StatusCodes.Status500InternalServerError;
+            }
+            info.Failed(500, "internal error: " + e.GetType().Name);
+            throw;
+        }
         finally
         {
             ctx.Features.Set(body.Inner);
+            if (ctx.Response.StatusCode >= 500 && info.Outcome != CacheOutcome.None)
+            {
+                // An upstream's 5xx relayed as it came (git discovery, pushes) is a failure like Hoard's own 502.
+                info.Outcome = CacheOutcome.Error;
+            }
             metrics.Request(info.Protocol, info.Outcome);
             if (accessLog.Enabled)
             {

@@ -66,7 +66,7 @@ public sealed partial class ArtifactResponder(FetchEngine engine, HoardMetrics m
                     lookup.Release();
                 }
                 break;
-            case CacheOutcome.Miss or CacheOutcome.Coalesced:
+            case CacheOutcome.Miss or CacheOutcome.Coalesced or CacheOutcome.Peer:
                 await ServeFillAsync(ctx, request, lookup.Fill!, shape, lookup.Outcome);
                 break;
             case CacheOutcome.Bypass:
@@ -300,7 +300,10 @@ public sealed partial class ArtifactResponder(FetchEngine engine, HoardMetrics m
         if (result.Kind == CopyKind.UpstreamFailed)
         {
             // Headers (and maybe a Content-Length) are out: aborting is the only way to say "this body is not whole".
-            RequestInfo.For(ctx).Error = result.Error;
+            // The status logged is the 200 that went out; the outcome says the transfer failed.
+            var info = RequestInfo.For(ctx);
+            info.Error = result.Error;
+            info.Outcome = CacheOutcome.Error;
             LogAborted(logger, request.Key, result.Error ?? "");
             ctx.Abort();
         }

@@ -17,6 +17,8 @@ public static class CacheStatusHeader
         CacheOutcome.Stale => "hoard; hit; detail=stale-upstream-failed",
         CacheOutcome.Bypass => "hoard; fwd=bypass; detail=store-unavailable",
         CacheOutcome.Error => "hoard; fwd=miss; detail=error",
+        CacheOutcome.Peer => "hoard; fwd=miss; stored; detail=peer",
+        CacheOutcome.Discovery => "hoard; fwd=bypass; detail=discovery",
         _ => "hoard",
     }).ToArray();
 

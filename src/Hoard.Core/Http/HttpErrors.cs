@@ -7,12 +7,7 @@ public static class HttpErrors
 {
     public static Task WriteAsync(HttpContext ctx, int status, string message)
     {
-        var info = RequestInfo.For(ctx);
-        info.Error = message;
-        if (info.Outcome == Metrics.CacheOutcome.None && status >= 500)
-        {
-            info.Outcome = Metrics.CacheOutcome.Error;
-        }
+        RequestInfo.For(ctx).Failed(status, message);
         if (ctx.Response.HasStarted)
         {
             ctx.Abort();

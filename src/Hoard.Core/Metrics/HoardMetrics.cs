@@ -4,7 +4,10 @@ using System.Text;
 
 namespace Hoard.Core.Metrics;
 
-/// <summary>Where a response's bytes came from; the value of Cache-Status and of the metrics' outcome label.</summary>
+/// <summary>
+/// Where a response's bytes came from; the value of Cache-Status and of the metrics' outcome label. New values go at
+/// the end: the per-request counters and the header tables are indexed by value.
+/// </summary>
 public enum CacheOutcome
 {
     None,
@@ -13,8 +16,17 @@ public enum CacheOutcome
     Coalesced,
     Revalidated,
     Stale,
+    /// <summary>Not cached by design or by necessity: a push passed through, or the store cannot write.</summary>
     Bypass,
+    /// <summary>Hoard (or upstream, through it) failed the request: a 5xx, or a body cut off.</summary>
     Error,
+    /// <summary>A download whose bytes came from another node of the cluster.</summary>
+    Peer,
+    /// <summary>
+    /// What exists, asked upstream every time so clients see it current: git info/refs and ls-refs, an LFS batch,
+    /// an image's tag list.
+    /// </summary>
+    Discovery,
 }
 
 /// <summary>

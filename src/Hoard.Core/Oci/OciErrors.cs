@@ -9,8 +9,7 @@ public static class OciErrors
 {
     public static Task WriteAsync(HttpContext ctx, OciError error)
     {
-        var info = RequestInfo.For(ctx);
-        info.Error = error.Message;
+        RequestInfo.For(ctx).Failed(error.Status, error.Message);
         if (ctx.Response.HasStarted)
         {
             ctx.Abort();

@@ -366,7 +366,7 @@ public sealed partial class OciFrontEnd(
                 await OciErrors.WriteAsync(ctx, OciErrors.FromStatus(status is 401 or 403 or 404 or 429 ? status : 502, $"upstream '{target.Registry.Name}' answered {status} for the tags of {target.Repository}", OciKind.TagsList));
                 return;
             }
-            RequestInfo.For(ctx).Outcome = CacheOutcome.Bypass;
+            RequestInfo.For(ctx).Outcome = CacheOutcome.Discovery;
             ctx.Response.ContentType = "application/json";
             ctx.Response.Headers["Docker-Distribution-API-Version"] = "registry/2.0";
             if (response.Headers.TryGetValues("Link", out var link))

@@ -107,6 +107,36 @@ public sealed class ClusterTests
     }
 
     [Fact]
+    public async Task A_file_another_node_holds_is_served_from_that_peer_and_says_peer()
+    {
+        using var temp = new TempDir();
+        var (wheel, nginx) = await WheelBehindNginxAsync(temp, "peered", 1024 * 1024, "64m");
+        await using var _nginx = nginx;
+        await using var redis = new RedisServer();
+        await redis.StartAsync();
+        await using var nodes = await StartNodesAsync(temp, 2, redis, nginx.BaseUrl + "/simple/");
+        using var http = new HttpClient();
+        var url = "/simple/peered/" + wheel.Filename;
+        await http.GetStringAsync(nodes[0].BaseUrl + "/simple/peered/");
+        using (var first = await http.GetAsync(nodes[0].BaseUrl + url))
+        {
+            Assert.Equal("MISS", first.Headers.GetValues("X-Hoard-Cache").Single());
+        }
+        await FetchEngineTests.WaitUntil(() => redis.CliAsync("ZCARD", "hoard:holders:" + wheel.Sha256).Result == "1", TimeSpan.FromSeconds(10));
+
+        await http.GetStringAsync(nodes[1].BaseUrl + "/simple/peered/");
+        using var second = await http.GetAsync(nodes[1].BaseUrl + url);
+        Assert.Equal(wheel.Sha256, Convert.ToHexStringLower(SHA256.HashData(await second.Content.ReadAsByteArrayAsync())));
+        Assert.Equal("PEER", second.Headers.GetValues("X-Hoard-Cache").Single());
+        Assert.Contains("detail=peer", second.Headers.GetValues("Cache-Status").Single(), StringComparison.Ordinal);
+        Assert.Equal(1, nginx.Count("/packages/" + wheel.Filename));
+        await FetchEngineTests.WaitUntil(() => nodes[1].Metrics.GetRequests("pypi", Hoard.Core.Metrics.CacheOutcome.Peer) == 1, TimeSpan.FromSeconds(5));
+        // Its one miss is the index page, which each node keeps itself.
+        Assert.Equal(1, nodes[1].Metrics.GetRequests("pypi", Hoard.Core.Metrics.CacheOutcome.Miss));
+        Assert.Contains(nodes[1].AccessLogLines, l => l.Contains($" access: GET {url} 200 peer ", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task A_node_at_its_fanout_limit_refuses_and_the_peer_streams_from_another_node_that_is_still_downloading()
     {
         using var temp = new TempDir();

@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using Hoard.Core.Metrics;
 using Hoard.Core.Storage;
 using Hoard.Tests.Infrastructure;
 
@@ -145,6 +146,10 @@ public sealed class FetchEngineTests
         await using var restarted = new Nginx(root, "max_ranges 0;", nginx.Port);
         await restarted.StartAsync();
         await Assert.ThrowsAnyAsync<IOException>(() => body.CopyToAsync(Stream.Null));
+        // Counted and logged as the failure it was (the 200 had gone out), not as a miss.
+        await WaitUntil(() => hoard.Metrics.GetRequests("files", CacheOutcome.Error) == 1, TimeSpan.FromSeconds(5));
+        Assert.Equal(0, hoard.Metrics.GetRequests("files", CacheOutcome.Miss));
+        Assert.Contains(hoard.AccessLogLines, l => l.Contains(" access: GET /files/up/broken.bin 200 error ", StringComparison.Ordinal) && l.Contains("could not be resumed", StringComparison.Ordinal));
         Assert.False(hoard.Service<CacheIndex>().TryGetBlob(sha, out _));
         Assert.False(hoard.Service<CacheIndex>().TryGetEntry("files/up/broken.bin", out _));
         Assert.Empty(Directory.GetFiles(hoard.Service<ContentStore>().TempDir));
