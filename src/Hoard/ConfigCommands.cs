@@ -127,6 +127,19 @@ public static class ConfigCommands
                     Console.WriteLine($"git config --global url.{mirror}.insteadOf {upstreamUrl}");
                 }
             }
+            // Clone bundles: git >= 2.42 asks for them itself once this is set; any git >= 2.38 takes one by hand.
+            var example = $"{hoard.GetLeftPart(UriPartial.Authority)}/git/{git[0].Name}/OWNER/REPO.git";
+            if (parse.GetValue(apply))
+            {
+                var psi = new System.Diagnostics.ProcessStartInfo("git") { ArgumentList = { "config", "--global", "transfer.bundleURI", "true" } };
+                using var p = System.Diagnostics.Process.Start(psi)!;
+                p.WaitForExit();
+                Console.WriteLine($"{(p.ExitCode == 0 ? "set" : "failed")}: transfer.bundleURI true (git 2.42 and later fetch Hoard's clone bundles)");
+                return 0;
+            }
+            Console.WriteLine("git config --global transfer.bundleURI true");
+            Console.WriteLine("# git 2.42 and later then start clones from Hoard's clone bundle by themselves; with git 2.38 to 2.41:");
+            Console.WriteLine($"#   git clone --bundle-uri={example}/-/bundle {example}");
             return 0;
         });
         return command;

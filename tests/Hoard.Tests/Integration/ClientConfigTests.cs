@@ -103,7 +103,7 @@ public sealed class ClientConfigTests
         await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o => o.Git.Add(new UpstreamSpec("up", new Uri($"http://reader:git-password@127.0.0.1:{up.Port}/"))));
         var (code, output) = await HoardConfig("git", "--url", hoard.BaseUrl);
         Assert.True(code == 0, output);
-        var line = output.Trim();
+        var line = output.Trim().Split('\n')[0];
         Assert.Equal($"git config --global url.{hoard.BaseUrl}/git/up/.insteadOf {up.BaseUrl}/", line);
         var home = temp.Sub("home");
         var env = new Dictionary<string, string> { ["HOME"] = home, ["GIT_CONFIG_NOSYSTEM"] = "1", ["GIT_TERMINAL_PROMPT"] = "0" };

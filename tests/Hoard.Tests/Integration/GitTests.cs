@@ -139,7 +139,9 @@ public sealed class GitTests
         await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o => SetGit(o, up));
         var (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "config", "git", "--url", hoard.BaseUrl, "--git", $"up={up.BaseUrl}/"]);
         Assert.True(code == 0, output);
-        var line = output.Trim();
+        var line = output.Trim().Split('\n')[0];
+        Assert.Contains("git config --global transfer.bundleURI true\n", output, StringComparison.Ordinal);
+        Assert.Contains($"git clone --bundle-uri={hoard.BaseUrl}/git/up/OWNER/REPO.git/-/bundle {hoard.BaseUrl}/git/up/OWNER/REPO.git", output, StringComparison.Ordinal);
         Assert.StartsWith($"git config --global url.{hoard.BaseUrl}/git/up/.insteadOf {up.BaseUrl}/", line, StringComparison.Ordinal);
         // Apply it to a private git config and clone by the upstream's own URL.
         var home = temp.Sub("home");
