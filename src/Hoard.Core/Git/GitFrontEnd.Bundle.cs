@@ -104,15 +104,13 @@ public sealed partial class GitFrontEnd
             var url = $"{ctx.Request.Scheme}://{ctx.Request.Host}/git/{spec.Name}/{BundlePath(repository)}";
             foreach (var line in new[] { "bundle.version=1", "bundle.mode=all", "bundle.heads.uri=" + url })
             {
-                body.Append(PktLine(line));
+                body.Append(PktLine.Format(line));
             }
         }
         body.Append("0000");
         metrics.Git("bundle_uri", body.Length > 4 ? "listed" : "none");
         await ctx.Response.WriteAsync(body.ToString(), ctx.RequestAborted);
     }
-
-    private static string PktLine(string line) => (line.Length + 5).ToString("x4", System.Globalization.CultureInfo.InvariantCulture) + line + "\n";
 
     /// <summary>
     /// Relays upstream's v2 capability advertisement (a few hundred bytes) with bundle-uri added; an answer larger
@@ -148,6 +146,6 @@ public sealed partial class GitFrontEnd
         {
             return advertisement;
         }
-        return Encoding.ASCII.GetBytes(text[..^4] + PktLine("bundle-uri") + "0000");
+        return Encoding.ASCII.GetBytes(text[..^4] + PktLine.Format("bundle-uri") + "0000");
     }
 }

@@ -33,9 +33,6 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
     private static readonly int Protocol = HoardMetrics.ProtocolIndex("git");
     private readonly Dictionary<string, UpstreamSpec> _upstreams = options.Git.ToDictionary(g => g.Name, StringComparer.Ordinal);
 
-    [GeneratedRegex("^[A-Za-z0-9_][A-Za-z0-9._~-]*(/[A-Za-z0-9_][A-Za-z0-9._~-]*){0,8}$")]
-    private static partial Regex RepositoryPattern();
-
     public void Map(IEndpointRouteBuilder app) => app.MapMethods("/git/{name}/{**rest}", ["GET", "POST"], HandleAsync);
 
     private async Task HandleAsync(HttpContext ctx)
@@ -48,95 +45,41 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
             return;
         }
         var rest = (ctx.Request.Path.Value ?? "")[$"/git/{name}/".Length..];
-        if (rest.StartsWith("-/lfs/", StringComparison.Ordinal))
+        var (target, status, error) = GitRoute.Parse(rest, ctx.Request.Method, ctx.Request.Query["service"].ToString());
+        if (target is null)
         {
-            var oid = rest["-/lfs/".Length..];
-            await (Storage.ContentStore.IsDigest(oid) && HttpMethods.IsGet(ctx.Request.Method)
-                ? lfs.ObjectAsync(ctx, spec, oid)
-                : HttpErrors.WriteAsync(ctx, 400, "expected GET /git/NAME/-/lfs/<sha256 oid>?t=TOKEN"));
+            await HttpErrors.WriteAsync(ctx, status, error);
             return;
         }
-        string repository, action;
-        var lfsAt = rest.IndexOf("/info/lfs/", StringComparison.Ordinal);
-        if (lfsAt > 0)
+        var repository = target.Repository;
+        await (target.Action switch
         {
-            repository = rest[..lfsAt];
-            if (!IsRepositoryPath(repository))
-            {
-                await HttpErrors.WriteAsync(ctx, 400, "invalid repository path");
-                return;
-            }
-            if (rest.EndsWith("/info/lfs/objects/batch", StringComparison.Ordinal) && HttpMethods.IsPost(ctx.Request.Method))
-            {
-                RequestInfo.For(ctx).Outcome = CacheOutcome.Discovery;
-                // Upstream's batch answer decides per object; the body is read only for a client upstream accepted
-                // for the repository, and bounded.
-                if (await AuthoriseAsync(ctx, spec, repository) is { } denied)
-                {
-                    await HttpErrors.WriteAsync(ctx, denied.Status, denied.Reason);
-                    return;
-                }
-                if (await bodies.ReadAsync(ctx, MaxBatchBody) is { } batch)
-                {
-                    await lfs.BatchAsync(ctx, spec, repository, UpstreamUrl(spec, rest), batch, ForwardHeaders(ctx, spec, configuredMayRead: LfsProxy.IsDownload(batch)));
-                }
-                return;
-            }
-            await ForwardAsync(ctx, spec, rest, "lfs");
-            return;
-        }
-        if (rest.EndsWith("/-/bundle", StringComparison.Ordinal) && HttpMethods.IsGet(ctx.Request.Method))
-        {
-            repository = rest[..^"/-/bundle".Length];
-            await (IsRepositoryPath(repository) ? BundleAsync(ctx, spec, repository) : HttpErrors.WriteAsync(ctx, 400, "invalid repository path"));
-            return;
-        }
-        if (rest.EndsWith("/info/refs", StringComparison.Ordinal))
-        {
-            (repository, action) = (rest[..^"/info/refs".Length], "info/refs");
-        }
-        else if (rest.EndsWith("/git-upload-pack", StringComparison.Ordinal) || rest.EndsWith("/git-receive-pack", StringComparison.Ordinal))
-        {
-            var slash = rest.LastIndexOf('/');
-            (repository, action) = (rest[..slash], rest[(slash + 1)..]);
-        }
-        else
-        {
-            await HttpErrors.WriteAsync(ctx, 404, "not a git smart HTTP path: expected <repo>/info/refs, <repo>/git-upload-pack or <repo>/git-receive-pack");
-            return;
-        }
-        if (!IsRepositoryPath(repository))
-        {
-            await HttpErrors.WriteAsync(ctx, 400, "invalid repository path");
-            return;
-        }
-        var service = action == "info/refs" ? ctx.Request.Query["service"].ToString() : action;
-        switch (action, service, ctx.Request.Method)
-        {
-            case ("info/refs", "git-upload-pack", "GET"):
-                await InfoRefsAsync(ctx, spec, repository);
-                break;
-            case ("info/refs", "git-receive-pack", "GET") or ("git-receive-pack", _, "POST"):
-                await ForwardAsync(ctx, spec, rest, "receive_pack");
-                break;
-            case ("git-upload-pack", _, "POST"):
-                await UploadPackAsync(ctx, spec, repository);
-                break;
-            default:
-                await HttpErrors.WriteAsync(ctx, 403, "only git-upload-pack and git-receive-pack are served (dumb HTTP is not)");
-                break;
-        }
+            GitAction.LfsObject => lfs.ObjectAsync(ctx, spec, rest["-/lfs/".Length..]),
+            GitAction.LfsBatch => LfsBatchAsync(ctx, spec, repository, rest),
+            GitAction.LfsForward => ForwardAsync(ctx, spec, rest, "lfs"),
+            GitAction.Bundle => BundleAsync(ctx, spec, repository),
+            GitAction.InfoRefs => InfoRefsAsync(ctx, spec, repository),
+            GitAction.ReceivePack => ForwardAsync(ctx, spec, rest, "receive_pack"),
+            _ => UploadPackAsync(ctx, spec, repository),
+        });
     }
 
     /// <summary>
-    /// A repository path Hoard will mirror: safe segments, none hidden, and no segment but the last naming a repository
-    /// directory (`a.git/b` would put one mirror inside another).
+    /// An LFS batch: upstream's answer decides per object; the body is read only for a client upstream accepted
+    /// for the repository, and bounded.
     /// </summary>
-    private static bool IsRepositoryPath(string repository)
+    private async Task LfsBatchAsync(HttpContext ctx, UpstreamSpec spec, string repository, string rest)
     {
-        var segments = repository.Split('/');
-        return RepositoryPattern().IsMatch(repository) && !segments.Any(s => s.StartsWith('.'))
-            && !segments[..^1].Any(s => s.EndsWith(".git", StringComparison.Ordinal) || s.EndsWith(".bare", StringComparison.Ordinal));
+        RequestInfo.For(ctx).Outcome = CacheOutcome.Discovery;
+        if (await AuthoriseAsync(ctx, spec, repository) is { } denied)
+        {
+            await HttpErrors.WriteAsync(ctx, denied.Status, denied.Reason);
+            return;
+        }
+        if (await bodies.ReadAsync(ctx, MaxBatchBody) is { } batch)
+        {
+            await lfs.BatchAsync(ctx, spec, repository, UpstreamUrl(spec, rest), batch, ForwardHeaders(ctx, spec, configuredMayRead: LfsProxy.IsDownload(batch)));
+        }
     }
 
     private static string? Authorization(HttpContext ctx) => ctx.Request.Headers.Authorization.Count > 0 ? ctx.Request.Headers.Authorization.ToString() : null;

@@ -17,7 +17,7 @@ public static class UploadPackRequest
     /// </summary>
     public static string? PackCacheKey(UpstreamSpec spec, string repository, string mirror, string gitProtocol, byte[] body)
     {
-        var lines = PktLines(body);
+        var lines = PktLine.ReadAll(body);
         var v2 = IsV2(gitProtocol);
         // want-ref depends on refs by name. A request with `have` lines is an incremental fetch, whose pack fits
         // only clients at that very state: stored, it would almost never be asked for again. Clones and shallow
@@ -65,28 +65,6 @@ public static class UploadPackRequest
         }
     }
 
-    private static List<string> PktLines(byte[] body)
-    {
-        var lines = new List<string>();
-        var i = 0;
-        while (i + 4 <= body.Length && int.TryParse(Encoding.ASCII.GetString(body, i, 4), NumberStyles.HexNumber, null, out var length))
-        {
-            if (length < 4)
-            {
-                lines.Add(length.ToString("x4", CultureInfo.InvariantCulture));
-                i += 4;
-                continue;
-            }
-            if (i + length > body.Length)
-            {
-                break;
-            }
-            lines.Add(Encoding.UTF8.GetString(body, i + 4, length - 4).TrimEnd('\n'));
-            i += length;
-        }
-        return lines;
-    }
-
     public static bool IsCommand(byte[] body, string command) =>
         body.AsSpan().IndexOf(Encoding.ASCII.GetBytes("command=" + command + "\n")) is >= 4 and < 16;
 
@@ -95,7 +73,7 @@ public static class UploadPackRequest
     {
         var objects = new List<string>();
         var refs = new List<string>();
-        foreach (var line in PktLines(body))
+        foreach (var line in PktLine.ReadAll(body))
         {
             if (line.StartsWith("want-ref ", StringComparison.Ordinal))
             {
