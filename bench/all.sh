@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Every benchmark, in order: run.sh writes bench/RESULTS.md afresh, oci.sh, git.sh and cluster.sh add theirs.
+# Every benchmark, in order: run.sh writes bench/RESULTS.md afresh, oci.sh, git.sh, git-refs.sh and cluster.sh add theirs.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 "$here/run.sh"
 "$here/oci.sh"
 "$here/git.sh"
+"$here/git-refs.sh"
 "$here/cluster.sh"
