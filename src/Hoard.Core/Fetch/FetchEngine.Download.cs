@@ -14,7 +14,7 @@ namespace Hoard.Core.Fetch;
 
 /// <summary>
 /// A download (<see cref="FetchEngine.RunFillAsync"/>), the steps listed on <see cref="FetchEngine"/>: upstream request,
-/// body into a temp file with resumes, verification, commit; and the eviction that keeps the store under its limit.
+/// body into a temp file with resumes, verification, commit (eviction: FetchEngine.Eviction.cs).
 /// </summary>
 public sealed partial class FetchEngine
 {
@@ -373,29 +373,6 @@ public sealed partial class FetchEngine
     private string StoreTooSmall(ArtifactRequest request, long size) =>
         $"upstream '{request.UpstreamName}' sends {size} bytes for {request.Key}, larger than the store ({ValueParsers.FormatSize(_options.MaxSizeBytes)}, --max-size); not stored";
 
-    /// <summary>How often a download makes room in the store for the bytes it has written.</summary>
-    private const long EvictionStep = 8L * 1024 * 1024;
-
-    /// <summary>Evicts so the store plus the bytes a download has written stay under the limit.</summary>
-    private void MakeRoom(long written) => Evict(Math.Max(0, _options.MaxSizeBytes - written));
-
-    public void EvictIfNeeded() => Evict(_options.MaxSizeBytes);
-
-    private void Evict(long target)
-    {
-        if (_index.TotalBytes <= target)
-        {
-            return;
-        }
-        foreach (var blob in _index.EvictTo(target))
-        {
-            _store.Delete(blob.Digest);
-            Cluster?.Evicted(blob.Digest);
-            _metrics.Evicted(blob.Size);
-            LogEvicted(_logger, blob.Digest, blob.Size);
-        }
-    }
-
     private static void TryDelete(string path)
     {
         try
@@ -421,9 +398,6 @@ public sealed partial class FetchEngine
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Upstream {Upstream}: resumed {Url} at byte {Offset}")]
     private static partial void LogResumed(ILogger logger, string upstream, string url, long offset);
-
-    [LoggerMessage(Level = LogLevel.Information, Message = "Evicted sha256:{Digest} ({Size} bytes)")]
-    private static partial void LogEvicted(ILogger logger, string digest, long size);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Download of {Key} failed unexpectedly")]
     private static partial void LogFillCrashed(ILogger logger, Exception e, string key);
