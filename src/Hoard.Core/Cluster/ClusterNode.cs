@@ -18,11 +18,12 @@ namespace Hoard.Core.Cluster;
 /// <summary>
 /// Cluster mode, with one Redis as the only shared part. Redis knows which nodes are alive (heartbeat keys that
 /// expire), which node holds which blob and who is downloading it (records that expire unless refreshed), and who
-/// may go upstream for a digest (an owner-checked lock, extended while the download runs): see
-/// <see cref="ClusterRecords"/>. Blobs move between nodes over plain HTTP on the normal port, under /_hoard/peer/,
-/// signed with the cluster secret (<see cref="PeerSignature"/>); every node verifies every digest itself, and a node
-/// asks a peer only for what its own client was allowed (ClusterNode.Serving.cs). If Redis is unreachable, each node
-/// works alone.
+/// may go upstream for a digest, or for a key whose digest is unknown until downloaded (an owner-checked lock,
+/// extended while the download runs), and which digest such a key turned out to be: see <see cref="ClusterRecords"/>
+/// and ClusterNode.Peers.cs. Blobs move between nodes over plain HTTP on the normal port, under /_hoard/peer/,
+/// signed with the cluster secret (<see cref="PeerSignature"/>); every node verifies every digest it knows itself,
+/// and a node asks a peer only for what its own client was allowed (ClusterNode.Serving.cs). If Redis is
+/// unreachable, each node works alone.
 /// </summary>
 public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncDisposable
 {
@@ -39,8 +40,14 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
     private readonly PeerSignature _signature;
     private readonly ClusterRecords _records;
     private readonly ConcurrentDictionary<string, int> _uploads = new(StringComparer.Ordinal);
-    /// <summary>Download locks this node holds, by digest, with the download that holds each (its request).</summary>
+    /// <summary>Download locks this node holds, by subject (digest or key), with the download that holds each (its request).</summary>
     private readonly ConcurrentDictionary<string, (ITimer Timer, ArtifactRequest Owner)> _locks = new(StringComparer.Ordinal);
+    /// <summary>
+    /// Keys known only by their key that this node committed, with their digest: re-announced with the store, so a
+    /// later node finds the digest (and this holder) while the entry is here. Kept in memory only: after a restart
+    /// the published digests run out, and a key asked for then is downloaded once more, still once for the cluster.
+    /// </summary>
+    private readonly ConcurrentDictionary<string, string> _keyDigests = new(StringComparer.Ordinal);
     private ConnectionMultiplexer? _redis;
     private ITimer? _heartbeat;
     private int _redisDown;
@@ -128,18 +135,35 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
     }
 
     /// <summary>
-    /// Tells Redis every blob this node holds: at start (the store outlives the process), whenever Redis comes back
-    /// (it may have lost everything) and every third of the record lifetime (records expire unless refreshed).
+    /// Tells Redis every blob this node holds, and the digests of the keys it committed (see <see cref="_keyDigests"/>):
+    /// at start (the store outlives the process), whenever Redis comes back (it may have lost everything) and every
+    /// third of the record lifetime (records expire unless refreshed).
     /// Commits and evictions in between are announced one by one.
     /// </summary>
     private async Task AnnounceHeldAsync()
     {
         var blobs = _engine.Index.Blobs.Select(b => b.Digest).ToList();
+        var keys = new List<(string KeyId, string Digest)>();
+        foreach (var (key, digest) in _keyDigests)
+        {
+            if (_engine.Index.TryGetEntry(key, out var entry) && entry.Blob.Digest == digest)
+            {
+                keys.Add((ClusterRecords.KeyId(key), digest));
+            }
+            else
+            {
+                _keyDigests.TryRemove(new KeyValuePair<string, string>(key, digest)); // evicted or replaced
+            }
+        }
         var done = await Redis(async db =>
         {
             foreach (var chunk in blobs.Chunk(512))
             {
                 await Task.WhenAll(chunk.Select(d => _records.AddHolderAsync(db, d, Id)));
+            }
+            foreach (var chunk in keys.Chunk(512))
+            {
+                await Task.WhenAll(chunk.Select(k => _records.PublishKeyDigestAsync(db, k.KeyId, k.Digest)));
             }
         });
         if (done)
@@ -211,11 +235,11 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
     [LoggerMessage(Level = LogLevel.Information, Message = "Cluster: Redis is back")]
     private static partial void LogRedisBack(ILogger logger);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Cluster: node {Node} cannot be reached; released its download lock for {Digest} so this node takes over")]
-    private static partial void LogLockReleased(ILogger logger, string node, string digest);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Cluster: node {Node} cannot be reached; released its download lock for {Subject} so this node takes over")]
+    private static partial void LogLockReleased(ILogger logger, string node, string subject);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Cluster: the download lock for {Digest} is no longer this node's (taken over); the download goes on, unlocked")]
-    private static partial void LogLockLost(ILogger logger, string digest);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Cluster: the download lock for {Subject} is no longer this node's (taken over); the download goes on, unlocked")]
+    private static partial void LogLockLost(ILogger logger, string subject);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Cluster: announced {Count} blob(s) held here")]
     private static partial void LogAnnounced(ILogger logger, int count);

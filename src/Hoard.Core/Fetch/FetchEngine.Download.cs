@@ -25,7 +25,8 @@ public sealed partial class FetchEngine
         HttpResponseMessage? response = null;
         Microsoft.Win32.SafeHandles.SafeFileHandle? handle = null;
         var committed = false;
-        string? clusterDigest = null;
+        var clustered = false;
+        string? committedDigest = null;
         try
         {
             // :: Step 1 — the upstream request, conditional when revalidating.
@@ -41,12 +42,15 @@ public sealed partial class FetchEngine
             };
             try
             {
-                if (Cluster is { } cluster && request.Producer is null && request.ExpectedSha256 is { } wanted && fill.Stale is null)
+                if (Cluster is { } cluster && fill.Stale is null && ((request.ExpectedSha256 is not null && request.Producer is null) || request.SharedByKey))
                 {
-                    // Another node may hold it or be fetching it: stream from there, verified here as always.
-                    clusterDigest = wanted;
-                    response = await cluster.TryPeersAsync(request, ct);
-                    fill.FromPeer = response is not null;
+                    // Another node may hold it or be fetching it: stream from there, verified here as always (against
+                    // the digest the cluster published for the key, when a key's blob comes from a node holding it).
+                    clustered = true;
+                    var peer = await cluster.TryPeersAsync(request, ct);
+                    response = peer?.Response;
+                    fill.FromPeer = peer is not null;
+                    fill.ExpectedSha256 ??= peer?.Digest;
                 }
                 response ??= request.Producer is { } produce ? await produce(ct) : await _upstream.SendAsync(call, ct);
             }
@@ -98,8 +102,10 @@ public sealed partial class FetchEngine
                 return;
             }
             fill.SetStarted(new FillStart(FillStartKind.Streaming, length, contentType, etag, lastModified, null));
-            // A peer's body resumes from upstream: no validator to pin (the digest check is the pin).
-            var (end, written, digest) = await DownloadAsync(fill, response, handle, call, fill.FromPeer ? null : etag ?? lastModified, length, ct);
+            // A peer's body resumes from upstream with no validator when the digest check pins it; a key's body
+            // streamed from the node downloading it is pinned by upstream's Last-Modified, which that node passes on.
+            var validator = !fill.FromPeer ? etag ?? lastModified : fill.ExpectedSha256 is null ? lastModified : null;
+            var (end, written, digest) = await DownloadAsync(fill, response, handle, call, validator, length, ct);
             response = null; // DownloadAsync owns and disposes the responses it used.
             if (end is not null)
             {
@@ -113,10 +119,12 @@ public sealed partial class FetchEngine
                 Fail(fill, "size_mismatch", $"upstream sent {written} bytes for {request.Key}, its Content-Length said {len}");
                 return;
             }
-            if (request.ExpectedSha256 is { } sha && !string.Equals(sha, digest, StringComparison.Ordinal))
+            if (fill.ExpectedSha256 is { } sha && !string.Equals(sha, digest, StringComparison.Ordinal))
             {
                 _metrics.DigestMismatch(request.Protocol);
-                var message = $"sha256 of {request.Key} from upstream '{request.UpstreamName}' is {digest}, the index says {sha}; not stored";
+                var message = request.ExpectedSha256 is null
+                    ? $"sha256 of {request.Key} from a peer node is {digest}, the cluster recorded {sha} for it; not stored"
+                    : $"sha256 of {request.Key} from upstream '{request.UpstreamName}' is {digest}, the index says {sha}; not stored";
                 RememberFailure(request.FlightKey, 502, message, TimeSpan.FromMinutes(1));
                 Fail(fill, "digest_mismatch", message);
                 return;
@@ -158,6 +166,7 @@ public sealed partial class FetchEngine
                 return;
             }
             committed = true;
+            committedDigest = digest;
             LogCommitted(_logger, request.Key, digest, written);
             fill.Complete(new FillResult(FillEnd.Committed, written, blob, null));
             EvictIfNeeded();
@@ -193,9 +202,9 @@ public sealed partial class FetchEngine
                 RememberFailure(request.FlightKey, 404, notFound.Error!.Message, NotFoundTtl);
             }
             _flights.TryRemove(new KeyValuePair<string, Fill>(request.FlightKey, fill));
-            if (clusterDigest is not null)
+            if (clustered)
             {
-                Cluster?.Finished(request, committed);
+                Cluster?.Finished(request, committedDigest ?? fill.ExpectedSha256, committed);
             }
         }
     }
@@ -232,10 +241,14 @@ public sealed partial class FetchEngine
                         var brokenFrom = current.RequestMessage?.RequestUri;
                         current.Dispose();
                         HttpResponseMessage? resumed = null;
-                        if (fill.FromPeer && Cluster is { } cluster && request.ExpectedSha256 is not null && written > 0)
+                        if (fill.FromPeer && Cluster is { } cluster && written > 0)
                         {
                             // A peer went away: another node that holds or fetches the blob has the rest at once.
-                            resumed = await cluster.ResumeAsync(request, written, brokenFrom, ct);
+                            if (await cluster.ResumeAsync(request, fill.ExpectedSha256, written, brokenFrom, ct) is { } peer)
+                            {
+                                resumed = peer.Response;
+                                fill.ExpectedSha256 ??= peer.Digest;
+                            }
                         }
                         var fromAnotherPeer = resumed is not null;
                         // Only a body of known length from a real upstream can be resumed (not a git pack being produced).
