@@ -121,10 +121,12 @@ public sealed class ClusterTests
             await http.GetStringAsync(node.BaseUrl + "/simple/tree/");
         }
         var url = "/simple/tree/" + wheel.Filename;
+        // Each step waits for the previous node to be where the test needs it (a download in flight is not yet the
+        // lock, nor a stream from a peer): node 0 holds the lock, then node 1 streams from node 0, then node 2 asks.
         var first = http.GetByteArrayAsync(nodes[0].BaseUrl + url);
-        await FetchEngineTests.WaitUntil(() => nginx.Lines.Any(l => l.Contains(wheel.Filename, StringComparison.Ordinal)) || nodes[0].Service<Hoard.Core.Fetch.FetchEngine>().InFlight > 0, TimeSpan.FromSeconds(10));
+        await FetchEngineTests.WaitUntil(() => redis.CliAsync("GET", "hoard:lock:" + wheel.Sha256).Result == NodeId(temp, "node0"), TimeSpan.FromSeconds(10));
         var second = http.GetByteArrayAsync(nodes[1].BaseUrl + url);
-        await FetchEngineTests.WaitUntil(() => nodes[1].Service<Hoard.Core.Fetch.FetchEngine>().InFlight > 0, TimeSpan.FromSeconds(10));
+        await FetchEngineTests.WaitUntil(() => nodes[1].Metrics.Get($"hoard_peer_requests_total{{node=\"{NodeId(temp, "node0")[..8]}\",result=\"ok\"}}") == 1, TimeSpan.FromSeconds(10));
         var third = http.GetByteArrayAsync(nodes[2].BaseUrl + url);
         foreach (var bytes in await Task.WhenAll(first, second, third))
         {
