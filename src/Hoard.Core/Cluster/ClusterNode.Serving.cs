@@ -1,6 +1,7 @@
 using Hoard.Core.Fetch;
 using Hoard.Core.Http;
 using Hoard.Core.Metrics;
+using Hoard.Core.Storage;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
@@ -11,16 +12,21 @@ namespace Hoard.Core.Cluster;
 /// <summary>The peer endpoint: what this node gives other nodes, and to whom.</summary>
 public sealed partial class ClusterNode
 {
-    public void Map(IEndpointRouteBuilder app) => app.MapGet("/_hoard/peer/blob/{digest}", ServePeerAsync);
+    public void Map(IEndpointRouteBuilder app)
+    {
+        app.MapGet(BlobPath + "{digest}", (HttpContext ctx, string digest) => ServePeerAsync(ctx, digest, byKey: false));
+        app.MapGet(KeyPath + "{id}", (HttpContext ctx, string id) => ServePeerAsync(ctx, id, byKey: true));
+    }
 
     /// <summary>
-    /// A peer asks for a blob: committed, or streamed from this node's download in progress; never fetched for it.
-    /// The request is signed (method, path, Range, purpose, node, time) and says what it is for: a client upstream
-    /// confirmed for the digest ("authorised"), a public request ("public": public blobs only) or one key ("key K":
-    /// that key's own blob, or a public one). The asking node made its own client's check; this node gives nothing
-    /// beyond what that check allows.
+    /// A peer asks for a blob by digest, or for a key's content by the key's id (<see cref="ClusterRecords.KeyId"/>):
+    /// committed, or streamed from this node's download in progress; never fetched for it. The request is signed
+    /// (method, path, Range, purpose, node, time) and says what it is for: a client upstream confirmed for the digest
+    /// ("authorised"), a public request ("public": public blobs only) or one key ("key K": that key's own content, or
+    /// a public blob; by key only that key's, and K must be the key the id names). The asking node made its own
+    /// client's check; this node gives nothing beyond what that check allows.
     /// </summary>
-    private async Task ServePeerAsync(HttpContext ctx, string digest)
+    private async Task ServePeerAsync(HttpContext ctx, string name, bool byKey)
     {
         var purpose = ctx.Request.Headers[PeerSignature.ForHeader].ToString();
         var range = ctx.Request.Headers.Range.Count > 0 ? ctx.Request.Headers.Range.ToString() : null;
@@ -34,7 +40,7 @@ public sealed partial class ClusterNode
                 await HttpErrors.WriteAsync(ctx, 403, "cluster requests must be signed with the cluster secret, within a minute");
                 return;
         }
-        if (!Storage.ContentStore.IsDigest(digest))
+        if (!Storage.ContentStore.IsDigest(name))
         {
             await HttpErrors.WriteAsync(ctx, 400, "not a sha256 digest");
             return;
@@ -44,20 +50,27 @@ public sealed partial class ClusterNode
             await HttpErrors.WriteAsync(ctx, 400, "X-Hoard-Peer-For must be 'authorised', 'public' or 'key KEY'");
             return;
         }
-        if (_uploads.AddOrUpdate(digest, 1, (_, n) => n + 1) > _options.PeerFanout)
+        if (byKey && (wanted.Access != ContentAccess.Keyed || ClusterRecords.KeyId(wanted.Key) != name))
         {
-            EndUpload(digest);
+            await HttpErrors.WriteAsync(ctx, 400, "a key's content is asked for as 'key KEY', for the key the path names");
+            return;
+        }
+        var upload = byKey ? "key:" + name : name;
+        if (_uploads.AddOrUpdate(upload, 1, (_, n) => n + 1) > _options.PeerFanout)
+        {
+            EndUpload(upload);
             await HttpErrors.WriteAsync(ctx, 503, "this node is serving this blob to enough peers already: ask another holder");
             return;
         }
         try
         {
-            var (blob, fill) = _engine.FindForPeer(digest, wanted.Access, wanted.Key);
+            var (blob, entry, fill) = byKey ? _engine.FindKeyForPeer(wanted.Key) : WithoutEntry(_engine.FindForPeer(name, wanted.Access, wanted.Key));
             if (blob is not null)
             {
                 try
                 {
-                    await _responder.ServeBlobAsync(ctx, blob, null, ResponseShape.Immutable with { ContentType = blob.ContentType }, CacheOutcome.Hit);
+                    // A key's entry brings its own Content-Type and upstream's Last-Modified.
+                    await _responder.ServeBlobAsync(ctx, blob, entry, ResponseShape.Immutable with { ContentType = entry?.ContentType ?? blob.ContentType }, CacheOutcome.Hit);
                 }
                 finally
                 {
@@ -74,9 +87,11 @@ public sealed partial class ClusterNode
         }
         finally
         {
-            EndUpload(digest);
+            EndUpload(upload);
         }
     }
+
+    private static (BlobRecord? Blob, EntryRecord? Entry, Fill? Fill) WithoutEntry((BlobRecord? Blob, Fill? Fill) found) => (found.Blob, null, found.Fill);
 
     /// <summary>One upload fewer; the count leaves the map at zero, so the map holds only blobs being uploaded now.</summary>
     private void EndUpload(string digest)

@@ -18,11 +18,12 @@ namespace Hoard.Core.Cluster;
 /// <summary>
 /// Cluster mode, with one Redis as the only shared part. Redis knows which nodes are alive (heartbeat keys that
 /// expire), which node holds which blob and who is downloading it (records that expire unless refreshed), and who
-/// may go upstream for a digest (an owner-checked lock, extended while the download runs): see
-/// <see cref="ClusterRecords"/>. Blobs move between nodes over plain HTTP on the normal port, under /_hoard/peer/,
-/// signed with the cluster secret (<see cref="PeerSignature"/>); every node verifies every digest itself, and a node
-/// asks a peer only for what its own client was allowed (ClusterNode.Serving.cs). If Redis is unreachable, each node
-/// works alone.
+/// may go upstream for a digest, or for a key whose digest is unknown until downloaded (an owner-checked lock,
+/// extended while the download runs), and which digest such a key turned out to be: see <see cref="ClusterRecords"/>
+/// and ClusterNode.Peers.cs. Blobs move between nodes over plain HTTP on the normal port, under /_hoard/peer/,
+/// signed with the cluster secret (<see cref="PeerSignature"/>); every node verifies every digest it knows itself,
+/// and a node asks a peer only for what its own client was allowed (ClusterNode.Serving.cs). If Redis is
+/// unreachable, each node works alone.
 /// </summary>
 public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncDisposable
 {
@@ -39,8 +40,14 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
     private readonly PeerSignature _signature;
     private readonly ClusterRecords _records;
     private readonly ConcurrentDictionary<string, int> _uploads = new(StringComparer.Ordinal);
-    /// <summary>Download locks this node holds, by digest, with the download that holds each (its request).</summary>
+    /// <summary>Download locks this node holds, by subject (digest or key), with the download that holds each (its request).</summary>
     private readonly ConcurrentDictionary<string, (ITimer Timer, ArtifactRequest Owner)> _locks = new(StringComparer.Ordinal);
+    /// <summary>
+    /// Keys known only by their key that this node committed, with their digest: re-announced with the store, so a
+    /// later node finds the digest (and this holder) while the entry is here. Kept in memory only: after a restart
+    /// the published digests run out, and a key asked for then is downloaded once more, still once for the cluster.
+    /// </summary>
+    private readonly ConcurrentDictionary<string, string> _keyDigests = new(StringComparer.Ordinal);
     private ConnectionMultiplexer? _redis;
     private ITimer? _heartbeat;
     private int _redisDown;
@@ -128,18 +135,35 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
     }
 
     /// <summary>
-    /// Tells Redis every blob this node holds: at start (the store outlives the process), whenever Redis comes back
-    /// (it may have lost everything) and every third of the record lifetime (records expire unless refreshed).
+    /// Tells Redis every blob this node holds, and the digests of the keys it committed (see <see cref="_keyDigests"/>):
+    /// at start (the store outlives the process), whenever Redis comes back (it may have lost everything) and every
+    /// third of the record lifetime (records expire unless refreshed).
     /// Commits and evictions in between are announced one by one.
     /// </summary>
     private async Task AnnounceHeldAsync()
     {
         var blobs = _engine.Index.Blobs.Select(b => b.Digest).ToList();
+        var keys = new List<(string KeyId, string Digest)>();
+        foreach (var (key, digest) in _keyDigests)
+        {
+            if (_engine.Index.TryGetEntry(key, out var entry) && entry.Blob.Digest == digest)
+            {
+                keys.Add((ClusterRecords.KeyId(key), digest));
+            }
+            else
+            {
+                _keyDigests.TryRemove(new KeyValuePair<string, string>(key, digest)); // evicted or replaced
+            }
+        }
         var done = await Redis(async db =>
         {
             foreach (var chunk in blobs.Chunk(512))
             {
                 await Task.WhenAll(chunk.Select(d => _records.AddHolderAsync(db, d, Id)));
+            }
+            foreach (var chunk in keys.Chunk(512))
+            {
+                await Task.WhenAll(chunk.Select(k => _records.PublishKeyDigestAsync(db, k.KeyId, k.Digest)));
             }
         });
         if (done)
@@ -184,191 +208,6 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
         }
     }
 
-    public async Task<HttpResponseMessage?> TryPeersAsync(ArtifactRequest request, CancellationToken ct)
-    {
-        var digest = request.ExpectedSha256!;
-        if (_locks.ContainsKey(digest))
-        {
-            // This node is downloading the digest already, for requests that may not share this one's bytes (another
-            // access class): this one goes upstream too, without waiting on a lock that is its own node's.
-            return null;
-        }
-        for (var attempt = 0; attempt < 40; attempt++)
-        {
-            // 1. Nodes that hold it, then nodes that are streaming it themselves, then the lock holder (a tree, not
-            //    a star: a node at its fan-out limit answers 503 and the next one is asked).
-            if (await CandidatesAsync(digest) is not { } candidates)
-            {
-                return null; // alone: upstream
-            }
-            if (await FirstAnswerAsync(candidates, request, 0, null, ct) is { } response)
-            {
-                await Redis(db => _records.AddFetcherAsync(db, digest, Id));
-                return response;
-            }
-            // 2. Nobody has it: take the cluster-wide lock and go upstream; if another node holds the lock, it will
-            //    be asked on the next round (and released here if it turns out to be gone).
-            if (await Redis(db => _records.TakeLockAsync(db, digest, Id)))
-            {
-                await Redis(db => _records.AddFetcherAsync(db, digest, Id));
-                var timer = _time.CreateTimer(_ => _ = ExtendLockAsync(digest), null, LockTtl / 3, LockTtl / 3);
-                if (!_locks.TryAdd(digest, (timer, request)))
-                {
-                    timer.Dispose();
-                }
-                return null;
-            }
-            await Task.Delay(TimeSpan.FromMilliseconds(150), _time, ct);
-        }
-        return null;
-    }
-
-    /// <summary>Keeps the lock (and this node's fetcher record) while the download runs; stops if the lock is no longer ours.</summary>
-    private async Task ExtendLockAsync(string digest)
-    {
-        var extended = await Redis(async db =>
-        {
-            await _records.AddFetcherAsync(db, digest, Id);
-            return await _records.ExtendLockAsync(db, digest, Id);
-        });
-        if (!extended && Volatile.Read(ref _redisDown) == 0 && _locks.TryRemove(digest, out var held))
-        {
-            held.Timer.Dispose();
-            LogLockLost(_logger, digest);
-        }
-    }
-
-    public async Task<HttpResponseMessage?> ResumeAsync(ArtifactRequest request, long offset, Uri? failed, CancellationToken ct)
-    {
-        var response = await FirstAnswerAsync(await CandidatesAsync(request.ExpectedSha256!) ?? [], request, offset, failed, ct);
-        if (response is not null)
-        {
-            _metrics.PeerResumed();
-        }
-        return response;
-    }
-
-    /// <summary>Asks the candidates in turn; the first that streams the blob wins, the unreachable ones are forgotten.</summary>
-    private async Task<HttpResponseMessage?> FirstAnswerAsync(List<string> candidates, ArtifactRequest request, long offset, Uri? skip, CancellationToken ct)
-    {
-        foreach (var node in candidates)
-        {
-            var (response, dead) = await FromPeerAsync(node, request, offset, skip, ct);
-            if (response is not null)
-            {
-                return response;
-            }
-            if (dead)
-            {
-                await ForgetAsync(node, request.ExpectedSha256!);
-            }
-        }
-        return null;
-    }
-
-    /// <summary>Other nodes that hold it, fetch it or hold its lock, in that order; null when Redis is unreachable.</summary>
-    private async Task<List<string>?> CandidatesAsync(string digest)
-    {
-        var holders = await Redis(db => _records.LiveAsync(db, ClusterRecords.Holders(digest))) ?? [];
-        var fetching = await Redis(db => _records.LiveAsync(db, ClusterRecords.Fetchers(digest))) ?? [];
-        var locker = await Redis(db => _records.LockOwnerAsync(db, digest));
-        if (_redis is null || Volatile.Read(ref _redisDown) == 1)
-        {
-            return null;
-        }
-        return [.. holders.Concat(fetching).Append(locker).OfType<string>().Where(n => n != Id).Distinct()];
-    }
-
-    /// <summary>
-    /// A node that cannot be reached (or whose heartbeat expired) serves nothing to anyone: drop it from the digest's
-    /// holders and fetchers (a node that comes back announces its store again) and, if the digest's lock is still that
-    /// node's, release it, so a live node takes over now instead of after the lock expires.
-    /// </summary>
-    private async Task ForgetAsync(string node, string digest)
-    {
-        await Redis(db => _records.RemoveFetcherAsync(db, digest, node));
-        await Redis(db => _records.RemoveHolderAsync(db, digest, node));
-        if (await Redis(db => _records.ReleaseLockAsync(db, digest, node)))
-        {
-            _metrics.LockTakenOver();
-            LogLockReleased(_logger, node, digest);
-        }
-    }
-
-    /// <summary>What a peer request is for, as signed and sent in <see cref="PeerSignature.ForHeader"/>.</summary>
-    internal static string Purpose(ArtifactRequest request) => request.Access switch
-    {
-        ContentAccess.Authorised => "authorised",
-        ContentAccess.Public => "public",
-        _ => "key " + Uri.EscapeDataString(request.Key),
-    };
-
-    /// <summary>Asks one node for the blob from <paramref name="offset"/>. Dead: it could not be reached at all.</summary>
-    private async Task<(HttpResponseMessage? Response, bool Dead)> FromPeerAsync(string node, ArtifactRequest artifact, long offset, Uri? skip, CancellationToken ct)
-    {
-        var url = (await Redis(db => db.StringGetAsync($"hoard:node:{node}"))).ToString();
-        if (string.IsNullOrEmpty(url) || !Uri.TryCreate(url + "/", UriKind.Absolute, out var baseUrl) || baseUrl.Scheme is not ("http" or "https"))
-        {
-            return (null, true); // heartbeat expired (or nonsense in Redis): the node is gone
-        }
-        var path = "/_hoard/peer/blob/" + artifact.ExpectedSha256;
-        using var request = new HttpRequestMessage(HttpMethod.Get, new Uri(baseUrl, path));
-        if (skip is not null && request.RequestUri!.Authority == skip.Authority)
-        {
-            return (null, false); // the node whose body just broke off
-        }
-        string? range = null;
-        if (offset > 0)
-        {
-            request.Headers.Range = new System.Net.Http.Headers.RangeHeaderValue(offset, null);
-            range = request.Headers.Range.ToString();
-        }
-        var purpose = Purpose(artifact);
-        request.Headers.TryAddWithoutValidation(PeerSignature.ForHeader, purpose);
-        request.Headers.TryAddWithoutValidation(PeerSignature.Header, _signature.Sign("GET", path, range, purpose, Id, node));
-        try
-        {
-            var response = await _peers.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, ct);
-            var ok = offset == 0
-                ? response.StatusCode == HttpStatusCode.OK
-                : response.StatusCode == HttpStatusCode.PartialContent && response.Content.Headers.ContentRange?.From == offset;
-            if (ok)
-            {
-                _metrics.PeerFetch(node, "ok");
-                if (response.Content.Headers.ContentLength is { } bytes)
-                {
-                    _metrics.FromPeers(bytes);
-                }
-                return (response, false);
-            }
-            _metrics.PeerFetch(node, ((int)response.StatusCode).ToString(System.Globalization.CultureInfo.InvariantCulture));
-            response.Dispose();
-            return (null, false);
-        }
-        catch (HttpRequestException e)
-        {
-            _metrics.PeerFetch(node, "error");
-            // Refused or unreachable: the process (or its address) is gone; other failures may be passing.
-            return (null, e.HttpRequestError == HttpRequestError.ConnectionError);
-        }
-    }
-
-    public void Finished(ArtifactRequest request, bool committed)
-    {
-        var digest = request.ExpectedSha256!;
-        _ = Redis(db => _records.RemoveFetcherAsync(db, digest, Id));
-        // Only the download that took the lock releases it (another download of the digest on this node may end first).
-        if (_locks.TryGetValue(digest, out var held) && ReferenceEquals(held.Owner, request) && _locks.TryRemove(new KeyValuePair<string, (ITimer, ArtifactRequest)>(digest, held)))
-        {
-            held.Timer.Dispose();
-            _ = Redis(db => _records.ReleaseLockAsync(db, digest, Id));
-        }
-        if (committed)
-        {
-            _ = Redis(db => _records.AddHolderAsync(db, digest, Id));
-        }
-    }
-
     public void Evicted(string digest) => _ = Redis(db => _records.RemoveHolderAsync(db, digest, Id));
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
@@ -396,11 +235,11 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
     [LoggerMessage(Level = LogLevel.Information, Message = "Cluster: Redis is back")]
     private static partial void LogRedisBack(ILogger logger);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Cluster: node {Node} cannot be reached; released its download lock for {Digest} so this node takes over")]
-    private static partial void LogLockReleased(ILogger logger, string node, string digest);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Cluster: node {Node} cannot be reached; released its download lock for {Subject} so this node takes over")]
+    private static partial void LogLockReleased(ILogger logger, string node, string subject);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Cluster: the download lock for {Digest} is no longer this node's (taken over); the download goes on, unlocked")]
-    private static partial void LogLockLost(ILogger logger, string digest);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Cluster: the download lock for {Subject} is no longer this node's (taken over); the download goes on, unlocked")]
+    private static partial void LogLockLost(ILogger logger, string subject);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Cluster: announced {Count} blob(s) held here")]
     private static partial void LogAnnounced(ILogger logger, int count);

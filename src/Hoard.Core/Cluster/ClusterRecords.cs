@@ -1,3 +1,5 @@
+using System.Security.Cryptography;
+using System.Text;
 using StackExchange.Redis;
 
 namespace Hoard.Core.Cluster;
@@ -12,6 +14,11 @@ namespace Hoard.Core.Cluster;
 /// <item><c>hoard:lock:{digest}</c>: the download lock, a value owned by one node id with an expiry. Taken, extended
 /// and released only by its owner (StackExchange.Redis's LockTake/LockExtend/LockRelease compare the value), so a
 /// slow node can never extend or delete a lock another node took over.</item>
+/// <item>For an artifact known only by its key until downloaded (<see cref="Fetch.ArtifactRequest.SharedByKey"/>), the
+/// same lock and fetcher records under the subject <c>key:{KeyId}</c> (<c>hoard:lock:key:{id}</c>,
+/// <c>hoard:fetchers:key:{id}</c>), and once a node committed it <c>hoard:keydigest:{id}</c>: the digest the key turned
+/// out to be, a string that expires after <see cref="RecordTtl"/> unless a node holding it re-announces it. The id is
+/// the sha256 of the key: keys are long and say what clients fetch, and Redis needs neither.</item>
 /// </list>
 /// </summary>
 public sealed class ClusterRecords(TimeSpan recordTtl, TimeSpan lockTtl, TimeProvider time)
@@ -26,6 +33,25 @@ public sealed class ClusterRecords(TimeSpan recordTtl, TimeSpan lockTtl, TimePro
     public static RedisKey Fetchers(string digest) => "hoard:fetchers:" + digest;
 
     public static RedisKey Lock(string digest) => "hoard:lock:" + digest;
+
+    public static RedisKey KeyDigest(string keyId) => "hoard:keydigest:" + keyId;
+
+    /// <summary>A key's name in Redis and in peer requests: the hex sha256 of the key.</summary>
+    public static string KeyId(string key) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(key)));
+
+    /// <summary>What locks and fetcher records are kept under for a key (a digest's are kept under the digest).</summary>
+    public static string KeySubject(string key) => "key:" + KeyId(key);
+
+    public static bool IsKeySubject(string subject) => subject.StartsWith("key:", StringComparison.Ordinal);
+
+    public Task PublishKeyDigestAsync(IDatabaseAsync db, string keyId, string digest) => db.StringSetAsync(KeyDigest(keyId), digest, RecordTtl);
+
+    /// <summary>The digest published for a key, or null (none, or not a digest: never used then).</summary>
+    public static async Task<string?> KeyDigestAsync(IDatabaseAsync db, string keyId)
+    {
+        var value = (await db.StringGetAsync(KeyDigest(keyId))).ToString();
+        return Storage.ContentStore.IsDigest(value) ? value : null;
+    }
 
     public Task AddHolderAsync(IDatabaseAsync db, string digest, string node) => AddAsync(db, Holders(digest), node, RecordTtl);
 

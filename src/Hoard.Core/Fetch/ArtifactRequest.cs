@@ -41,6 +41,13 @@ public sealed record ArtifactRequest(string Protocol, string Key, string Upstrea
     public Func<CancellationToken, Task<HttpResponseMessage>>? Producer { get; init; }
 
     /// <summary>
+    /// An immutable artifact fetched from upstream whose digest is unknown until it has arrived (a /files/ download,
+    /// a PyPI file whose link carries no hash): a cluster shares it by its key, as it shares a digest's blob. Not
+    /// pages that revalidate (a TTL), nor bytes produced here (a git pack: no upstream download to save).
+    /// </summary>
+    public bool SharedByKey => ExpectedSha256 is null && Ttl is null && Producer is null && !Decompress;
+
+    /// <summary>
     /// Single-flight key. Only requests that may share each other's bytes share a download: any two clients upstream
     /// confirmed for the digest, any two public requests for it, or two requests for the same key.
     /// </summary>

@@ -14,7 +14,7 @@ namespace Hoard.Core.Fetch;
 
 /// <summary>
 /// A download (<see cref="FetchEngine.RunFillAsync"/>), the steps listed on <see cref="FetchEngine"/>: upstream request,
-/// body into a temp file with resumes, verification, commit; and the eviction that keeps the store under its limit.
+/// body into a temp file with resumes, verification, commit (eviction: FetchEngine.Eviction.cs).
 /// </summary>
 public sealed partial class FetchEngine
 {
@@ -25,7 +25,8 @@ public sealed partial class FetchEngine
         HttpResponseMessage? response = null;
         Microsoft.Win32.SafeHandles.SafeFileHandle? handle = null;
         var committed = false;
-        string? clusterDigest = null;
+        var clustered = false;
+        string? committedDigest = null;
         try
         {
             // :: Step 1 — the upstream request, conditional when revalidating.
@@ -41,12 +42,15 @@ public sealed partial class FetchEngine
             };
             try
             {
-                if (Cluster is { } cluster && request.Producer is null && request.ExpectedSha256 is { } wanted && fill.Stale is null)
+                if (Cluster is { } cluster && fill.Stale is null && ((request.ExpectedSha256 is not null && request.Producer is null) || request.SharedByKey))
                 {
-                    // Another node may hold it or be fetching it: stream from there, verified here as always.
-                    clusterDigest = wanted;
-                    response = await cluster.TryPeersAsync(request, ct);
-                    fill.FromPeer = response is not null;
+                    // Another node may hold it or be fetching it: stream from there, verified here as always (against
+                    // the digest the cluster published for the key, when a key's blob comes from a node holding it).
+                    clustered = true;
+                    var peer = await cluster.TryPeersAsync(request, ct);
+                    response = peer?.Response;
+                    fill.FromPeer = peer is not null;
+                    fill.ExpectedSha256 ??= peer?.Digest;
                 }
                 response ??= request.Producer is { } produce ? await produce(ct) : await _upstream.SendAsync(call, ct);
             }
@@ -98,8 +102,10 @@ public sealed partial class FetchEngine
                 return;
             }
             fill.SetStarted(new FillStart(FillStartKind.Streaming, length, contentType, etag, lastModified, null));
-            // A peer's body resumes from upstream: no validator to pin (the digest check is the pin).
-            var (end, written, digest) = await DownloadAsync(fill, response, handle, call, fill.FromPeer ? null : etag ?? lastModified, length, ct);
+            // A peer's body resumes from upstream with no validator when the digest check pins it; a key's body
+            // streamed from the node downloading it is pinned by upstream's Last-Modified, which that node passes on.
+            var validator = !fill.FromPeer ? etag ?? lastModified : fill.ExpectedSha256 is null ? lastModified : null;
+            var (end, written, digest) = await DownloadAsync(fill, response, handle, call, validator, length, ct);
             response = null; // DownloadAsync owns and disposes the responses it used.
             if (end is not null)
             {
@@ -113,10 +119,12 @@ public sealed partial class FetchEngine
                 Fail(fill, "size_mismatch", $"upstream sent {written} bytes for {request.Key}, its Content-Length said {len}");
                 return;
             }
-            if (request.ExpectedSha256 is { } sha && !string.Equals(sha, digest, StringComparison.Ordinal))
+            if (fill.ExpectedSha256 is { } sha && !string.Equals(sha, digest, StringComparison.Ordinal))
             {
                 _metrics.DigestMismatch(request.Protocol);
-                var message = $"sha256 of {request.Key} from upstream '{request.UpstreamName}' is {digest}, the index says {sha}; not stored";
+                var message = request.ExpectedSha256 is null
+                    ? $"sha256 of {request.Key} from a peer node is {digest}, the cluster recorded {sha} for it; not stored"
+                    : $"sha256 of {request.Key} from upstream '{request.UpstreamName}' is {digest}, the index says {sha}; not stored";
                 RememberFailure(request.FlightKey, 502, message, TimeSpan.FromMinutes(1));
                 Fail(fill, "digest_mismatch", message);
                 return;
@@ -158,6 +166,7 @@ public sealed partial class FetchEngine
                 return;
             }
             committed = true;
+            committedDigest = digest;
             LogCommitted(_logger, request.Key, digest, written);
             fill.Complete(new FillResult(FillEnd.Committed, written, blob, null));
             EvictIfNeeded();
@@ -193,9 +202,9 @@ public sealed partial class FetchEngine
                 RememberFailure(request.FlightKey, 404, notFound.Error!.Message, NotFoundTtl);
             }
             _flights.TryRemove(new KeyValuePair<string, Fill>(request.FlightKey, fill));
-            if (clusterDigest is not null)
+            if (clustered)
             {
-                Cluster?.Finished(request, committed);
+                Cluster?.Finished(request, committedDigest ?? fill.ExpectedSha256, committed);
             }
         }
     }
@@ -232,10 +241,14 @@ public sealed partial class FetchEngine
                         var brokenFrom = current.RequestMessage?.RequestUri;
                         current.Dispose();
                         HttpResponseMessage? resumed = null;
-                        if (fill.FromPeer && Cluster is { } cluster && request.ExpectedSha256 is not null && written > 0)
+                        if (fill.FromPeer && Cluster is { } cluster && written > 0)
                         {
                             // A peer went away: another node that holds or fetches the blob has the rest at once.
-                            resumed = await cluster.ResumeAsync(request, written, brokenFrom, ct);
+                            if (await cluster.ResumeAsync(request, fill.ExpectedSha256, written, brokenFrom, ct) is { } peer)
+                            {
+                                resumed = peer.Response;
+                                fill.ExpectedSha256 ??= peer.Digest;
+                            }
                         }
                         var fromAnotherPeer = resumed is not null;
                         // Only a body of known length from a real upstream can be resumed (not a git pack being produced).
@@ -373,49 +386,6 @@ public sealed partial class FetchEngine
     private string StoreTooSmall(ArtifactRequest request, long size) =>
         $"upstream '{request.UpstreamName}' sends {size} bytes for {request.Key}, larger than the store ({ValueParsers.FormatSize(_options.MaxSizeBytes)}, --max-size); not stored";
 
-    /// <summary>How often a download makes room in the store for the bytes it has written.</summary>
-    private const long EvictionStep = 8L * 1024 * 1024;
-
-    /// <summary>Evicts so the store plus the bytes a download has written stay under the limit.</summary>
-    private void MakeRoom(long written) => Evict(Math.Max(0, _options.MaxSizeBytes - written));
-
-    public void EvictIfNeeded() => Evict(_options.MaxSizeBytes);
-
-    /// <summary>
-    /// Evicts least recently used first, blobs and git mirrors (<see cref="Mirrors"/>) in one order: blobs used
-    /// before the oldest idle mirror, then that mirror, and so on until the store is under the target.
-    /// </summary>
-    private void Evict(long target)
-    {
-        long Over() => _index.TotalBytes + (Mirrors?.Bytes ?? 0) - target;
-        while (Over() > 0)
-        {
-            var oldest = Mirrors?.LeastRecentlyUsed();
-            EvictBlobs(target - (Mirrors?.Bytes ?? 0), oldest?.LastUsedMs ?? long.MaxValue);
-            if (Over() <= 0)
-            {
-                return;
-            }
-            if (oldest is not { } mirror || !Mirrors!.TryEvict(mirror.Id))
-            {
-                // No idle mirror left (or it was taken meanwhile): what remains to free is blobs, whatever their age.
-                EvictBlobs(target - (Mirrors?.Bytes ?? 0), long.MaxValue);
-                return;
-            }
-        }
-    }
-
-    private void EvictBlobs(long target, long usedBeforeMs)
-    {
-        foreach (var blob in _index.EvictTo(Math.Max(0, target), usedBeforeMs))
-        {
-            _store.Delete(blob.Digest);
-            Cluster?.Evicted(blob.Digest);
-            _metrics.Evicted(blob.Size);
-            LogEvicted(_logger, blob.Digest, blob.Size);
-        }
-    }
-
     private static void TryDelete(string path)
     {
         try
@@ -441,9 +411,6 @@ public sealed partial class FetchEngine
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Upstream {Upstream}: resumed {Url} at byte {Offset}")]
     private static partial void LogResumed(ILogger logger, string upstream, string url, long offset);
-
-    [LoggerMessage(Level = LogLevel.Information, Message = "Evicted sha256:{Digest} ({Size} bytes)")]
-    private static partial void LogEvicted(ILogger logger, string digest, long size);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Download of {Key} failed unexpectedly")]
     private static partial void LogFillCrashed(ILogger logger, Exception e, string key);

@@ -52,6 +52,21 @@ public sealed partial class FetchEngine
         return (null, fill);
     }
 
+    /// <summary>
+    /// What this node may give a peer node that asks for a key's content on behalf of a request known only by that key
+    /// (<see cref="ArtifactRequest.SharedByKey"/>): the entry committed under that very key (pinned for the caller) or
+    /// the key's own download in progress; never another key's bytes, and nothing produced here (a git pack).
+    /// </summary>
+    public (BlobRecord? Blob, EntryRecord? Entry, Fill? Fill) FindKeyForPeer(string key)
+    {
+        if (_index.TryGetEntry(key, out var entry) && entry.Blob.TryAcquire(NowMs))
+        {
+            return (entry.Blob, entry, null);
+        }
+        var fill = _flights.GetValueOrDefault(key) is { } keyed && keyed.Request.Key == key && keyed.Request.Producer is null && keyed.Stale is null ? keyed : null;
+        return (null, null, fill);
+    }
+
     private async Task RecordAliasAfterCommitAsync(Fill fill, EntryTemplate alias)
     {
         var result = await fill.Completed;

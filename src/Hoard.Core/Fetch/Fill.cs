@@ -43,6 +43,7 @@ public sealed class Fill
     internal Fill(ArtifactRequest request, EntryRecord? stale, Func<string, string> blobPathOf)
     {
         Request = request;
+        ExpectedSha256 = request.ExpectedSha256;
         Stale = stale;
         BlobPathOf = blobPathOf;
     }
@@ -56,6 +57,12 @@ public sealed class Fill
 
     /// <summary>The body comes from another node of the cluster, not from upstream.</summary>
     public bool FromPeer { get; internal set; }
+
+    /// <summary>
+    /// What the body must hash to: the request's digest, or for a request known only by its key the digest the
+    /// cluster published for that key, when the body comes from a node that holds it. Null: stored as it hashes.
+    /// </summary>
+    public string? ExpectedSha256 { get; internal set; }
 
     public Task<FillStart> Started => _started.Task;
     public Task<FillResult> Completed => _completed.Task;

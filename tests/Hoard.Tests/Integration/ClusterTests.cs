@@ -8,10 +8,10 @@ namespace Hoard.Tests.Integration;
 [Collection(SerialCollection.Name)]
 public sealed class ClusterTests
 {
-    private const string Secret = "cluster-test-secret-0123456789";
+    internal const string Secret = "cluster-test-secret-0123456789";
 
     /// <summary>In-process nodes, stopped together.</summary>
-    private sealed class Nodes : List<HoardHost>, IAsyncDisposable
+    internal sealed class Nodes : List<HoardHost>, IAsyncDisposable
     {
         public async ValueTask DisposeAsync()
         {
@@ -36,7 +36,7 @@ public sealed class ClusterTests
     private static async Task<Nodes> StartNodesAsync(TempDir temp, int count, RedisServer redis, string pypi, int fanout = 4, string prefix = "node") =>
         await StartNodesAsync(temp, count, redis, o => PipTests.SetPypi(o, pypi), fanout, prefix);
 
-    private static async Task<Nodes> StartNodesAsync(TempDir temp, int count, RedisServer redis, Action<HoardOptions> configure, int fanout = 4, string prefix = "node")
+    internal static async Task<Nodes> StartNodesAsync(TempDir temp, int count, RedisServer redis, Action<HoardOptions> configure, int fanout = 4, string prefix = "node")
     {
         var nodes = new Nodes();
         for (var i = 0; i < count; i++)
@@ -46,7 +46,7 @@ public sealed class ClusterTests
         return nodes;
     }
 
-    private static Task<HoardHost> StartNodeAsync(string dataDir, RedisServer redis, Action<HoardOptions> configure, int fanout = 4)
+    internal static Task<HoardHost> StartNodeAsync(string dataDir, RedisServer redis, Action<HoardOptions> configure, int fanout = 4)
     {
         var port = Ports.Free();
         return HoardHost.StartAsync(dataDir, o =>
@@ -61,7 +61,7 @@ public sealed class ClusterTests
         });
     }
 
-    private static string NodeId(TempDir temp, string node) => File.ReadAllText(Path.Combine(temp.Path, node, "node-id")).Trim();
+    internal static string NodeId(TempDir temp, string node) => File.ReadAllText(Path.Combine(temp.Path, node, "node-id")).Trim();
 
     /// <summary>Node A as a real process (so it can be killed -9), in the cluster, with its PyPI upstream.</summary>
     private static async Task<(HoardProcess Process, string BaseUrl)> StartProcessNodeAsync(TempDir temp, RedisServer redis, string pypi)
@@ -151,10 +151,12 @@ public sealed class ClusterTests
             await http.GetStringAsync(node.BaseUrl + "/simple/tree/");
         }
         var url = "/simple/tree/" + wheel.Filename;
+        // Each step waits for the previous node to be where the test needs it (a download in flight is not yet the
+        // lock, nor a stream from a peer): node 0 holds the lock, then node 1 streams from node 0, then node 2 asks.
         var first = http.GetByteArrayAsync(nodes[0].BaseUrl + url);
-        await FetchEngineTests.WaitUntil(() => nginx.Lines.Any(l => l.Contains(wheel.Filename, StringComparison.Ordinal)) || nodes[0].Service<Hoard.Core.Fetch.FetchEngine>().InFlight > 0, TimeSpan.FromSeconds(10));
+        await FetchEngineTests.WaitUntil(() => redis.CliAsync("GET", "hoard:lock:" + wheel.Sha256).Result == NodeId(temp, "node0"), TimeSpan.FromSeconds(10));
         var second = http.GetByteArrayAsync(nodes[1].BaseUrl + url);
-        await FetchEngineTests.WaitUntil(() => nodes[1].Service<Hoard.Core.Fetch.FetchEngine>().InFlight > 0, TimeSpan.FromSeconds(10));
+        await FetchEngineTests.WaitUntil(() => nodes[1].Metrics.Get($"hoard_peer_requests_total{{node=\"{NodeId(temp, "node0")[..8]}\",result=\"ok\"}}") == 1, TimeSpan.FromSeconds(10));
         var third = http.GetByteArrayAsync(nodes[2].BaseUrl + url);
         foreach (var bytes in await Task.WhenAll(first, second, third))
         {
@@ -349,7 +351,7 @@ public sealed class ClusterTests
         }
     }
 
-    private static async Task<int> PeerStatusAsync(HttpClient http, string url, string signature, string purpose)
+    internal static async Task<int> PeerStatusAsync(HttpClient http, string url, string signature, string purpose)
     {
         using var request = new HttpRequestMessage(HttpMethod.Get, url);
         request.Headers.TryAddWithoutValidation("X-Hoard-Peer", signature);
