@@ -142,7 +142,7 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
     /// </summary>
     private async Task AnnounceHeldAsync()
     {
-        var blobs = _engine.Index.Blobs.Select(b => b.Digest).ToList();
+        var blobs = _engine.Index.Blobs.Select(b => b.Digest).Concat(HeldMirrorSubjects()).ToList();
         var keys = new List<(string KeyId, string Digest)>();
         foreach (var (key, digest) in _keyDigests)
         {

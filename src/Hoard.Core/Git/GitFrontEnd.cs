@@ -33,7 +33,11 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
     private static readonly int Protocol = HoardMetrics.ProtocolIndex("git");
     private readonly Dictionary<string, UpstreamSpec> _upstreams = options.Git.ToDictionary(g => g.Name, StringComparer.Ordinal);
 
-    public void Map(IEndpointRouteBuilder app) => app.MapMethods("/git/{name}/{**rest}", ["GET", "POST"], HandleAsync);
+    public void Map(IEndpointRouteBuilder app)
+    {
+        app.MapMethods("/git/{name}/{**rest}", ["GET", "POST"], HandleAsync);
+        app.MapMethods("/_hoard/peer/git/{name}/{**rest}", ["GET", "POST"], ServePeerAsync);
+    }
 
     private async Task HandleAsync(HttpContext ctx)
     {

@@ -82,6 +82,7 @@ public sealed partial class GitMirror
             }
             var url = Upstream.UrlCredentials.WithoutUserInfo(upstream.Url) + repository;
             await ConfigureAsync(temp, url, patterns);
+            await SeedFromPeerAsync(upstream, repository, temp, patterns);
             (code, error) = await FetchRefsAsync(temp, authorization);
             if (code != 0)
             {
@@ -97,6 +98,31 @@ public sealed partial class GitMirror
             {
                 Directory.Delete(temp, recursive: true);
             }
+        }
+    }
+
+    /// <summary>
+    /// In a cluster, a new mirror starts from another node's copy (over the signed peer endpoint, as git smart HTTP):
+    /// the fetch from upstream that follows then brings only what changed since. Best effort: any failure leaves the
+    /// mirror to upstream alone. The client was accepted by upstream for this repository before any of this.
+    /// </summary>
+    private async Task SeedFromPeerAsync(UpstreamSpec upstream, string repository, string mirror, IReadOnlyList<string> patterns)
+    {
+        if (Peers is null || await Peers.FindMirrorAsync(upstream.Name, repository) is not { } peer)
+        {
+            return;
+        }
+        var started = Stopwatch.GetTimestamp();
+        List<string> args = ["-C", mirror, "fetch", "--no-tags", "--no-write-fetch-head", "--progress", peer.Url.ToString(), .. patterns.Select(p => $"+{p}:{p}")];
+        var (code, error) = await GitProcess.RunWatchedAsync(args, null, options.GitFetchIdleTimeout, time, peer.Headers);
+        metrics.GitMirrorFetch(upstream.Name, code == 0 ? "peer" : "peer_error", Stopwatch.GetElapsedTime(started));
+        if (code == 0)
+        {
+            LogSeeded(logger, upstream.Name, repository, peer.Node, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        }
+        else
+        {
+            LogSeedFailed(logger, upstream.Name, repository, peer.Node, error);
         }
     }
 
@@ -190,4 +216,10 @@ public sealed partial class GitMirror
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Git mirror {Upstream}/{Repository}: fetching {Objects} objects and {Refs} refs on demand failed (the client goes to upstream): {Error}")]
     private static partial void LogOnDemandFailed(ILogger logger, string upstream, string repository, int objects, int refs, string error);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Git mirror {Upstream}/{Repository}: started from node {Node}'s mirror in {Ms:0} ms; catching up with upstream")]
+    private static partial void LogSeeded(ILogger logger, string upstream, string repository, string node, double ms);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Git mirror {Upstream}/{Repository}: could not start from node {Node}'s mirror, fetching all from upstream: {Error}")]
+    private static partial void LogSeedFailed(ILogger logger, string upstream, string repository, string node, string error);
 }

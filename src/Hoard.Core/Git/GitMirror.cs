@@ -24,6 +24,18 @@ public sealed partial class GitMirror(HoardOptions options, HoardMetrics metrics
 
     public SemaphoreSlim Processes { get; } = new(options.GitMaxProcesses);
 
+    /// <summary>The cluster, when there is one: other nodes' mirrors to start new ones from; set at start-up.</summary>
+    public IGitMirrorPeers? Peers { get; set; }
+
+    /// <summary>The upstream name and repository path of a mirror directory (the inverse of <see cref="PathOf"/>).</summary>
+    public (string Upstream, string Repository) NameOf(string mirror)
+    {
+        var relative = Path.GetRelativePath(_root, mirror).Replace(Path.DirectorySeparatorChar, '/');
+        var slash = relative.IndexOf('/', StringComparison.Ordinal);
+        var repository = relative[(slash + 1)..];
+        return (relative[..slash], repository.EndsWith(".bare", StringComparison.Ordinal) ? repository[..^".bare".Length] : repository);
+    }
+
     /// <summary>
     /// Wanted objects a fetch did not bring (made up, or of a ref deleted since), per mirror, for a minute: a client
     /// asking for them again gets upload-pack's "not our ref" without another fetch. Bounded: clients choose the ids.
@@ -182,6 +194,10 @@ public sealed partial class GitMirror(HoardOptions options, HoardMetrics metrics
                     Space.Measure(mirror);
                 }
                 RecordOutcome(mirror, ok);
+                if (ok)
+                {
+                    Peers?.MirrorHeld(upstream.Name, repository, held: true);
+                }
                 created.SetResult(ok);
                 // The mirror grew: the store (blobs and mirrors) makes room, least recently used first.
                 engine.EvictIfNeeded();

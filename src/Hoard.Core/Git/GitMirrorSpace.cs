@@ -28,6 +28,21 @@ public sealed partial class GitMirrorSpace(string root, TimeProvider time, ILogg
 
     public long Bytes => Interlocked.Read(ref _bytes);
 
+    /// <summary>Called with a mirror's directory once it has been evicted (the cluster drops its holder record).</summary>
+    public Action<string>? Evicted { get; set; }
+
+    /// <summary>The directories of the mirrors on disk.</summary>
+    public List<string> Mirrors
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return [.. _mirrors.Where(m => m.Value.Bytes > 0).Select(m => m.Key)];
+            }
+        }
+    }
+
     public int Count
     {
         get
@@ -187,6 +202,7 @@ public sealed partial class GitMirrorSpace(string root, TimeProvider time, ILogg
             Interlocked.Add(ref _bytes, -bytes);
         }
         LogEvicted(logger, Path.GetRelativePath(root, id), bytes);
+        Evicted?.Invoke(id);
         _ = Task.Run(() => Directory.Delete(trash, recursive: true));
         return true;
     }

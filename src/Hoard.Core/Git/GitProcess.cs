@@ -9,7 +9,7 @@ namespace Hoard.Core.Git;
 /// </summary>
 public static class GitProcess
 {
-    public static ProcessStartInfo Start(IEnumerable<string> args, string? authorization = null, string? gitProtocol = null)
+    public static ProcessStartInfo Start(IEnumerable<string> args, string? authorization = null, string? gitProtocol = null, IReadOnlyList<string>? headers = null)
     {
         var psi = new ProcessStartInfo("git")
         {
@@ -24,11 +24,15 @@ public static class GitProcess
         psi.Environment["GIT_TERMINAL_PROMPT"] = "0";
         psi.Environment["GIT_NO_LAZY_FETCH"] = "1";
         psi.Environment.Remove("GIT_DIR");
-        if (authorization is not null)
+        List<string> extra = [.. authorization is null ? [] : new[] { "Authorization: " + authorization }, .. headers ?? []];
+        if (extra.Count > 0)
         {
-            psi.Environment["GIT_CONFIG_COUNT"] = "1";
-            psi.Environment["GIT_CONFIG_KEY_0"] = "http.extraHeader";
-            psi.Environment["GIT_CONFIG_VALUE_0"] = "Authorization: " + authorization;
+            psi.Environment["GIT_CONFIG_COUNT"] = extra.Count.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            for (var i = 0; i < extra.Count; i++)
+            {
+                psi.Environment[$"GIT_CONFIG_KEY_{i}"] = "http.extraHeader";
+                psi.Environment[$"GIT_CONFIG_VALUE_{i}"] = extra[i];
+            }
         }
         if (!string.IsNullOrEmpty(gitProtocol))
         {
@@ -43,9 +47,9 @@ public static class GitProcess
     /// arrive and the remote's side band while it counts and compresses. A stalled upstream cannot hold a process
     /// slot, or the clients waiting on it, forever. There is no total timeout: a big repository may take long.
     /// </summary>
-    public static async Task<(int Code, string Error)> RunWatchedAsync(IEnumerable<string> args, string? authorization, TimeSpan idleTimeout, TimeProvider time)
+    public static async Task<(int Code, string Error)> RunWatchedAsync(IEnumerable<string> args, string? authorization, TimeSpan idleTimeout, TimeProvider time, IReadOnlyList<string>? headers = null)
     {
-        using var p = Process.Start(Start(args, authorization))!;
+        using var p = Process.Start(Start(args, authorization, headers: headers))!;
         p.StandardInput.Close();
         _ = p.StandardOutput.BaseStream.CopyToAsync(Stream.Null);
         using var idle = new CancellationTokenSource(idleTimeout, time);

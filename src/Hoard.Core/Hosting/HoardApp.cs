@@ -147,8 +147,21 @@ public static partial class HoardApp
         var temp = store.CleanTemp();
         var (dropped, deleted) = index.Reconcile(store);
         // Git mirrors count toward --max-size with the blobs, and are evicted with them.
-        var mirrors = app.Services.GetRequiredService<Git.GitMirror>().Space;
+        var git = app.Services.GetRequiredService<Git.GitMirror>();
+        var mirrors = git.Space;
         mirrors.Scan();
+        if (options.ClusterRedis is not null)
+        {
+            // Nodes start new mirrors from each other's: each announces the mirrors it holds.
+            var node = app.Services.GetRequiredService<Cluster.ClusterNode>();
+            git.Peers = node;
+            node.HeldMirrors = () => mirrors.Mirrors.Select(git.NameOf);
+            mirrors.Evicted = mirror =>
+            {
+                var (upstream, repository) = git.NameOf(mirror);
+                node.MirrorHeld(upstream, repository, held: false);
+            };
+        }
         app.Services.GetRequiredService<FetchEngine>().Mirrors = mirrors;
         app.Services.GetRequiredService<HoardMetrics>().GitMirrorGauge = () => (mirrors.Bytes, mirrors.Count);
         var metrics = app.Services.GetRequiredService<HoardMetrics>();
