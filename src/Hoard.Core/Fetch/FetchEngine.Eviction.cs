@@ -20,6 +20,21 @@ public sealed partial class FetchEngine
     private void Evict(long target)
     {
         long Over() => _index.TotalBytes + (Mirrors?.Bytes ?? 0) - target;
+        if (Over() <= 0)
+        {
+            return;
+        }
+        // One eviction at a time: two would pick the same oldest mirror, and the loser would evict blobs out of order.
+        lock (_evictionLock)
+        {
+            EvictLocked(target, Over);
+        }
+    }
+
+    private readonly Lock _evictionLock = new();
+
+    private void EvictLocked(long target, Func<long> Over)
+    {
         while (Over() > 0)
         {
             var oldest = Mirrors?.LeastRecentlyUsed();

@@ -269,27 +269,42 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
         var body = await response.Content.ReadAsStreamAsync(ct);
         if (offset > 0 && response.StatusCode != HttpStatusCode.PartialContent)
         {
-            // Upstream ignored Range: skip what the client already has.
-            var skip = offset;
-            var buffer = ArrayPool<byte>.Shared.Rent(StreamCopy.BufferSize);
             try
             {
-                while (skip > 0)
-                {
-                    var n = await body.ReadAsync(buffer.AsMemory(0, (int)Math.Min(buffer.Length, skip)), ct);
-                    if (n == 0)
-                    {
-                        throw new UpstreamException("body", 502, "upstream body ended before the resume point");
-                    }
-                    skip -= n;
-                }
+                await SkipAsync(body, offset, ct);
             }
-            finally
+            catch
             {
-                ArrayPool<byte>.Shared.Return(buffer);
+                // A producer behind it (a git process) must not block on a full pipe forever.
+                await body.DisposeAsync();
+                response.Dispose();
+                throw;
             }
         }
         return (response, body);
+    }
+
+    /// <summary>Reads and drops what the client already has (upstream ignored Range).</summary>
+    private static async Task SkipAsync(Stream body, long offset, CancellationToken ct)
+    {
+        var skip = offset;
+        var buffer = ArrayPool<byte>.Shared.Rent(StreamCopy.BufferSize);
+        try
+        {
+            while (skip > 0)
+            {
+                var n = await body.ReadAsync(buffer.AsMemory(0, (int)Math.Min(buffer.Length, skip)), ct);
+                if (n == 0)
+                {
+                    throw new UpstreamException("body", 502, "upstream body ended before the resume point");
+                }
+                skip -= n;
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
     }
 
     private int _disposed;

@@ -58,7 +58,7 @@ public sealed partial class GitFrontEnd
         using var lease = mirrors.Space.Use(mirror);
         if (!mirrors.Exists(mirror))
         {
-            await mirrors.RefreshAsync(spec, repository, mirror, Authorization(ctx), [], []);
+            await mirrors.RefreshAsync(spec, repository, mirror, Authorization(ctx), []);
             if (!mirrors.Exists(mirror))
             {
                 await HttpErrors.WriteAsync(ctx, 502, $"could not mirror {spec.Name}/{repository} from upstream");
@@ -67,10 +67,40 @@ public sealed partial class GitFrontEnd
         }
         var request = new Fetch.ArtifactRequest("git", "git/bundle/" + BundleKey(spec, repository, mirror), spec.Name, UpstreamUrl(spec, BundlePath(repository)))
         {
-            Producer = ct => ProduceAsync(mirror, ["-C", mirror, "bundle", "create", "--quiet", "-", "--branches", "--tags"], null, null, sideBand: false, "application/x-git-bundle", ct),
+            Producer = ct => ProduceBundleAsync(mirror, ct),
         };
         await responder.RespondAsync(ctx, request, BundleShape);
         metrics.Git("bundle", RequestInfo.For(ctx).Outcome.ToString().ToLowerInvariant());
+    }
+
+    /// <summary>
+    /// Writes the bundle to a file first (git counts and compresses for a long time before it writes a byte, on a big
+    /// repository longer than the store's --idle-timeout; its --progress feeds the git idle timeout instead), then hands
+    /// the file to the store. The file lives in the mirror (under its lease) and is gone when the store has read it.
+    /// </summary>
+    private async Task<HttpResponseMessage> ProduceBundleAsync(string mirror, CancellationToken ct)
+    {
+        var file = Path.Combine(mirror, GitMirrorSpace.BundlePrefix + Guid.NewGuid().ToString("N"));
+        await mirrors.Processes.WaitAsync(ct);
+        try
+        {
+            using var lease = mirrors.Space.Use(mirror);
+            var (code, error) = await GitProcess.RunWatchedAsync(["-C", mirror, "bundle", "create", "--progress", file, "--branches", "--tags"], null, options.GitFetchIdleTimeout, time);
+            if (code != 0)
+            {
+                File.Delete(file);
+                throw new Upstream.UpstreamException("body", 502, "git bundle create failed: " + error);
+            }
+            var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete, 1 << 16, FileOptions.Asynchronous | FileOptions.DeleteOnClose);
+            var content = new StreamContent(stream);
+            content.Headers.TryAddWithoutValidation("Content-Type", "application/x-git-bundle");
+            content.Headers.ContentLength = stream.Length;
+            return new HttpResponseMessage(System.Net.HttpStatusCode.OK) { Content = content };
+        }
+        finally
+        {
+            mirrors.Processes.Release();
+        }
     }
 
     /// <summary>
@@ -87,8 +117,12 @@ public sealed partial class GitFrontEnd
         }
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         hash.AppendData(Encoding.UTF8.GetBytes($"{spec.Name}\n{repository}\n"));
-        UploadPackRequest.AppendRefs(hash, mirror);
-        var key = Convert.ToHexStringLower(hash.GetHashAndReset());
+        // Refs moving while read (a fetch at that moment): a key of its own, a bundle of whatever the refs are then.
+        var key = UploadPackRequest.AppendRefs(hash, mirror, options.GitRefsOf(spec.Name)) ? Convert.ToHexStringLower(hash.GetHashAndReset()) : Guid.NewGuid().ToString("N");
+        if (_bundles.Count > 10_000)
+        {
+            _bundles.Clear(); // bounded; a forgotten bundle key is made again from the refs
+        }
         _bundles[mirror] = (key, now);
         return key;
     }

@@ -44,12 +44,12 @@ public sealed partial class GitFrontEnd
         metrics.Git("peer_mirror", target.Action == GitAction.InfoRefs ? "info_refs" : "upload_pack");
         if (target.Action == GitAction.InfoRefs)
         {
-            await RunUploadPackAsync(ctx, mirror, advertise: true, body: null);
+            await RunUploadPackAsync(ctx, mirror, advertise: true, body: null, mirrors.PeerProcesses);
             return;
         }
         if (await bodies.ReadAsync(ctx, MaxRequestBody) is { } body)
         {
-            await RunUploadPackAsync(ctx, mirror, advertise: false, body);
+            await RunUploadPackAsync(ctx, mirror, advertise: false, body, mirrors.PeerProcesses);
         }
     }
 }

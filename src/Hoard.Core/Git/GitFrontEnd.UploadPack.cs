@@ -17,6 +17,51 @@ namespace Hoard.Core.Git;
 /// <summary>Running the real `git upload-pack` on a mirror: straight to a client, or as the pack cache's producer.</summary>
 public sealed partial class GitFrontEnd
 {
+    /// <summary>
+    /// Makes the mirror hold what a fetch wants: fetched from upstream if it lacks objects (joining a fetch already
+    /// running, and once more if that one was for other wants), refs outside its patterns fetched for this client.
+    /// Returns whether anything was fetched, and why the request must be passed through instead, if it must.
+    /// </summary>
+    private async Task<(bool Fetched, string? PassThrough)> PrepareMirrorAsync(HttpContext ctx, UpstreamSpec spec, string repository, string mirror, UploadPackRequest.Wants wants)
+    {
+        if (wants.Unsupported || wants.Refs.Count > GitMirror.MaxOnDemand)
+        {
+            return (false, "the request wants objects or refs in a form Hoard does not fetch by (SHA-256 ids, unusual ref names, very many refs)");
+        }
+        var patterns = options.GitRefsOf(spec.Name);
+        var uncovered = wants.Refs.Where(r => r != "HEAD" && !UploadPackRequest.Covers(patterns, r)).ToList();
+        var covered = wants.Refs.Where(r => UploadPackRequest.Covers(patterns, r)).ToList();
+        var missing = await mirrors.MissingAsync(mirror, wants.Objects, covered, ctx.RequestAborted);
+        var fetched = missing.Count > 0 || uncovered.Count > 0 || !mirrors.Exists(mirror);
+        // Objects a fetch a moment ago did not bring do not exist upstream: asking for them again fetches nothing.
+        for (var attempt = 0; attempt < 2 && (!mirrors.Exists(mirror) || (missing.Count > 0 && !mirrors.KnownAbsent(mirror, missing))); attempt++)
+        {
+            var refresh = await mirrors.RefreshAsync(spec, repository, mirror, Authorization(ctx), wants.Objects);
+            missing = await mirrors.MissingAsync(mirror, wants.Objects, covered, ctx.RequestAborted);
+            if (!refresh.Joined)
+            {
+                if (refresh.Ok)
+                {
+                    mirrors.RememberAbsent(mirror, missing);
+                }
+                break;
+            }
+        }
+        if (!mirrors.Exists(mirror))
+        {
+            return (fetched, "no mirror (its fetch failed, timed out or is backing off)");
+        }
+        if (missing.Count > 0)
+        {
+            return (fetched, $"{missing.Count} wanted objects or refs are not in the mirror");
+        }
+        if (uncovered.Count > 0 && !await mirrors.FetchRefsForClientAsync(spec, repository, mirror, Authorization(ctx), uncovered, ctx.RequestAborted))
+        {
+            return (fetched, $"{uncovered.Count} refs outside the mirror's patterns could not be fetched for this client");
+        }
+        return (fetched, null);
+    }
+
     /// <summary>Runs upload-pack for the pack cache: its output, progress removed, as if an upstream had sent it.</summary>
     private Task<HttpResponseMessage> ProducePackAsync(string mirror, string gitProtocol, byte[] body, CancellationToken ct) =>
         ProduceAsync(mirror, ["upload-pack", "--stateless-rpc", mirror], gitProtocol, body, sideBand: true, "application/x-git-upload-pack-result", ct);
@@ -29,15 +74,16 @@ public sealed partial class GitFrontEnd
     private async Task<HttpResponseMessage> ProduceAsync(string mirror, List<string> args, string? gitProtocol, byte[]? body, bool sideBand, string contentType, CancellationToken ct)
     {
         await mirrors.Processes.WaitAsync(ct);
-        var lease = mirrors.Space.Use(mirror);
+        GitMirrorSpace.Lease? lease = null;
         Process process;
         try
         {
+            lease = mirrors.Space.Use(mirror);
             process = Process.Start(GitProcess.Start(args, gitProtocol: gitProtocol))!;
         }
         catch
         {
-            lease.Dispose();
+            lease?.Dispose();
             mirrors.Processes.Release();
             throw;
         }
@@ -61,7 +107,7 @@ public sealed partial class GitFrontEnd
         _ = process.StandardError.ReadToEndAsync(CancellationToken.None);
         Stream output = new ProcessOutputStream(process, () =>
         {
-            lease.Dispose();
+            lease.Value.Dispose();
             mirrors.Processes.Release();
         });
         var content = new StreamContent(sideBand ? new ProgressFilterStream(output) : output);
@@ -70,10 +116,11 @@ public sealed partial class GitFrontEnd
     }
 
     /// <summary>git upload-pack on the mirror, its stdout streamed to the client; killed if the client leaves.</summary>
-    private async Task RunUploadPackAsync(HttpContext ctx, string mirror, bool advertise, byte[]? body)
+    private async Task RunUploadPackAsync(HttpContext ctx, string mirror, bool advertise, byte[]? body, SemaphoreSlim? slots = null)
     {
         var gitProtocol = GitProtocolHeader(ctx);
-        await mirrors.Processes.WaitAsync(ctx.RequestAborted);
+        slots ??= mirrors.Processes;
+        await slots.WaitAsync(ctx.RequestAborted);
         try
         {
             List<string> args = advertise ? ["upload-pack", "--stateless-rpc", "--advertise-refs", mirror] : ["upload-pack", "--stateless-rpc", mirror];
@@ -121,7 +168,7 @@ public sealed partial class GitFrontEnd
         }
         finally
         {
-            mirrors.Processes.Release();
+            slots.Release();
         }
     }
 

@@ -197,30 +197,15 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
             await RunUploadPackAsync(ctx, stale, advertise: false, body);
             return;
         }
-        var (wants, wantRefs) = UploadPackRequest.ParseWants(body);
         var mirror = mirrors.PathOf(spec, repository);
         using var lease = mirrors.Space.Use(mirror);
-        var missing = await mirrors.MissingAsync(mirror, wants, wantRefs, ctx.RequestAborted);
-        // A ref outside the mirror's patterns (refs/pull/7/head by name) is fetched every time: the mirror's copy,
-        // if any, is as old as the last client that asked.
-        var refetch = wantRefs.Any(r => !UploadPackRequest.Covers(options.GitRefsOf(spec.Name), r));
-        var fetched = missing.Count > 0 || refetch;
+        var (fetched, passThrough) = await PrepareMirrorAsync(ctx, spec, repository, mirror, UploadPackRequest.ParseWants(body));
         info.Outcome = fetched ? CacheOutcome.Miss : CacheOutcome.Hit;
-        // Objects a fetch a moment ago did not bring do not exist upstream: asking for them again fetches nothing.
-        if (refetch || (missing.Count > 0 && !mirrors.KnownAbsent(mirror, missing)))
-        {
-            var refreshed = await mirrors.RefreshAsync(spec, repository, mirror, Authorization(ctx), wants, wantRefs);
-            missing = await mirrors.MissingAsync(mirror, wants, wantRefs, ctx.RequestAborted);
-            if (refreshed)
-            {
-                mirrors.RememberAbsent(mirror, missing);
-            }
-        }
-        if (!mirrors.Exists(mirror) || missing.Count > 0)
+        if (passThrough is not null)
         {
             // Never worse than a direct fetch: what the mirror cannot answer (no mirror yet, a failed or stalled
             // fetch, objects upstream gives only by ref) goes to upstream's own upload-pack, as the client sent it.
-            LogPassThrough(logger, spec.Name, repository, mirrors.Exists(mirror) ? $"{missing.Count} wanted objects or refs are not in the mirror" : "no mirror");
+            LogPassThrough(logger, spec.Name, repository, passThrough);
             info.Outcome = CacheOutcome.Bypass;
             if (!await TryForwardUploadPackAsync(ctx, spec, repository, body, "pass_through"))
             {
@@ -230,7 +215,7 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
         }
         metrics.Git("upload_pack", fetched ? "fetched" : "hit");
         var gitProtocol = GitProtocolHeader(ctx);
-        if (UploadPackRequest.PackCacheKey(spec, repository, mirror, gitProtocol, body) is { } key)
+        if (UploadPackRequest.PackCacheKey(spec, repository, mirror, options.GitRefsOf(spec.Name), gitProtocol, body) is { } key)
         {
             CountClone(mirror);
             // Identical requests (same repository, refs, protocol, wants, haves, arguments) share one upload-pack

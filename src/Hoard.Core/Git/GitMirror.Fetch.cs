@@ -8,16 +8,15 @@ namespace Hoard.Core.Git;
 public sealed partial class GitMirror
 {
     /// <summary>Most objects and refs one on-demand fetch asks upstream for; a request wanting more is passed through.</summary>
-    private const int MaxOnDemand = 256;
+    public const int MaxOnDemand = 256;
 
     /// <summary>
-    /// Brings the mirror up to date with upstream's heads and tags (creating it if needed), then fetches, by object
-    /// id or by ref name, what the client wants that those refs did not bring. Holds one process slot throughout.
-    /// True when the mirror exists and its refs were fetched; the on-demand part is best effort (a client whose
-    /// wants are still missing is passed through to upstream, and one pull request must not put a mirror into
-    /// back-off for everyone).
+    /// Brings the mirror up to date with upstream's heads and tags (creating it if needed), then fetches by object id
+    /// what the client wants that those refs did not bring. Holds one process slot throughout. True when the mirror
+    /// exists and its refs were fetched; the by-id part is best effort (a client whose wants are still missing is
+    /// passed through to upstream, and one pull request must not put a mirror into back-off for everyone).
     /// </summary>
-    private async Task<bool> FetchAsync(UpstreamSpec upstream, string repository, string mirror, string? authorization, IReadOnlyList<string> wants, IReadOnlyList<string> wantRefs)
+    private async Task<bool> FetchAsync(UpstreamSpec upstream, string repository, string mirror, string? authorization, IReadOnlyList<string> wants)
     {
         // Wants that do not exist upstream (made up, or of a ref deleted since) would each cost a fetch: a
         // repository is fetched at most once per MinFetchInterval; requests meanwhile wait and share the next one.
@@ -25,16 +24,14 @@ public sealed partial class GitMirror
         {
             await Task.Delay(MinFetchInterval - since);
         }
-        authorization ??= Upstream.UrlCredentials.Basic(upstream.Url) is { } basic ? "Basic " + basic : null;
+        authorization ??= ConfiguredAuthorization(upstream);
         var patterns = options.GitRefsOf(upstream.Name);
-        var onDemandRefs = wantRefs.Where(r => !UploadPackRequest.Covers(patterns, r)).ToList();
         var started = Stopwatch.GetTimestamp();
         await Processes.WaitAsync();
         try
         {
             // A fetch that finished while this one waited for a slot may have brought everything already.
-            if (Exists(mirror) && onDemandRefs.Count == 0 && wants.Count + wantRefs.Count > 0
-                && (await MissingHoldingSlotAsync(mirror, wants, wantRefs, CancellationToken.None)).Count == 0)
+            if (Exists(mirror) && wants.Count > 0 && (await MissingHoldingSlotAsync(mirror, wants, [], CancellationToken.None)).Count == 0)
             {
                 return true;
             }
@@ -51,12 +48,34 @@ public sealed partial class GitMirror
             }
             LogFetched(logger, upstream.Name, repository, elapsed.TotalMilliseconds);
             var missing = await MissingHoldingSlotAsync(mirror, wants, [], CancellationToken.None);
-            if (missing.Count + onDemandRefs.Count is > 0 and <= MaxOnDemand)
+            if (missing.Count is > 0 and <= MaxOnDemand)
             {
-                await FetchOnDemandAsync(upstream, repository, mirror, authorization, missing, onDemandRefs);
+                await FetchOnDemandAsync(upstream, repository, mirror, authorization, missing, []);
             }
-            await GitProcess.RunAsync(["-C", mirror, "maintenance", "run", "--auto", "--quiet"], null, CancellationToken.None);
             return true;
+        }
+        finally
+        {
+            Processes.Release();
+        }
+    }
+
+    private static string? ConfiguredAuthorization(UpstreamSpec upstream) =>
+        Upstream.UrlCredentials.Basic(upstream.Url) is { } basic ? "Basic " + basic : null;
+
+    /// <summary>
+    /// Fetches refs outside the mirror's patterns (`want-ref refs/pull/7/head`) by name, for one request, with that
+    /// client's credentials, never joined with another's fetch: a ref served from the mirror must be upstream's
+    /// current value, fetched for a client upstream gives it to (a server may hide single refs, as Gerrit does).
+    /// False: pass the request through.
+    /// </summary>
+    public async Task<bool> FetchRefsForClientAsync(UpstreamSpec upstream, string repository, string mirror, string? authorization, IReadOnlyList<string> refs, CancellationToken ct)
+    {
+        await Processes.WaitAsync(ct);
+        try
+        {
+            using var lease = Space.Use(mirror);
+            return Exists(mirror) && await FetchOnDemandAsync(upstream, repository, mirror, authorization ?? ConfiguredAuthorization(upstream), [], refs);
         }
         finally
         {
@@ -133,8 +152,12 @@ public sealed partial class GitMirror
         if (configured.Trim() != string.Join(' ', patterns))
         {
             var (_, url, _) = await GitProcess.RunAsync(["-C", mirror, "config", "--get", "remote.origin.url"], null, CancellationToken.None);
-            await ConfigureAsync(mirror, url.Trim(), patterns);
-            await DropUncoveredRefsAsync(mirror, patterns);
+            await ConfigureAsync(mirror, url.Trim(), patterns, markConfigured: false);
+            // Marked as configured for these patterns only once the other refs are gone: a failed drop is retried.
+            if (await DropUncoveredRefsAsync(mirror, patterns))
+            {
+                await GitProcess.RunAsync(["-C", mirror, "config", "hoard.refs", string.Join(' ', patterns)], null, CancellationToken.None);
+            }
         }
         return await FetchRefsAsync(mirror, authorization);
     }
@@ -147,7 +170,7 @@ public sealed partial class GitMirror
     /// works where upstream allows it (protocol v2 allows any object; GitHub and GitLab allow reachable ones).
     /// Objects fetched by id are kept by no ref: a later repack keeps them for gc's grace period (two weeks).
     /// </summary>
-    private async Task FetchOnDemandAsync(UpstreamSpec upstream, string repository, string mirror, string? authorization, IReadOnlyList<string> objects, IReadOnlyList<string> refs)
+    private async Task<bool> FetchOnDemandAsync(UpstreamSpec upstream, string repository, string mirror, string? authorization, IReadOnlyList<string> objects, IReadOnlyList<string> refs)
     {
         List<string> args = ["-C", mirror, "-c", "protocol.version=2", "fetch", "--no-tags", "--no-write-fetch-head", "--progress", "origin"];
         args.AddRange(objects);
@@ -158,9 +181,10 @@ public sealed partial class GitMirror
         {
             LogOnDemandFailed(logger, upstream.Name, repository, objects.Count, refs.Count, error);
         }
+        return code == 0;
     }
 
-    private static async Task ConfigureAsync(string mirror, string url, IReadOnlyList<string> patterns)
+    private static async Task ConfigureAsync(string mirror, string url, IReadOnlyList<string> patterns, bool markConfigured = true)
     {
         await GitProcess.RunAsync(["-C", mirror, "config", "--unset-all", "remote.origin.fetch"], null, CancellationToken.None);
         await GitProcess.RunAsync(["-C", mirror, "config", "--unset-all", "remote.origin.mirror"], null, CancellationToken.None);
@@ -174,23 +198,29 @@ public sealed partial class GitMirror
         {
             ("remote.origin.url", url), ("uploadpack.allowFilter", "true"), ("uploadpack.allowAnySHA1InWant", "true"),
             ("uploadpack.allowRefInWant", "true"), ("gc.autoDetach", "false"), ("maintenance.auto", "false"),
-            ("hoard.refs", string.Join(' ', patterns)),
+            // Objects fetched by id are kept by no ref: a repack keeps them in one cruft pack, not as loose files.
+            ("gc.cruftPacks", "true"),
         })
         {
             await GitProcess.RunAsync(["-C", mirror, "config", key, value], null, CancellationToken.None);
+        }
+        if (markConfigured)
+        {
+            await GitProcess.RunAsync(["-C", mirror, "config", "hoard.refs", string.Join(' ', patterns)], null, CancellationToken.None);
         }
         await GitProcess.RunAsync(["-C", mirror, "config", "--unset-all", "gc.auto"], null, CancellationToken.None);
     }
 
     /// <summary>A mirror made by `clone --mirror` (older Hoard) holds every upstream ref; those not configured go.</summary>
-    private static async Task DropUncoveredRefsAsync(string mirror, IReadOnlyList<string> patterns)
+    private static async Task<bool> DropUncoveredRefsAsync(string mirror, IReadOnlyList<string> patterns)
     {
-        var (_, refs, _) = await GitProcess.RunAsync(["-C", mirror, "for-each-ref", "--format=%(refname)"], null, CancellationToken.None);
+        var (code, refs, _) = await GitProcess.RunAsync(["-C", mirror, "for-each-ref", "--format=%(refname)"], null, CancellationToken.None);
         var drop = refs.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(r => !UploadPackRequest.Covers(patterns, r)).ToList();
-        if (drop.Count > 0)
+        if (code == 0 && drop.Count > 0)
         {
-            await GitProcess.RunAsync(["-C", mirror, "update-ref", "--stdin"], null, CancellationToken.None, string.Concat(drop.Select(r => $"delete {r}\n")));
+            (code, _, _) = await GitProcess.RunAsync(["-C", mirror, "update-ref", "--stdin"], null, CancellationToken.None, string.Concat(drop.Select(r => $"delete {r}\n")));
         }
+        return code == 0;
     }
 
     /// <summary>The mirror's HEAD names upstream's default branch, for clients served from it while upstream is down.</summary>

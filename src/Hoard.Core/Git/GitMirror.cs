@@ -24,6 +24,12 @@ public sealed partial class GitMirror(HoardOptions options, HoardMetrics metrics
 
     public SemaphoreSlim Processes { get; } = new(options.GitMaxProcesses);
 
+    /// <summary>
+    /// Slots for upload-packs that answer other cluster nodes: a pool of their own, so two nodes each holding their
+    /// slots while fetching from the other cannot wait on each other.
+    /// </summary>
+    public SemaphoreSlim PeerProcesses { get; } = new(options.GitMaxProcesses);
+
     /// <summary>The cluster, when there is one: other nodes' mirrors to start new ones from; set at start-up.</summary>
     public IGitMirrorPeers? Peers { get; set; }
 
@@ -154,43 +160,46 @@ public sealed partial class GitMirror(HoardOptions options, HoardMetrics metrics
             await p.WaitForExitAsync(ct);
             missing.AddRange(output.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => l.EndsWith(" missing", StringComparison.Ordinal)).Select(l => l.Split(' ')[0]));
         }
-        foreach (var r in refs)
+        if (refs.Count > 0)
         {
-            var (code, _, _) = await GitProcess.RunAsync(["-C", mirror, "rev-parse", "--verify", "--quiet", r], null, ct);
-            if (code != 0)
-            {
-                missing.Add(r);
-            }
+            // One process for all of them (the caller bounds how many): the refs that exist, by exact name.
+            var (_, output, _) = await GitProcess.RunAsync(["-C", mirror, "for-each-ref", "--format=%(refname)", .. refs], null, ct);
+            var present = output.Split('\n', StringSplitOptions.RemoveEmptyEntries).ToHashSet(StringComparer.Ordinal);
+            missing.AddRange(refs.Where(r => !present.Contains(r)));
         }
         return missing;
     }
 
+    /// <summary>A refresh's outcome: whether the fetch succeeded, and whether it was one started for another request (its wants, not these).</summary>
+    public readonly record struct Refresh(bool Ok, bool Joined);
+
     /// <summary>
     /// Clones or fetches the mirror, joining one already running for this repository. A repository whose last fetch
     /// failed is not tried again until its back-off has passed (10 s, doubling up to 5 minutes): a broken upstream costs
-    /// one fetch per back-off, not one per request.
+    /// one fetch per back-off, not one per request. Maintenance and eviction run after the waiting clients have
+    /// their answer, never in front of them.
     /// </summary>
-    public Task<bool> RefreshAsync(UpstreamSpec upstream, string repository, string mirror, string? authorization, IReadOnlyList<string> wants, IReadOnlyList<string> wantRefs)
+    public async Task<Refresh> RefreshAsync(UpstreamSpec upstream, string repository, string mirror, string? authorization, IReadOnlyList<string> wants)
     {
         if (_failed.TryGetValue(mirror, out var failed) && Stopwatch.GetTimestamp() < failed.RetryAt)
         {
             LogBackingOff(logger, upstream.Name, repository, Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), failed.RetryAt).TotalSeconds);
-            return Task.FromResult(false);
+            return new(false, false);
         }
         var created = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
         var task = _fetches.GetOrAdd(mirror, created.Task);
         if (!ReferenceEquals(task, created.Task))
         {
-            return task;
+            return new(await task, true);
         }
         _ = Task.Run(async () =>
         {
+            var ok = false;
             try
             {
-                bool ok;
                 using (Space.Use(mirror))
                 {
-                    ok = await FetchAsync(upstream, repository, mirror, authorization, wants, wantRefs);
+                    ok = await FetchAsync(upstream, repository, mirror, authorization, wants);
                     Space.Measure(mirror);
                 }
                 RecordOutcome(mirror, ok);
@@ -198,23 +207,81 @@ public sealed partial class GitMirror(HoardOptions options, HoardMetrics metrics
                 {
                     Peers?.MirrorHeld(upstream.Name, repository, held: true);
                 }
-                created.SetResult(ok);
-                // The mirror grew: the store (blobs and mirrors) makes room, least recently used first.
-                engine.EvictIfNeeded();
             }
             catch (Exception e)
             {
                 LogFetchFailed(logger, upstream.Name, repository, e.Message);
                 RecordOutcome(mirror, ok: false);
-                created.SetResult(false);
             }
             finally
             {
                 _fetches.TryRemove(new KeyValuePair<string, Task<bool>>(mirror, created.Task));
+                created.TrySetResult(ok);
+            }
+            try
+            {
+                if (ok)
+                {
+                    await MaintainAsync(upstream, repository, mirror);
+                }
+                // The mirror grew: the store (blobs and mirrors) makes room, least recently used first.
+                engine.EvictIfNeeded();
+            }
+            catch (Exception e)
+            {
+                LogAfterFetchFailed(logger, upstream.Name, repository, e.Message);
             }
         });
-        return created.Task;
+        return new(await created.Task, false);
     }
+
+    /// <summary>Mirrors whose maintenance is running: one at a time each.</summary>
+    private readonly ConcurrentDictionary<string, bool> _maintaining = new(StringComparer.Ordinal);
+
+    /// <summary>The longest a mirror's maintenance (a repack, on a big repository) may take before it is killed.</summary>
+    private static readonly TimeSpan MaintenanceLimit = TimeSpan.FromMinutes(30);
+
+    /// <summary>
+    /// `git maintenance run --auto` (gc when loose objects or packs pile up), after a fetch, in a process slot and under
+    /// a lease, after the clients that waited for the fetch have been answered.
+    /// </summary>
+    private async Task MaintainAsync(UpstreamSpec upstream, string repository, string mirror)
+    {
+        if (!_maintaining.TryAdd(mirror, true))
+        {
+            return;
+        }
+        try
+        {
+            await Processes.WaitAsync();
+            try
+            {
+                using var lease = Space.Use(mirror);
+                using var limit = new CancellationTokenSource(MaintenanceLimit, time);
+                var (code, _, error) = await GitProcess.RunAsync(["-C", mirror, "maintenance", "run", "--auto", "--quiet"], null, limit.Token);
+                if (code != 0)
+                {
+                    LogAfterFetchFailed(logger, upstream.Name, repository, "git maintenance: " + error.Trim());
+                }
+                Space.Measure(mirror);
+            }
+            catch (OperationCanceledException)
+            {
+                LogAfterFetchFailed(logger, upstream.Name, repository, $"git maintenance took longer than {MaintenanceLimit.TotalMinutes:0} minutes; killed");
+            }
+            finally
+            {
+                Processes.Release();
+            }
+        }
+        finally
+        {
+            _maintaining.TryRemove(mirror, out _);
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Git mirror {Upstream}/{Repository}: after the fetch: {Error}")]
+    private static partial void LogAfterFetchFailed(ILogger logger, string upstream, string repository, string error);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Git mirror {Upstream}/{Repository}: last fetch failed; not trying again for {Seconds:0} s")]
     private static partial void LogBackingOff(ILogger logger, string upstream, string repository, double seconds);

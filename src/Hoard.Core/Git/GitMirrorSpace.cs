@@ -1,3 +1,4 @@
+using System.Text.RegularExpressions;
 using Hoard.Core.Storage;
 using Microsoft.Extensions.Logging;
 
@@ -21,6 +22,9 @@ public sealed partial class GitMirrorSpace(string root, TimeProvider time, ILogg
 
     /// <summary>Touched on use (at most once a minute), so a restart knows which mirrors were used last.</summary>
     private const string UsedMarker = "hoard-used";
+
+    /// <summary>A clone bundle being made, inside its mirror; one a crash left is removed at start.</summary>
+    public const string BundlePrefix = "hoard-bundle-";
 
     private readonly Lock _lock = new();
     private readonly Dictionary<string, Mirror> _mirrors = new(StringComparer.Ordinal);
@@ -69,12 +73,16 @@ public sealed partial class GitMirrorSpace(string root, TimeProvider time, ILogg
             foreach (var dir in Directory.EnumerateDirectories(item.Dir))
             {
                 var name = Path.GetFileName(dir);
-                if (name.Contains(".tmp-", StringComparison.Ordinal) || name.StartsWith(".evicted-", StringComparison.Ordinal))
+                if (LeftOver().IsMatch(name))
                 {
                     Directory.Delete(dir, recursive: true);
                 }
                 else if (File.Exists(Path.Combine(dir, "HEAD")) && Directory.Exists(Path.Combine(dir, "objects")))
                 {
+                    foreach (var bundle in Directory.EnumerateFiles(dir, BundlePrefix + "*"))
+                    {
+                        File.Delete(bundle);
+                    }
                     var marker = Path.Combine(dir, UsedMarker);
                     var used = new DateTimeOffset(File.Exists(marker) ? File.GetLastWriteTimeUtc(marker) : Directory.GetLastWriteTimeUtc(dir)).ToUnixTimeMilliseconds();
                     lock (_lock)
@@ -116,9 +124,9 @@ public sealed partial class GitMirrorSpace(string root, TimeProvider time, ILogg
             {
                 File.WriteAllBytes(Path.Combine(mirror, UsedMarker), []);
             }
-            catch (IOException)
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                // Only the order of evictions after a restart depends on it.
+                // Only the order of evictions after a restart depends on it; the lease is taken either way.
             }
         }
         return new Lease(this, mirror);
@@ -211,6 +219,10 @@ public sealed partial class GitMirrorSpace(string root, TimeProvider time, ILogg
     {
         public void Dispose() => space.Release(mirror);
     }
+
+    /// <summary>What a crash can leave beside the mirrors: a clone being made (NAME.tmp-GUID), an eviction being deleted.</summary>
+    [GeneratedRegex("(\\.tmp-[0-9a-f]{32}$)|(^\\.evicted-[0-9a-f]{32}$)")]
+    private static partial Regex LeftOver();
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Evicted git mirror {Mirror} ({Bytes} bytes), least recently used")]
     private static partial void LogEvicted(ILogger logger, string mirror, long bytes);

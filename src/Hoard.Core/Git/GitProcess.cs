@@ -72,8 +72,12 @@ public static class GitProcess
         }
         catch (OperationCanceledException)
         {
-            stalled = true;
-            p.Kill(entireProcessTree: true);
+            // git may have ended just as the deadline came: then its exit code stands.
+            stalled = !p.HasExited;
+            if (stalled)
+            {
+                p.Kill(entireProcessTree: true);
+            }
             await p.WaitForExitAsync(CancellationToken.None);
         }
         var error = LastMessage(tail.ToString());

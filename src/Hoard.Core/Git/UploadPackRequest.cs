@@ -13,9 +13,10 @@ public static class UploadPackRequest
     /// <summary>
     /// The pack cache key: repository, protocol version, the request minus what identifies the session (agent,
     /// session-id), and the mirror's refs. Nothing identifying the user. Null when the response is not cacheable:
-    /// want-ref (depends on refs by name) or a v0/v1 request without side-band (raw pack, progress not separable).
+    /// want-ref (depends on refs by name), haves, a v0/v1 request without side-band (raw pack, progress not
+    /// separable), or refs that moved while being read.
     /// </summary>
-    public static string? PackCacheKey(UpstreamSpec spec, string repository, string mirror, string gitProtocol, byte[] body)
+    public static string? PackCacheKey(UpstreamSpec spec, string repository, string mirror, IReadOnlyList<string> patterns, string gitProtocol, byte[] body)
     {
         var lines = PktLine.ReadAll(body);
         var v2 = IsV2(gitProtocol);
@@ -45,51 +46,94 @@ public static class UploadPackRequest
         }
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         hash.AppendData(Encoding.UTF8.GetBytes($"{spec.Name}\n{repository}\n{(v2 ? 2 : 0)}\n{string.Join('\n', lines)}\n"));
-        AppendRefs(hash, mirror);
-        return Convert.ToHexStringLower(hash.GetHashAndReset());
+        return AppendRefs(hash, mirror, patterns) ? Convert.ToHexStringLower(hash.GetHashAndReset()) : null;
     }
 
-    /// <summary>The mirror's refs (packed and loose): a fetch that moves a ref gives new keys.</summary>
-    internal static void AppendRefs(IncrementalHash hash, string mirror)
+    /// <summary>
+    /// The mirror's refs within its patterns (packed and loose): a fetch that moves one gives new keys; a pull request
+    /// fetched on demand does not. False when they changed while being read (a fetch or pack-refs at that moment).
+    /// </summary>
+    internal static bool AppendRefs(IncrementalHash hash, string mirror, IReadOnlyList<string> patterns)
     {
-        var packed = Path.Combine(mirror, "packed-refs");
-        if (File.Exists(packed))
+        try
         {
-            hash.AppendData(File.ReadAllBytes(packed));
+            var packed = Path.Combine(mirror, "packed-refs");
+            if (File.Exists(packed))
+            {
+                var included = false;
+                foreach (var line in File.ReadAllLines(packed))
+                {
+                    // "<id> <name>", then "^<id>" for a tag's peeled value; "#" is the header.
+                    included = line.StartsWith('^') ? included : line.Split(' ') is [_, var name] && Covers(patterns, name);
+                    if (included)
+                    {
+                        hash.AppendData(Encoding.UTF8.GetBytes(line + "\n"));
+                    }
+                }
+            }
+            var refs = Path.Combine(mirror, "refs");
+            foreach (var file in Directory.EnumerateFiles(refs, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal))
+            {
+                var name = "refs/" + Path.GetRelativePath(refs, file).Replace(Path.DirectorySeparatorChar, '/');
+                if (Covers(patterns, name))
+                {
+                    hash.AppendData(Encoding.UTF8.GetBytes(name + "\n"));
+                    hash.AppendData(File.ReadAllBytes(file));
+                }
+            }
+            return true;
         }
-        var refs = Path.Combine(mirror, "refs");
-        foreach (var file in Directory.EnumerateFiles(refs, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal))
+        catch (IOException)
         {
-            hash.AppendData(Encoding.UTF8.GetBytes(Path.GetRelativePath(refs, file)));
-            hash.AppendData(File.ReadAllBytes(file));
+            return false;
         }
     }
 
     public static bool IsCommand(byte[] body, string command) =>
         body.AsSpan().IndexOf(Encoding.ASCII.GetBytes("command=" + command + "\n")) is >= 4 and < 16;
 
-    /// <summary>want &lt;oid&gt; and want-ref &lt;ref&gt; lines from pkt-lines (v0/v1 and v2).</summary>
-    public static (List<string> Objects, List<string> Refs) ParseWants(byte[] body)
+    /// <summary>What a fetch wants: object ids, refs by name, and whether it wants something in a form Hoard does not fetch by.</summary>
+    public sealed record Wants(List<string> Objects, List<string> Refs, bool Unsupported);
+
+    /// <summary>
+    /// want &lt;oid&gt; and want-ref &lt;ref&gt; lines from pkt-lines (v0/v1 and v2). Only a plain ref name goes on to a
+    /// fetch refspec ("a:refs/heads/main" or "+refs/*" would be a client writing the mirror's refs), and only a SHA-1
+    /// id to the mirror; anything else marks the request Unsupported, to be passed through to upstream as it is.
+    /// </summary>
+    public static Wants ParseWants(byte[] body)
     {
         var objects = new List<string>();
         var refs = new List<string>();
+        var unsupported = false;
         foreach (var line in PktLine.ReadAll(body))
         {
             if (line.StartsWith("want-ref ", StringComparison.Ordinal))
             {
-                // Only a plain ref name goes on to a fetch refspec: "a:refs/heads/main" or "+refs/*" would be a
-                // client writing the mirror's refs. Anything else is left to upload-pack, which refuses it.
-                if (IsRefName(line[9..].Trim()))
+                var name = line[9..].Trim();
+                // A clone with ref-in-want asks for HEAD by name too; the mirror's HEAD names a branch it holds.
+                if (IsRefName(name) || name == "HEAD")
                 {
-                    refs.Add(line[9..].Trim());
+                    refs.Add(name);
+                }
+                else
+                {
+                    unsupported = true;
                 }
             }
-            else if (line.StartsWith("want ", StringComparison.Ordinal) && line.Length >= 45 && IsObjectId(line.AsSpan(5, 40)))
+            else if (line.StartsWith("want ", StringComparison.Ordinal))
             {
-                objects.Add(line.Substring(5, 40));
+                var id = line.Length >= 45 ? line.AsSpan(5, 40) : default;
+                if (id.Length == 40 && IsObjectId(id) && (line.Length == 45 || line[45] is ' ' or '\n'))
+                {
+                    objects.Add(id.ToString());
+                }
+                else
+                {
+                    unsupported = true;
+                }
             }
         }
-        return (objects, refs);
+        return new(objects, refs, unsupported);
     }
 
     private static readonly System.Buffers.SearchValues<char> HexDigits = System.Buffers.SearchValues.Create("0123456789abcdef");

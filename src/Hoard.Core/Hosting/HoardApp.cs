@@ -163,6 +163,8 @@ public static partial class HoardApp
             };
         }
         app.Services.GetRequiredService<FetchEngine>().Mirrors = mirrors;
+        // Mirrors made by a version that did not count them, or a lower --max-size: back under the limit now.
+        app.Services.GetRequiredService<FetchEngine>().EvictIfNeeded();
         app.Services.GetRequiredService<HoardMetrics>().GitMirrorGauge = () => (mirrors.Bytes, mirrors.Count);
         var metrics = app.Services.GetRequiredService<HoardMetrics>();
         metrics.StoreGauge = () => (index.TotalBytes, index.BlobCount, index.EntryCount);

@@ -54,6 +54,15 @@ public sealed class GitRealWorldTests
         Assert.Equal("commit", (await Git(mirror, "cat-file", "-t", pulls[7])).Trim());
         Assert.Equal("", (await Git(mirror, "for-each-ref", "refs/pull")).Trim());
 
+        // An upstream that allows ref-in-want: git asks for the pull request by name (want-ref). The ref is fetched
+        // into the mirror for this client, with its credentials, and served from there.
+        await Git(Path.Combine(up.Root, "busy.git"), "config", "uploadpack.allowRefInWant", "true");
+        await Git(clone, "fetch", "-q", "origin", "refs/pull/100/head");
+        Assert.Equal(pulls[100], (await Git(clone, "rev-parse", "FETCH_HEAD")).Trim());
+        Assert.Equal(pulls[100], (await Git(mirror, "rev-parse", "refs/pull/100/head")).Trim());
+        Assert.Equal(2, hoard.Metrics.Get("hoard_git_mirror_fetches_total{upstream=\"up\",result=\"on_demand\"}"));
+        Assert.Equal(0, hoard.Metrics.Get("hoard_git_requests_total{kind=\"pass_through\",result=\"upstream\"}"));
+
         // The v0 protocol asks for it by object id after the full advertisement: the same.
         var v0 = Path.Combine(temp.Path, "v0");
         await Git(temp.Path, "-c", "protocol.version=0", "clone", "-q", url, v0);

@@ -103,7 +103,8 @@ public sealed class GitTests
         foreach (var v in new[] { "2", "0" })
         {
             var again = Path.Combine(temp.Path, "again" + v);
-            await Git(temp.Path, "-c", "protocol.version=" + v, "clone", "-q", url, again);
+            var (code, output) = await Pip.RunAsync("git", ["-c", "protocol.version=" + v, "clone", "-q", url, again]);
+            Assert.True(code == 0, output + string.Join("\n", hoard.Logs.Lines.Where(l => !l.Contains("Debug", StringComparison.Ordinal))));
             Assert.Equal((await Git(work, "rev-parse", "HEAD")).Trim(), (await Git(again, "rev-parse", "HEAD")).Trim());
         }
         Assert.True(hoard.Metrics.Get("hoard_stale_served_total{protocol=\"git\"}") >= 2);

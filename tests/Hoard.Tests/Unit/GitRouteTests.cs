@@ -52,4 +52,22 @@ public sealed class GitRouteTests
     [InlineData("refs/heads", false)]
     public void The_default_patterns_cover_heads_and_tags(string name, bool covered) =>
         Assert.Equal(covered, UploadPackRequest.Covers(Hoard.Core.Configuration.HoardOptions.DefaultGitRefs, name));
+
+    private static byte[] Body(params string[] lines) => System.Text.Encoding.ASCII.GetBytes(string.Concat(lines.Select(PktLine.Format)) + "0000");
+
+    [Fact]
+    public void Wants_Hoard_cannot_fetch_by_mark_the_request_for_pass_through()
+    {
+        var sha1 = new string('a', 40);
+        var plain = UploadPackRequest.ParseWants(Body("command=fetch", $"want {sha1}", "want-ref refs/pull/7/head"));
+        Assert.Equal([sha1], plain.Objects);
+        Assert.Equal(["refs/pull/7/head"], plain.Refs);
+        Assert.False(plain.Unsupported);
+        Assert.True(UploadPackRequest.ParseWants(Body($"want {new string('b', 64)}")).Unsupported); // SHA-256
+        Assert.True(UploadPackRequest.ParseWants(Body("want-ref refs/heads/x:refs/heads/main")).Unsupported);
+        Assert.True(UploadPackRequest.ParseWants(Body("want HEAD~1:secret.txt padding padding pad")).Unsupported);
+        Assert.False(UploadPackRequest.ParseWants(Body($"want {sha1} multi_ack side-band-64k ofs-delta")).Unsupported);
+        // A clone with ref-in-want asks for HEAD by name.
+        Assert.Equal(["HEAD", "refs/heads/main"], UploadPackRequest.ParseWants(Body("want-ref HEAD", "want-ref refs/heads/main")).Refs);
+    }
 }
