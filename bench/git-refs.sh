@@ -15,8 +15,7 @@ rm -rf "$work"; mkdir -p "$work"/{logs,repos,hoard-data}
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
+. "$here/git-lib.sh"
 
 echo "== repository: $commits commits on main, $pulls refs/pull/*, $unique of them at commits of their own"
 git init -q --bare -b main "$work/repos/busy.git"
@@ -26,21 +25,7 @@ refs=$(git -C "$work/repos/busy.git" for-each-ref | wc -l)
 repo_mb=$(du -sm "$work/repos/busy.git" | cut -f1)
 
 D=$(free_port); HOARD=$(free_port)
-fcgiwrap -s "unix:$work/fcgi.sock" & pids+=($!)
-cat > "$work/nginx.conf" <<CONF
-daemon off; master_process off; user root; pid $work/nginx.pid; error_log $work/logs/nginx.error.log warn;
-events { worker_connections 1024; }
-http {
-  log_format counted '\$request_method \$request_uri \$status \$body_bytes_sent';
-  access_log $work/logs/access.log counted;
-  client_body_temp_path $work/b; proxy_temp_path $work/p; fastcgi_temp_path $work/f; uwsgi_temp_path $work/u; scgi_temp_path $work/s;
-  client_max_body_size 0;
-  server { listen 127.0.0.1:$D; location / { include /etc/nginx/fastcgi_params; fastcgi_pass unix:$work/fcgi.sock;
-    fastcgi_param SCRIPT_FILENAME /usr/lib/git-core/git-http-backend; fastcgi_param GIT_PROJECT_ROOT $work/repos;
-    fastcgi_param GIT_HTTP_EXPORT_ALL ""; fastcgi_param PATH_INFO \$uri; fastcgi_param GIT_PROTOCOL \$http_git_protocol; } }
-}
-CONF
-nginx -p "$work" -c "$work/nginx.conf" -e "$work/logs/nginx.error.log" & pids+=($!)
+git_server "$work" '$request_method $request_uri $status $body_bytes_sent' "$D"
 dotnet publish "$repo/src/Hoard" -c Release -o "$work/hoard-bin" --nologo -v quiet >/dev/null
 "$work/hoard-bin/hoard" serve --listen "http://127.0.0.1:$HOARD" --data "$work/hoard-data" --access-log off \
   --git "up=http://127.0.0.1:$D/" > "$work/logs/hoard.log" 2>&1 & pids+=($!)

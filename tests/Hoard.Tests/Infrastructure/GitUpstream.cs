@@ -51,6 +51,11 @@ public sealed class GitUpstream : IAsyncDisposable
     public string BaseUrl => _nginx!.BaseUrl;
     public Nginx Nginx => _nginx!;
 
+    /// <summary>Bytes nginx sent for upload-pack POSTs (fetches and v2 ls-refs) so far.</summary>
+    public long UploadPackBytes() => Nginx.Lines
+        .Where(l => l.StartsWith("POST ", StringComparison.Ordinal) && l.Contains("/git-upload-pack ", StringComparison.Ordinal))
+        .Sum(l => long.Parse(l.Split(' ')[3], System.Globalization.CultureInfo.InvariantCulture));
+
     public async Task StartAsync(int? port = null)
     {
         if (_fcgi is null)

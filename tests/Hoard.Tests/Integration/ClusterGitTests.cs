@@ -7,10 +7,6 @@ namespace Hoard.Tests.Integration;
 [Collection(SerialCollection.Name)]
 public sealed class ClusterGitTests
 {
-    private static long UploadPackBytes(Nginx nginx) => nginx.Lines
-        .Where(l => l.StartsWith("POST ", StringComparison.Ordinal) && l.Contains("/git-upload-pack ", StringComparison.Ordinal))
-        .Sum(l => long.Parse(l.Split(' ')[3], System.Globalization.CultureInfo.InvariantCulture));
-
     [Fact]
     public async Task A_second_node_starts_its_mirror_from_the_first_nodes_and_takes_only_the_new_commit_from_upstream()
     {
@@ -23,7 +19,7 @@ public sealed class ClusterGitTests
         await using var nodes = await ClusterTests.StartNodesAsync(temp, 2, redis, o => o.Git.Add(new UpstreamSpec("up", new Uri($"http://127.0.0.1:{up.Port}/"))));
 
         await GitUpstream.Git(temp.Path, "clone", "-q", $"{nodes[0].BaseUrl}/git/up/shared.git", Path.Combine(temp.Path, "first"));
-        var firstBytes = UploadPackBytes(up.Nginx);
+        var firstBytes = up.UploadPackBytes();
         Assert.True(firstBytes > 4_000_000, $"the first mirror took {firstBytes} bytes from upstream");
         // Upstream moves on before the second node makes its mirror.
         var newHead = await up.CommitUpstreamAsync(work, "shared.git");
@@ -35,7 +31,7 @@ public sealed class ClusterGitTests
         Assert.True(nodes[1].Logs.Contains("started from node"), "the second node did not start from the first node's mirror");
         Assert.Equal(1, nodes[1].Metrics.Get("hoard_git_mirror_fetches_total{upstream=\"up\",result=\"peer\"}"));
         // Upstream sent the second node (and its client's discovery) the new commit, not the repository again.
-        var secondBytes = UploadPackBytes(up.Nginx) - firstBytes;
+        var secondBytes = up.UploadPackBytes() - firstBytes;
         Assert.True(secondBytes < firstBytes / 10, $"the second mirror took {secondBytes} bytes from upstream (the first {firstBytes})");
     }
 

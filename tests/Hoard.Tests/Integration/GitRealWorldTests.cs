@@ -15,11 +15,6 @@ public sealed class GitRealWorldTests
 
     private static void SetGit(HoardOptions o, string url) => o.Git.Add(new UpstreamSpec("up", new Uri(url)));
 
-    /// <summary>Bytes nginx sent for upload-pack POSTs (fetches and v2 ls-refs) so far.</summary>
-    private static long UploadPackBytes(Nginx nginx) => nginx.Lines
-        .Where(l => l.StartsWith("POST ", StringComparison.Ordinal) && l.Contains("/git-upload-pack ", StringComparison.Ordinal))
-        .Sum(l => long.Parse(l.Split(' ')[3], System.Globalization.CultureInfo.InvariantCulture));
-
     [Fact]
     public async Task A_repository_with_two_thousand_pull_request_refs_clones_mirrors_only_heads_and_tags_and_serves_a_pull_request_on_demand()
     {
@@ -41,7 +36,7 @@ public sealed class GitRealWorldTests
         Assert.Contains("refs/tags/v1.0", await Git(mirror, "for-each-ref", "refs/tags"), StringComparison.Ordinal);
         Assert.Equal("refs/heads/main", (await Git(mirror, "symbolic-ref", "HEAD")).Trim());
         // Upstream sent the mirror (and the client's discovery) a heads-and-tags pack, not the pull requests' 2.1 MB.
-        var bytes = UploadPackBytes(up.Nginx);
+        var bytes = up.UploadPackBytes();
         Assert.True(bytes < 500_000, $"upload-pack sent {bytes} bytes for a clone of heads and tags");
 
         // A pull request's head, reachable from no branch, fetched by name: Hoard fetches that object into the
