@@ -43,9 +43,16 @@ public sealed record ArtifactRequest(string Protocol, string Key, string Upstrea
     /// <summary>
     /// An immutable artifact fetched from upstream whose digest is unknown until it has arrived (a /files/ download,
     /// a PyPI file whose link carries no hash): a cluster shares it by its key, as it shares a digest's blob. Not
-    /// pages that revalidate (a TTL), nor bytes produced here (a git pack: no upstream download to save).
+    /// pages that revalidate (a TTL), nor bytes produced here (a git pack: no upstream download to save) unless
+    /// <see cref="ShareProduced"/> says a peer's copy is worth asking for first.
     /// </summary>
-    public bool SharedByKey => ExpectedSha256 is null && Ttl is null && Producer is null && !Decompress;
+    public bool SharedByKey => ExpectedSha256 is null && Ttl is null && (Producer is null || ShareProduced) && !Decompress;
+
+    /// <summary>
+    /// Produced bytes a peer may already hold under the same key (a clone bundle: its key names the refs it was made
+    /// from): asked of the cluster first, produced here only when no node has it.
+    /// </summary>
+    public bool ShareProduced { get; init; }
 
     /// <summary>
     /// Single-flight key. Only requests that may share each other's bytes share a download: any two clients upstream

@@ -68,6 +68,7 @@ public sealed partial class GitFrontEnd
         var request = new Fetch.ArtifactRequest("git", "git/bundle/" + BundleKey(spec, repository, mirror), spec.Name, UpstreamUrl(spec, BundlePath(repository)))
         {
             Producer = ct => ProduceBundleAsync(mirror, ct),
+            ShareProduced = true,
         };
         await responder.RespondAsync(ctx, request, BundleShape);
         metrics.Git("bundle", RequestInfo.For(ctx).Outcome.ToString().ToLowerInvariant());

@@ -36,6 +36,30 @@ public sealed class ClusterGitTests
     }
 
     [Fact]
+    public async Task A_clone_bundle_one_node_made_is_streamed_to_another_node_with_the_same_refs()
+    {
+        await using var up = new GitUpstream();
+        await up.StartAsync();
+        await up.CreateRepositoryAsync("bundled.git", bigFileBytes: 1_000_000);
+        using var temp = new TempDir();
+        await using var redis = new RedisServer();
+        await redis.StartAsync();
+        await using var nodes = await ClusterTests.StartNodesAsync(temp, 2, redis, o => o.Git.Add(new UpstreamSpec("up", new Uri($"http://127.0.0.1:{up.Port}/"))));
+        using var http = new HttpClient();
+        var bundles = new List<byte[]>();
+        foreach (var node in nodes)
+        {
+            bundles.Add(await http.GetByteArrayAsync($"{node.BaseUrl}/git/up/bundled.git/-/bundle"));
+        }
+        Assert.Equal(bundles[0], bundles[1]);
+        Assert.Equal(1, nodes[0].Metrics.Get("hoard_git_requests_total{kind=\"bundle\",result=\"miss\"}"));
+        Assert.Equal(1, nodes[1].Metrics.Get("hoard_git_requests_total{kind=\"bundle\",result=\"peer\"}"));
+        var clone = Path.Combine(temp.Path, "from-bundle");
+        await GitUpstream.Git(temp.Path, "clone", "-q", $"--bundle-uri={nodes[1].BaseUrl}/git/up/bundled.git/-/bundle", $"{nodes[1].BaseUrl}/git/up/bundled.git", clone);
+        await GitUpstream.Git(clone, "fsck", "--no-progress");
+    }
+
+    [Fact]
     public async Task The_peer_git_endpoint_answers_only_signed_requests_for_that_mirror()
     {
         await using var up = new GitUpstream();
