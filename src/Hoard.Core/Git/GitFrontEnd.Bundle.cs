@@ -4,6 +4,7 @@ using System.Text;
 using Hoard.Core.Configuration;
 using Hoard.Core.Http;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
 
 namespace Hoard.Core.Git;
 
@@ -41,6 +42,45 @@ public sealed partial class GitFrontEnd
     private bool BundleAdvertised(string mirror) =>
         options.GitBundleInterval > TimeSpan.Zero && _clones.TryGetValue(mirror, out var n) && n >= ClonesBeforeBundle && mirrors.Exists(mirror);
 
+    /// <summary>
+    /// After a fetch moved a repository cloned at least twice: its bundle is made now, in the background, not when the
+    /// next clone asks (at most once per --git-bundle-interval: the key stays the same until then).
+    /// </summary>
+    private void WarmBundle(UpstreamSpec spec, string repository, string mirror)
+    {
+        if (!BundleAdvertised(mirror))
+        {
+            return;
+        }
+        var request = BundleRequest(spec, repository, mirror);
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                var lookup = await engine.GetAsync(request, CancellationToken.None);
+                lookup.Release();
+                if (lookup.Fill is { } fill)
+                {
+                    await fill.Completed;
+                }
+            }
+            catch (Exception e)
+            {
+                LogBundleFailed(logger, spec.Name, repository, e.Message);
+            }
+        });
+    }
+
+    private Fetch.ArtifactRequest BundleRequest(UpstreamSpec spec, string repository, string mirror) =>
+        new("git", "git/bundle/" + BundleKey(spec, repository, mirror), spec.Name, UpstreamUrl(spec, BundlePath(repository)))
+        {
+            Producer = ct => ProduceBundleAsync(mirror, ct),
+            ShareProduced = true,
+        };
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Git {Upstream}/{Repository}: making the clone bundle failed: {Error}")]
+    private static partial void LogBundleFailed(ILogger logger, string upstream, string repository, string error);
+
     /// <summary>GET /git/NAME/&lt;repo&gt;/-/bundle: for a client upstream accepted for the repository, as any fetch.</summary>
     private async Task BundleAsync(HttpContext ctx, UpstreamSpec spec, string repository)
     {
@@ -65,12 +105,7 @@ public sealed partial class GitFrontEnd
                 return;
             }
         }
-        var request = new Fetch.ArtifactRequest("git", "git/bundle/" + BundleKey(spec, repository, mirror), spec.Name, UpstreamUrl(spec, BundlePath(repository)))
-        {
-            Producer = ct => ProduceBundleAsync(mirror, ct),
-            ShareProduced = true,
-        };
-        await responder.RespondAsync(ctx, request, BundleShape);
+        await responder.RespondAsync(ctx, BundleRequest(spec, repository, mirror), BundleShape);
         metrics.Git("bundle", RequestInfo.For(ctx).Outcome.ToString().ToLowerInvariant());
     }
 

@@ -21,7 +21,7 @@ namespace Hoard.Core.Git;
 /// object; pushes stream straight to upstream. With upstream unreachable, a mirrored repository is served from its
 /// last known refs.
 /// </summary>
-public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstream, ArtifactResponder responder, LfsProxy lfs, AccessGate gate,
+public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstream, ArtifactResponder responder, Fetch.FetchEngine engine, LfsProxy lfs, AccessGate gate,
     RequestBodyReader bodies, HoardOptions options, HoardMetrics metrics, TimeProvider time, ILogger<GitFrontEnd> logger)
 {
     private static readonly ResponseShape PackShape = new("application/x-git-upload-pack-result", "no-cache");
@@ -214,6 +214,10 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
             return;
         }
         metrics.Git("upload_pack", fetched ? "fetched" : "hit");
+        if (fetched)
+        {
+            WarmBundle(spec, repository, mirror);
+        }
         var gitProtocol = GitProtocolHeader(ctx);
         if (UploadPackRequest.PackCacheKey(spec, repository, mirror, options.GitRefsOf(spec.Name), gitProtocol, body) is { } key)
         {

@@ -59,6 +59,29 @@ public sealed class GitBundleTests
         Assert.True(up.Nginx.Count("/git-upload-pack", "POST") - before >= 1);
     }
 
+    [Fact]
+    public async Task After_a_fetch_moves_a_repository_cloned_twice_its_bundle_is_made_before_anyone_asks()
+    {
+        await using var up = new GitUpstream();
+        await up.StartAsync();
+        var work = await up.CreateRepositoryAsync("warm.git");
+        using var temp = new TempDir();
+        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o => o.Git.Add(new UpstreamSpec("up", new Uri($"http://127.0.0.1:{up.Port}/"))));
+        var url = $"{hoard.BaseUrl}/git/up/warm.git";
+        for (var i = 0; i < 2; i++)
+        {
+            await Git(temp.Path, "clone", "-q", url, Path.Combine(temp.Path, "c" + i));
+        }
+        var head = await up.CommitUpstreamAsync(work, "warm.git");
+        await Git(Path.Combine(temp.Path, "c0"), "pull", "-q", "--ff-only");
+        await FetchEngineTests.WaitUntil(() => hoard.Logs.Contains("Stored git/bundle/"), TimeSpan.FromSeconds(10));
+        using var http = new HttpClient();
+        var bundle = Encoding.ASCII.GetString(await http.GetByteArrayAsync(url + "/-/bundle"));
+        Assert.Contains($"{head} refs/heads/main\n", bundle[..Math.Min(bundle.Length, 2000)], StringComparison.Ordinal);
+        Assert.Equal(1, hoard.Metrics.Get("hoard_git_requests_total{kind=\"bundle\",result=\"hit\"}"));
+        Assert.Equal(0, hoard.Metrics.Get("hoard_git_requests_total{kind=\"bundle\",result=\"miss\"}"));
+    }
+
     private static async Task<string> AdvertisementAsync(HttpClient http, string url)
     {
         using var request = new HttpRequestMessage(HttpMethod.Get, url + "/info/refs?service=git-upload-pack");
