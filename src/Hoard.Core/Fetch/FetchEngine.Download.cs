@@ -135,7 +135,6 @@ public sealed partial class FetchEngine
                 RandomAccess.FlushToDisk(handle);
                 handle.Dispose();
                 handle = null;
-                _store.Commit(fill.TempPath, digest);
             }
             catch (IOException e)
             {
@@ -148,21 +147,10 @@ public sealed partial class FetchEngine
             {
                 aliases[i] = aliases[i] with { ContentType = contentType };
             }
-            BlobRecord blob;
-            try
+            var (blob, failure) = CommitBlob(fill.TempPath, digest, written, aliases, request.Anonymous);
+            if (failure is not null)
             {
-                blob = _index.Commit(digest, written, NowMs, aliases, request.Anonymous);
-            }
-            catch (Exception e) when (e is Microsoft.Data.Sqlite.SqliteException or IOException)
-            {
-                // The index could not record it (the disk filled up at this very step): like any other write failure,
-                // the clients keep their bytes and nothing unindexed stays in the store. The renamed file goes back to
-                // its temp name, where late readers still find it until the temp file is cleaned up.
-                if (!_index.TryGetBlob(digest, out _))
-                {
-                    UnCommit(fill.TempPath!, digest);
-                }
-                StorageFailed(fill, written, e);
+                StorageFailed(fill, written, failure);
                 return;
             }
             committed = true;
@@ -348,6 +336,41 @@ public sealed partial class FetchEngine
         _metrics.UpstreamError(fill.Request.UpstreamName, reason);
         LogVerificationFailed(_logger, message);
         fill.Complete(new FillResult(FillEnd.UpstreamFailed, fill.Written, null, new UpstreamException(reason, 502, message)));
+    }
+
+    /// <summary>
+    /// Renames the verified file in and records it, under the digest's lock: an eviction of the same digest (row out,
+    /// then file deleted) happens wholly before or wholly after, never between, so it can never delete the file of a
+    /// blob committed again meanwhile.
+    /// </summary>
+    private (BlobRecord? Blob, Exception? Failure) CommitBlob(string tempPath, string digest, long size, List<EntryTemplate> aliases, bool anonymous)
+    {
+        lock (_index.LockFor(digest))
+        {
+            try
+            {
+                _store.Commit(tempPath, digest);
+            }
+            catch (IOException e)
+            {
+                return (null, e);
+            }
+            try
+            {
+                return (_index.Commit(digest, size, NowMs, aliases, anonymous), null);
+            }
+            catch (Exception e) when (e is Microsoft.Data.Sqlite.SqliteException or IOException)
+            {
+                // The index could not record it (the disk filled up at this very step): like any other write failure,
+                // the clients keep their bytes and nothing unindexed stays in the store. The renamed file goes back to
+                // its temp name, where late readers still find it until the temp file is cleaned up.
+                if (!_index.TryGetBlob(digest, out _))
+                {
+                    UnCommit(tempPath, digest);
+                }
+                return (null, e);
+            }
+        }
     }
 
     private void UnCommit(string tempPath, string digest)

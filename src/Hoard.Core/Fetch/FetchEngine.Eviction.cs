@@ -52,11 +52,17 @@ public sealed partial class FetchEngine
         }
     }
 
+    /// <summary>Tests: called for each evicted blob after its row is gone and before its file is deleted.</summary>
+    internal Action<string>? EvictionStep_ForTests { get; set; }
+
     private void EvictBlobs(long target, long usedBeforeMs)
     {
-        foreach (var blob in _index.EvictTo(Math.Max(0, target), usedBeforeMs))
+        foreach (var blob in _index.EvictTo(Math.Max(0, target), usedBeforeMs, blob =>
         {
+            EvictionStep_ForTests?.Invoke(blob.Digest);
             _store.Delete(blob.Digest);
+        }))
+        {
             Cluster?.Evicted(blob.Digest);
             _metrics.Evicted(blob.Size);
             LogEvicted(_logger, blob.Digest, blob.Size);

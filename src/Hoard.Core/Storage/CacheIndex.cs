@@ -42,6 +42,15 @@ public sealed partial class CacheIndex : IDisposable
         Load();
     }
 
+    /// <summary>
+    /// One lock per digest (striped): held across a commit (file renamed in, then rows) and an eviction (rows out,
+    /// then file deleted) of that digest, so the two never interleave. Striped, not per digest: 256 locks for any
+    /// number of blobs; two digests sharing a stripe only wait for each other's few milliseconds.
+    /// </summary>
+    private readonly Lock[] _digestLocks = Enumerable.Range(0, 256).Select(_ => new Lock()).ToArray();
+
+    public Lock LockFor(string digest) => _digestLocks[Convert.ToInt32(digest[..2], 16)];
+
     /// <summary>Tests make the next commits fail as a full disk would (SQLITE_FULL), at exactly this step.</summary>
     internal Func<Exception?>? CommitFault { get; set; }
 
@@ -235,7 +244,7 @@ public sealed partial class CacheIndex : IDisposable
     /// Only blobs last used before <paramref name="usedBeforeMs"/> go (what else counts toward the limit, a git
     /// mirror used at that time, goes before the rest).
     /// </summary>
-    public List<BlobRecord> EvictTo(long targetBytes, long usedBeforeMs = long.MaxValue)
+    public List<BlobRecord> EvictTo(long targetBytes, long usedBeforeMs = long.MaxValue, Action<BlobRecord>? deleteFile = null)
     {
         var evicted = new List<BlobRecord>();
         if (TotalBytes <= targetBytes)
@@ -248,10 +257,15 @@ public sealed partial class CacheIndex : IDisposable
             {
                 break;
             }
-            if (blob.TryMarkEvicted())
+            // The rows and the file go together under the digest's lock: a commit of the same digest waits.
+            lock (LockFor(blob.Digest))
             {
-                RemoveBlob(blob);
-                evicted.Add(blob);
+                if (blob.TryMarkEvicted())
+                {
+                    RemoveBlob(blob);
+                    deleteFile?.Invoke(blob);
+                    evicted.Add(blob);
+                }
             }
         }
         return evicted;
