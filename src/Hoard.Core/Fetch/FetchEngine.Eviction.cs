@@ -2,16 +2,89 @@ using Microsoft.Extensions.Logging;
 
 namespace Hoard.Core.Fetch;
 
-/// <summary>Eviction: what keeps the store under its limit, during downloads and after each commit.</summary>
+/// <summary>
+/// Eviction: one background evictor keeps the store between a low-water mark (90% of --max-size) and a high-water mark
+/// (95%): a commit past the high mark wakes it, and it evicts down to the low mark, in batches, while requests go on.
+/// A download waits for eviction only when the store plus what it has written would pass --max-size itself.
+/// </summary>
 public sealed partial class FetchEngine
 {
     /// <summary>How often a download makes room in the store for the bytes it has written.</summary>
     private const long EvictionStep = 8L * 1024 * 1024;
 
-    /// <summary>Evicts so the store plus the bytes a download has written stay under the limit.</summary>
-    private void MakeRoom(long written) => Evict(Math.Max(0, _options.MaxSizeBytes - written));
+    private long HighWater => _options.MaxSizeBytes / 100 * 95;
+    private long LowWater => _options.MaxSizeBytes / 100 * 90;
 
-    public void EvictIfNeeded() => Evict(_options.MaxSizeBytes);
+    private readonly SemaphoreSlim _evictorWake = new(0, 1);
+    private Task? _evictor;
+
+    /// <summary>Makes room for a download's bytes: only when the store would actually pass its limit (the disk is full).</summary>
+    private void MakeRoom(long written)
+    {
+        if (StoreBytes + written > _options.MaxSizeBytes)
+        {
+            Evict(Math.Max(0, _options.MaxSizeBytes - written));
+        }
+        EvictIfNeeded();
+    }
+
+    private long StoreBytes => _index.TotalBytes + (Mirrors?.Bytes ?? 0);
+
+    /// <summary>Wakes the background evictor when the store is past its high-water mark; never waits for it.</summary>
+    public void EvictIfNeeded()
+    {
+        if (StoreBytes <= HighWater)
+        {
+            return;
+        }
+        if (_evictor is null)
+        {
+            lock (_evictorWake)
+            {
+                _evictor ??= Task.Run(EvictorAsync);
+            }
+        }
+        if (_evictorWake.CurrentCount == 0)
+        {
+            try
+            {
+                _evictorWake.Release();
+            }
+            catch (SemaphoreFullException)
+            {
+                // Woken already.
+            }
+        }
+    }
+
+    /// <summary>Evicts to the low-water mark now, on the caller's thread (start-up, tests).</summary>
+    public void EvictNow() => Evict(LowWater);
+
+    private async Task EvictorAsync()
+    {
+        try
+        {
+            while (true)
+            {
+                await _evictorWake.WaitAsync(_shutdown.Token);
+                try
+                {
+                    Evict(LowWater);
+                }
+                catch (Exception e) when (e is IOException or Microsoft.Data.Sqlite.SqliteException or UnauthorizedAccessException)
+                {
+                    LogEvictionFailed(_logger, e.Message);
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // Shutting down.
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Eviction failed: {Error}")]
+    private static partial void LogEvictionFailed(ILogger logger, string error);
 
     /// <summary>
     /// Evicts least recently used first, blobs and git mirrors (<see cref="Mirrors"/>) in one order: blobs used

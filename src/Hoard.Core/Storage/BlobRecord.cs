@@ -71,6 +71,15 @@ public sealed class BlobRecord(string digest, long size, long createdUnixSeconds
     public void Release() => Interlocked.Decrement(ref _readers);
 
     internal bool TryMarkEvicted() => Interlocked.CompareExchange(ref _readers, EvictedMark, 0) == 0;
+
+    // The LRU list (CacheIndex.Lru): neighbours, and the access time the blob had when it was put at the head.
+    internal BlobRecord? LruPrev;
+    internal BlobRecord? LruNext;
+    internal long QueuedAccessMs;
+    internal bool InLru;
+
+    /// <summary>The keys that map to this blob (usually one): evicting it removes exactly these, no scan of all keys.</summary>
+    internal List<string> Keys { get; } = new(1);
 }
 
 /// <summary>A cache key's current mapping to a blob, with what upstream said about it.</summary>

@@ -98,9 +98,15 @@ public sealed partial class CacheIndex : IDisposable
                 {
                     var key = r.GetString(0);
                     _entries[key] = new EntryRecord(key, blob, Str(r, 2), Str(r, 3), Str(r, 4), r.GetInt64(5));
+                    blob.Keys.Add(key);
                     blob.ContentType = Str(r, 2);
                 }
             }
+        }
+        // Oldest first, each put at the head: the most recently used ends at the head.
+        foreach (var blob in _blobs.Values.OrderBy(b => b.LastAccessMs))
+        {
+            LruAdd(blob);
         }
     }
 
@@ -126,17 +132,13 @@ public sealed partial class CacheIndex : IDisposable
                 deleted++;
             }
         }
-        var dropped = 0;
-        foreach (var blob in _blobs.Values.ToList())
+        var drop = _blobs.Values.Where(b => !onDisk.TryGetValue(b.Digest, out var size) || size != b.Size).ToList();
+        RemoveBlobs(drop);
+        foreach (var blob in drop)
         {
-            if (!onDisk.TryGetValue(blob.Digest, out var size) || size != blob.Size)
-            {
-                RemoveBlob(blob);
-                store.Delete(blob.Digest);
-                dropped++;
-            }
+            store.Delete(blob.Digest);
         }
-        return (dropped, deleted);
+        return (drop.Count, deleted);
     }
 
     /// <summary>
@@ -149,6 +151,9 @@ public sealed partial class CacheIndex : IDisposable
         {
             throw fault;
         }
+        // Under the digest's lock (reentrant: the engine holds it across the file's rename too), so an eviction of
+        // this digest is wholly before or after; then the one write lock.
+        lock (LockFor(digest))
         lock (_writeLock)
         {
             var blob = _blobs.TryGetValue(digest, out var existing) && !existing.IsEvicted
@@ -191,10 +196,19 @@ public sealed partial class CacheIndex : IDisposable
             {
                 _blobs[digest] = blob;
                 Interlocked.Add(ref _totalBytes, size);
+                LruAdd(blob);
             }
             foreach (var e in entries)
             {
+                if (_entries.TryGetValue(e.Key, out var previous) && !ReferenceEquals(previous.Blob, blob))
+                {
+                    previous.Blob.Keys.Remove(e.Key);
+                }
                 _entries[e.Key] = new EntryRecord(e.Key, blob, e.ContentType, e.UpstreamETag, e.UpstreamLastModified, nowMs);
+                if (!blob.Keys.Contains(e.Key))
+                {
+                    blob.Keys.Add(e.Key);
+                }
                 blob.ContentType = e.ContentType;
             }
             return blob;
@@ -223,7 +237,12 @@ public sealed partial class CacheIndex : IDisposable
             cmd.CommandText = "DELETE FROM entries WHERE key = $k";
             cmd.Parameters.AddWithValue("$k", key);
             cmd.ExecuteNonQuery();
-            return _entries.TryRemove(key, out _);
+            if (_entries.TryRemove(key, out var removed))
+            {
+                removed.Blob.Keys.Remove(key);
+                return true;
+            }
+            return false;
         }
     }
 
@@ -238,66 +257,50 @@ public sealed partial class CacheIndex : IDisposable
         return n;
     }
 
-    /// <summary>
-    /// Evicts least recently used blobs until the store holds at most <paramref name="targetBytes"/>.
-    /// Blobs being read are skipped (their pin makes TryMarkEvicted fail); blobs being written are not indexed yet.
-    /// Only blobs last used before <paramref name="usedBeforeMs"/> go (what else counts toward the limit, a git
-    /// mirror used at that time, goes before the rest).
-    /// </summary>
-    public List<BlobRecord> EvictTo(long targetBytes, long usedBeforeMs = long.MaxValue, Action<BlobRecord>? deleteFile = null)
+    /// <summary>Deletes blobs' rows (and their keys' rows) in one transaction, then forgets them and their keys in memory.</summary>
+    private void RemoveBlobs(List<BlobRecord> blobs)
     {
-        var evicted = new List<BlobRecord>();
-        if (TotalBytes <= targetBytes)
+        if (blobs.Count == 0)
         {
-            return evicted;
+            return;
         }
-        foreach (var blob in _blobs.Values.OrderBy(b => b.LastAccessMs).ToList())
-        {
-            if (TotalBytes <= targetBytes || blob.LastAccessMs >= usedBeforeMs)
-            {
-                break;
-            }
-            // The rows and the file go together under the digest's lock: a commit of the same digest waits.
-            lock (LockFor(blob.Digest))
-            {
-                if (blob.TryMarkEvicted())
-                {
-                    RemoveBlob(blob);
-                    deleteFile?.Invoke(blob);
-                    evicted.Add(blob);
-                }
-            }
-        }
-        return evicted;
-    }
-
-    private void RemoveBlob(BlobRecord blob)
-    {
         lock (_writeLock)
         {
-            using var tx = _db.BeginTransaction();
-            using (var cmd = _db.CreateCommand())
+            using (var tx = _db.BeginTransaction())
             {
+                using var cmd = _db.CreateCommand();
                 cmd.Transaction = tx;
                 cmd.CommandText = "DELETE FROM entries WHERE digest = $d; DELETE FROM blobs WHERE digest = $d;";
-                cmd.Parameters.AddWithValue("$d", blob.Digest);
-                cmd.ExecuteNonQuery();
-            }
-            tx.Commit();
-            if (_blobs.TryRemove(new KeyValuePair<string, BlobRecord>(blob.Digest, blob)))
-            {
-                Interlocked.Add(ref _totalBytes, -blob.Size);
-                if (blob.Hot is { } hot)
+                var d = cmd.Parameters.Add("$d", SqliteType.Text);
+                foreach (var blob in blobs)
                 {
-                    blob.Hot = null;
-                    Interlocked.Add(ref _hotBytes, -hot.Length);
+                    d.Value = blob.Digest;
+                    cmd.ExecuteNonQuery();
                 }
+                tx.Commit();
             }
-            foreach (var (key, entry) in _entries)
+            foreach (var blob in blobs)
             {
-                if (ReferenceEquals(entry.Blob, blob))
+                if (_blobs.TryRemove(new KeyValuePair<string, BlobRecord>(blob.Digest, blob)))
                 {
-                    _entries.TryRemove(new KeyValuePair<string, EntryRecord>(key, entry));
+                    Interlocked.Add(ref _totalBytes, -blob.Size);
+                    if (blob.Hot is { } hot)
+                    {
+                        blob.Hot = null;
+                        Interlocked.Add(ref _hotBytes, -hot.Length);
+                    }
+                }
+                foreach (var key in blob.Keys)
+                {
+                    if (_entries.TryGetValue(key, out var entry) && ReferenceEquals(entry.Blob, blob))
+                    {
+                        _entries.TryRemove(new KeyValuePair<string, EntryRecord>(key, entry));
+                    }
+                }
+                blob.Keys.Clear();
+                lock (_lruLock)
+                {
+                    LruRemoveLocked(blob);
                 }
             }
         }

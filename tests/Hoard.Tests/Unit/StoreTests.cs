@@ -63,4 +63,34 @@ public sealed class StoreTests
         Assert.False(index.TryGetEntry("k0", out _));
         Assert.False(oldestButPinned.TryAcquire(2000));
     }
+
+    [Fact]
+    public void Eviction_in_batches_keeps_every_blob_used_since_and_removes_each_evicted_blobs_keys()
+    {
+        using var temp = new TempDir();
+        using var index = new CacheIndex(temp.Path, NullLogger.Instance);
+        var digests = Enumerable.Range(0, 2000).Select(i => Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(BitConverter.GetBytes(i)))).ToArray();
+        for (var i = 0; i < digests.Length; i++)
+        {
+            // Two keys for some blobs (an alias), as a tag and a digest name one manifest.
+            List<EntryTemplate> keys = i % 10 == 0 ? [new("k" + i, null, null, null), new("alias" + i, null, null, null)] : [new("k" + i, null, null, null)];
+            index.Commit(digests[i], 100, 1000 + i, keys);
+        }
+        // Every third blob, oldest included, is read after all were stored: it must outlive every blob not read.
+        for (var i = 0; i < digests.Length; i += 3)
+        {
+            index.TryGetBlob(digests[i], out var blob);
+            Assert.True(blob.TryAcquire(10_000 + i));
+            blob.Release();
+        }
+        var evicted = index.EvictTo(100 * 1000);
+        Assert.Equal(1000, evicted.Count);
+        Assert.All(evicted, b => Assert.NotEqual(0, Array.IndexOf(digests, b.Digest) % 3));
+        // Least recently used first: the evicted are the 1,000 oldest of the blobs not read.
+        var notRead = Enumerable.Range(0, digests.Length).Where(i => i % 3 != 0).Take(1000).Select(i => digests[i]).ToHashSet();
+        Assert.True(notRead.SetEquals(evicted.Select(b => b.Digest)));
+        Assert.Equal(1000, index.BlobCount);
+        Assert.All(evicted, b => Assert.False(index.TryGetEntry("k" + Array.IndexOf(digests, b.Digest), out _)));
+        Assert.Equal(1000 + Enumerable.Range(0, digests.Length).Count(i => i % 10 == 0 && !notRead.Contains(digests[i])), index.EntryCount);
+    }
 }
