@@ -19,6 +19,14 @@ public sealed partial class CacheIndex : IDisposable
     private long _totalBytes;
     private long _hotBytes;
 
+    /// <remarks>
+    /// synchronous=NORMAL with WAL: a transaction is durable once written to the WAL, which survives a crash of the
+    /// process (kill -9, OOM) whole; only a power loss or kernel crash can lose the last transactions before the next
+    /// checkpoint's fsync. What that loses is safe for a cache: a blob whose row is lost is an unindexed file,
+    /// deleted by the start-up reconciliation and fetched again; a lost eviction leaves a row whose file is gone,
+    /// dropped the same way; a lost access time only changes eviction order. FULL would fsync on every commit and
+    /// touch, on the request's path, to protect against nothing worse than a re-download.
+    /// </remarks>
     public CacheIndex(string dataDir, ILogger logger)
     {
         _logger = logger;
@@ -30,7 +38,7 @@ public sealed partial class CacheIndex : IDisposable
         _db.Open();
         Execute("""
             PRAGMA journal_mode=WAL;
-            PRAGMA synchronous=FULL;
+            PRAGMA synchronous=NORMAL;
             PRAGMA busy_timeout=5000;
             CREATE TABLE IF NOT EXISTS blobs(
                 digest TEXT PRIMARY KEY, size INTEGER NOT NULL, created INTEGER NOT NULL, last_access INTEGER NOT NULL);
