@@ -100,9 +100,15 @@ public sealed partial class FetchEngine
         // One eviction at a time: two would pick the same oldest mirror, and the loser would evict blobs out of order.
         lock (_evictionLock)
         {
+            var started = System.Diagnostics.Stopwatch.GetTimestamp();
+            var (blobs, bytes) = (_index.BlobCount, _index.TotalBytes);
             EvictLocked(target, Over);
+            LogEvictionPass(_logger, blobs - _index.BlobCount, bytes - _index.TotalBytes, target, System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         }
     }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Evicted {Blobs} blobs ({Bytes} bytes), least recently used first, down to {Target} bytes in {Ms:0} ms")]
+    private static partial void LogEvictionPass(ILogger logger, int blobs, long bytes, long target, double ms);
 
     private readonly Lock _evictionLock = new();
 
@@ -142,6 +148,6 @@ public sealed partial class FetchEngine
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Evicted sha256:{Digest} ({Size} bytes)")]
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Evicted sha256:{Digest} ({Size} bytes)")]
     private static partial void LogEvicted(ILogger logger, string digest, long size);
 }
