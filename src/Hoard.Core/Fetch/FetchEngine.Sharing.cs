@@ -32,7 +32,7 @@ public sealed partial class FetchEngine
     /// </summary>
     public (BlobRecord? Blob, Fill? Fill) FindForPeer(string digest, ContentAccess access, string key)
     {
-        if (_index.TryGetBlob(digest, out var blob) && blob.TryAcquire(NowMs))
+        if (_index.TryGetBlob(digest, out var blob) && _index.HasFile(blob, _store) && blob.TryAcquire(NowMs))
         {
             var allowed = MayShare(access, blob) || (access == ContentAccess.Keyed && _index.TryGetEntry(key, out var entry) && entry.Blob == blob);
             if (allowed)
@@ -59,7 +59,7 @@ public sealed partial class FetchEngine
     /// </summary>
     public (BlobRecord? Blob, EntryRecord? Entry, Fill? Fill) FindKeyForPeer(string key)
     {
-        if (_index.TryGetEntry(key, out var entry) && entry.Blob.TryAcquire(NowMs))
+        if (_index.TryGetEntry(key, out var entry) && _index.HasFile(entry.Blob, _store) && entry.Blob.TryAcquire(NowMs))
         {
             return (entry.Blob, entry, null);
         }

@@ -83,7 +83,7 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
 
     /// <summary>A committed entry by key, pinned for the caller (immutable content only: no freshness check).</summary>
     public bool TryAcquireEntry(string key, out EntryRecord entry) =>
-        _index.TryGetEntry(key, out entry) && entry.Blob.TryAcquire(NowMs);
+        _index.TryGetEntry(key, out entry) && _index.HasFile(entry.Blob, _store) && entry.Blob.TryAcquire(NowMs);
 
     /// <summary>
     /// The whole body of a small artifact (an index page), whatever the lookup's outcome. Errors come back as
@@ -150,7 +150,7 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
     {
         var now = NowMs;
         EntryRecord? stale = null;
-        if (request.ExpectedSha256 is { } sha && _index.TryGetBlob(sha, out var known) && MayShare(request.Access, known) && known.TryAcquire(now))
+        if (request.ExpectedSha256 is { } sha && _index.TryGetBlob(sha, out var known) && MayShare(request.Access, known) && _index.HasFile(known, _store) && known.TryAcquire(now))
         {
             // Stored under another key: this key names it from now on (a hit without this lookup next time, and the
             // Content-Type the blob was first stored with).
@@ -165,11 +165,16 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
         if (_index.TryGetEntry(request.Key, out var entry) && (request.ExpectedSha256 is not { } expectedSha || entry.Blob.Digest == expectedSha))
         {
             var fresh = request.Ttl is not { } ttl || now - entry.FetchedAtMs < ttl.TotalMilliseconds;
-            if (fresh && entry.Blob.TryAcquire(now))
+            if (!_index.HasFile(entry.Blob, _store))
+            {
+                // Found missing before the start-up reconciliation got to it: dropped, and this is a miss.
+                entry = null;
+            }
+            else if (fresh && entry.Blob.TryAcquire(now))
             {
                 return CacheLookup.Stored(CacheOutcome.Hit, entry.Blob, entry);
             }
-            stale = fresh ? null : entry;
+            stale = fresh || entry is null ? null : entry;
         }
         if (_recentFailures.TryGetValue(request.FlightKey, out (long AtMs, int Status, string Message) failure)
             && now - failure.AtMs < (failure.Status == 404 ? NotFoundTtl : TimeSpan.FromMinutes(1)).TotalMilliseconds

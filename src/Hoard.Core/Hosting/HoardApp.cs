@@ -145,7 +145,20 @@ public static partial class HoardApp
         var index = app.Services.GetRequiredService<CacheIndex>();
         var started = Stopwatch.GetTimestamp();
         var temp = store.CleanTemp();
-        var (dropped, deleted) = index.Reconcile(store);
+        // Rows against files, in the background: the port opens at once; a hit meets a missing file as a miss.
+        _ = Task.Run(() =>
+        {
+            var reconcileStarted = Stopwatch.GetTimestamp();
+            try
+            {
+                var (droppedRows, deletedFiles) = index.Reconcile(store, app.Lifetime.ApplicationStopping);
+                LogReconciled(logger, index.BlobCount, droppedRows, deletedFiles, Stopwatch.GetElapsedTime(reconcileStarted).TotalMilliseconds);
+            }
+            catch (OperationCanceledException)
+            {
+                // Stopping before it was done: the next start does it again.
+            }
+        });
         // Git mirrors count toward --max-size with the blobs, and are evicted with them.
         var git = app.Services.GetRequiredService<Git.GitMirror>();
         var mirrors = git.Space;
@@ -170,7 +183,7 @@ public static partial class HoardApp
         metrics.StoreGauge = () => (index.TotalBytes, index.BlobCount, index.EntryCount);
         var accessLog = app.Services.GetRequiredService<AccessLog>();
         metrics.AccessLogDropped = () => accessLog.Dropped;
-        LogStarting(logger, store.DataDir, index.BlobCount, ValueParsers.FormatSize(index.TotalBytes), ValueParsers.FormatSize(options.MaxSizeBytes), temp, dropped, deleted, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        LogStarting(logger, store.DataDir, index.BlobCount, ValueParsers.FormatSize(index.TotalBytes), ValueParsers.FormatSize(options.MaxSizeBytes), temp, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         foreach (var p in options.Pypi)
         {
             LogUpstream(logger, "pypi", p.Name, UpstreamClient.Redact(p.Url), p == options.DefaultPypiIndex ? " (default, also at /simple/)" : "");
@@ -199,8 +212,11 @@ public static partial class HoardApp
         });
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Data in {DataDir}: {Blobs} blobs, {Size} of {Max}; removed {Temp} temp files, {Dropped} stale rows, {Deleted} unindexed blobs in {Ms:0} ms")]
-    private static partial void LogStarting(ILogger logger, string dataDir, int blobs, string size, string max, int temp, int dropped, int deleted, double ms);
+    [LoggerMessage(Level = LogLevel.Information, Message = "Data in {DataDir}: {Blobs} blobs, {Size} of {Max}; removed {Temp} temp files in {Ms:0} ms; checking files against the index in the background")]
+    private static partial void LogStarting(ILogger logger, string dataDir, int blobs, string size, string max, int temp, double ms);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Index and files agree: {Blobs} blobs; dropped {Dropped} rows whose file was missing, deleted {Deleted} files no row named, in {Ms:0} ms")]
+    private static partial void LogReconciled(ILogger logger, int blobs, int dropped, int deleted, double ms);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Upstream {Kind} {Name} = {Url}{Note}")]
     private static partial void LogUpstream(ILogger logger, string kind, string name, string url, string note);

@@ -120,33 +120,75 @@ public sealed partial class CacheIndex : IDisposable
 
     private static string? Str(SqliteDataReader r, int i) => r.IsDBNull(i) ? null : r.GetString(i);
 
+    /// <summary>True once <see cref="Reconcile"/> has checked every row and file since start.</summary>
+    public bool Reconciled => Volatile.Read(ref _reconciled);
+
+    private bool _reconciled;
+
     /// <summary>
-    /// Makes the index agree with the files: drops rows whose blob file is missing or has the wrong size,
-    /// deletes blob files no row names (a crash between rename and insert leaves those). Run once at start.
+    /// Makes the index agree with the files: deletes blob files no row names (a crash between rename and insert
+    /// leaves those), drops rows whose blob file is missing or has the wrong size. Runs in the background after start
+    /// while requests are served: each digest is decided under its lock, so a commit or an eviction of it in the
+    /// meantime is never undone; a request meeting a missing file first is a miss (<see cref="HasFile"/>).
     /// </summary>
-    public (int DroppedRows, int DeletedFiles) Reconcile(ContentStore store)
+    public (int DroppedRows, int DeletedFiles) Reconcile(ContentStore store, CancellationToken ct = default)
     {
         var onDisk = new Dictionary<string, long>(StringComparer.Ordinal);
         var deleted = 0;
         foreach (var (digest, size) in store.Scan())
         {
-            if (_blobs.ContainsKey(digest))
+            ct.ThrowIfCancellationRequested();
+            lock (LockFor(digest))
             {
-                onDisk[digest] = size;
-            }
-            else
-            {
-                File.Delete(store.BlobPath(digest));
-                deleted++;
+                if (_blobs.ContainsKey(digest))
+                {
+                    onDisk[digest] = size;
+                }
+                else if (File.Exists(store.BlobPath(digest)))
+                {
+                    File.Delete(store.BlobPath(digest));
+                    deleted++;
+                }
             }
         }
-        var drop = _blobs.Values.Where(b => !onDisk.TryGetValue(b.Digest, out var size) || size != b.Size).ToList();
-        RemoveBlobs(drop);
-        foreach (var blob in drop)
+        var dropped = 0;
+        foreach (var blob in _blobs.Values.ToList())
         {
-            store.Delete(blob.Digest);
+            ct.ThrowIfCancellationRequested();
+            if (onDisk.TryGetValue(blob.Digest, out var size) && size == blob.Size)
+            {
+                continue;
+            }
+            // Not seen by the scan, or another size: looked at again under the lock (it may be new since the scan).
+            dropped += DropIfFileMissing(blob, store) ? 1 : 0;
         }
-        return (drop.Count, deleted);
+        Volatile.Write(ref _reconciled, true);
+        return (dropped, deleted);
+    }
+
+    /// <summary>
+    /// Whether the blob's file is there, as the index says. Until the start-up reconciliation is done, checked on
+    /// disk (one stat per hit, for those seconds only): a blob whose file is gone is dropped, and the request is a miss.
+    /// </summary>
+    public bool HasFile(BlobRecord blob, ContentStore store) => Reconciled || !DropIfFileMissing(blob, store);
+
+    private bool DropIfFileMissing(BlobRecord blob, ContentStore store)
+    {
+        lock (LockFor(blob.Digest))
+        {
+            if (!_blobs.TryGetValue(blob.Digest, out var current) || !ReferenceEquals(current, blob))
+            {
+                return false;
+            }
+            var file = new FileInfo(store.BlobPath(blob.Digest));
+            if (file.Exists && file.Length == blob.Size)
+            {
+                return false;
+            }
+            RemoveBlobs([blob]);
+            store.Delete(blob.Digest);
+            return true;
+        }
     }
 
     /// <summary>
