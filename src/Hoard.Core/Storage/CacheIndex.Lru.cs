@@ -14,8 +14,11 @@ public sealed partial class CacheIndex
     private BlobRecord? _lruHead;
     private BlobRecord? _lruTail;
 
-    /// <summary>How many blobs one eviction step removes: one SQLite transaction, one set of digest locks.</summary>
-    private const int EvictionBatch = 256;
+    /// <summary>
+    /// How many blobs one eviction step removes: one SQLite transaction, one set of digest locks. Small enough that a
+    /// commit waiting for one of those locks waits for 64 file deletions at most.
+    /// </summary>
+    private const int EvictionBatch = 64;
 
     private void LruAdd(BlobRecord blob)
     {

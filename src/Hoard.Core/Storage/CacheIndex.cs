@@ -170,7 +170,8 @@ public sealed partial class CacheIndex : IDisposable
     /// Whether the blob's file is there, as the index says. Until the start-up reconciliation is done, checked on
     /// disk (one stat per hit, for those seconds only): a blob whose file is gone is dropped, and the request is a miss.
     /// </summary>
-    public bool HasFile(BlobRecord blob, ContentStore store) => Reconciled || !DropIfFileMissing(blob, store);
+    public bool HasFile(BlobRecord blob, ContentStore store) =>
+        Reconciled || File.Exists(store.BlobPath(blob.Digest)) || !DropIfFileMissing(blob, store); // the lock only when it looks missing
 
     private bool DropIfFileMissing(BlobRecord blob, ContentStore store)
     {
