@@ -78,8 +78,53 @@ public sealed class BlobRecord(string digest, long size, long createdUnixSeconds
     internal long QueuedAccessMs;
     internal bool InLru;
 
-    /// <summary>The keys that map to this blob (usually one): evicting it removes exactly these, no scan of all keys.</summary>
-    internal List<string> Keys { get; } = new(1);
+    // The keys that map to this blob: evicting it removes exactly these, no scan of all keys. Usually one, held
+    // inline (a list per blob would cost ~64 bytes per key); aliases, rare, in a list. Changed under the index's
+    // write lock only.
+    private string? _key;
+    private List<string>? _moreKeys;
+
+    internal void AddKey(string key)
+    {
+        if (_key == key || (_moreKeys?.Contains(key) ?? false))
+        {
+            return;
+        }
+        if (_key is null)
+        {
+            _key = key;
+        }
+        else
+        {
+            (_moreKeys ??= []).Add(key);
+        }
+    }
+
+    internal void RemoveKey(string key)
+    {
+        if (_key == key)
+        {
+            _key = null;
+            if (_moreKeys is { Count: > 0 } more)
+            {
+                _key = more[^1];
+                more.RemoveAt(more.Count - 1);
+            }
+        }
+        else
+        {
+            _moreKeys?.Remove(key);
+        }
+    }
+
+    /// <summary>The keys, detached from the blob (which then has none).</summary>
+    internal List<string> TakeKeys()
+    {
+        List<string> keys = _key is null ? [] : [_key];
+        keys.AddRange(_moreKeys ?? []);
+        (_key, _moreKeys) = (null, null);
+        return keys;
+    }
 }
 
 /// <summary>A cache key's current mapping to a blob, with what upstream said about it.</summary>

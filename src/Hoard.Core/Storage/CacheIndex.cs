@@ -106,7 +106,7 @@ public sealed partial class CacheIndex : IDisposable
                 {
                     var key = r.GetString(0);
                     _entries[key] = new EntryRecord(key, blob, Str(r, 2), Str(r, 3), Str(r, 4), r.GetInt64(5));
-                    blob.Keys.Add(key);
+                    blob.AddKey(key);
                     blob.ContentType = Str(r, 2);
                 }
             }
@@ -253,13 +253,10 @@ public sealed partial class CacheIndex : IDisposable
             {
                 if (_entries.TryGetValue(e.Key, out var previous) && !ReferenceEquals(previous.Blob, blob))
                 {
-                    previous.Blob.Keys.Remove(e.Key);
+                    previous.Blob.RemoveKey(e.Key);
                 }
                 _entries[e.Key] = new EntryRecord(e.Key, blob, e.ContentType, e.UpstreamETag, e.UpstreamLastModified, nowMs);
-                if (!blob.Keys.Contains(e.Key))
-                {
-                    blob.Keys.Add(e.Key);
-                }
+                blob.AddKey(e.Key);
                 blob.ContentType = e.ContentType;
             }
             return blob;
@@ -290,7 +287,7 @@ public sealed partial class CacheIndex : IDisposable
             cmd.ExecuteNonQuery();
             if (_entries.TryRemove(key, out var removed))
             {
-                removed.Blob.Keys.Remove(key);
+                removed.Blob.RemoveKey(key);
                 return true;
             }
             return false;
@@ -341,14 +338,13 @@ public sealed partial class CacheIndex : IDisposable
                         Interlocked.Add(ref _hotBytes, -hot.Length);
                     }
                 }
-                foreach (var key in blob.Keys)
+                foreach (var key in blob.TakeKeys())
                 {
                     if (_entries.TryGetValue(key, out var entry) && ReferenceEquals(entry.Blob, blob))
                     {
                         _entries.TryRemove(new KeyValuePair<string, EntryRecord>(key, entry));
                     }
                 }
-                blob.Keys.Clear();
                 lock (_lruLock)
                 {
                     LruRemoveLocked(blob);
