@@ -57,9 +57,6 @@ public sealed partial class FetchEngine
         }
     }
 
-    /// <summary>Evicts to the low-water mark now, on the caller's thread (start-up, tests).</summary>
-    public void EvictNow() => Evict(LowWater);
-
     private async Task EvictorAsync()
     {
         try

@@ -126,6 +126,10 @@ public sealed partial class GitMirror(HoardOptions options, HoardMetrics metrics
     /// <summary>Objects (and want-ref refs) the mirror lacks. The check runs git, so it waits for a process slot.</summary>
     public async Task<List<string>> MissingAsync(string mirror, IReadOnlyList<string> objects, IReadOnlyList<string> refs, CancellationToken ct)
     {
+        if (objects.Count + refs.Count == 0)
+        {
+            return []; // nothing to look up: no git process, so no wait for a slot
+        }
         await Processes.WaitAsync(ct);
         try
         {
