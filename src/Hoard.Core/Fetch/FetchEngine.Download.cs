@@ -29,7 +29,8 @@ public sealed partial class FetchEngine
         string? committedDigest = null;
         try
         {
-            // :: Step 1 — the upstream request, conditional when revalidating.
+            // :: Step 1 — the upstream request, conditional when revalidating (the ETag is kept in SQLite only).
+            var staleETag = fill.Stale is null ? null : _index.LoadUpstreamETag(request.Key);
             var call = new UpstreamCall(request.UpstreamName, request.UpstreamUrl)
             {
                 Decompress = request.Decompress,
@@ -37,8 +38,8 @@ public sealed partial class FetchEngine
                 Retries = request.Retries,
                 Auth = request.Auth,
                 Headers = request.Headers,
-                IfNoneMatch = fill.Stale?.UpstreamETag,
-                IfModifiedSince = fill.Stale?.UpstreamETag is null ? fill.Stale?.UpstreamLastModified : null,
+                IfNoneMatch = staleETag,
+                IfModifiedSince = staleETag is null ? fill.Stale?.UpstreamLastModified : null,
             };
             try
             {

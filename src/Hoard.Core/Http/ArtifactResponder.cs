@@ -83,7 +83,7 @@ public sealed partial class ArtifactResponder(FetchEngine engine, HoardMetrics m
     {
         var response = ctx.Response;
         var headers = response.Headers;
-        var etag = blob.ETagHeader ??= "\"" + blob.Digest + "\"";
+        var etag = blob.QuotedDigest();
         if (outcome == CacheOutcome.Hit && shape.HitOutcome is { } hitOutcome)
         {
             outcome = hitOutcome;
@@ -92,7 +92,7 @@ public sealed partial class ArtifactResponder(FetchEngine engine, HoardMetrics m
         CacheStatusHeader.Apply(response, outcome);
         shape.ApplyHeaders(response);
         headers.ETag = etag;
-        headers.LastModified = entry?.UpstreamLastModified ?? (blob.LastModifiedHeader ??= DateTimeOffset.FromUnixTimeSeconds(blob.CreatedUnixSeconds).ToString("R", CultureInfo.InvariantCulture));
+        headers.LastModified = entry?.UpstreamLastModified ?? DateTimeOffset.FromUnixTimeSeconds(blob.CreatedUnixSeconds).ToString("R", CultureInfo.InvariantCulture);
         headers.AcceptRanges = "bytes";
         headers.CacheControl = shape.CacheControl;
         response.ContentType = shape.ContentType ?? entry?.ContentType ?? blob.ContentType ?? "application/octet-stream";

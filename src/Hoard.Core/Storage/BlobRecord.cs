@@ -1,30 +1,72 @@
+using System.Globalization;
+
 namespace Hoard.Core.Storage;
 
-/// <summary>A committed blob: immutable content named by its sha256. Shared by every key that maps to it.</summary>
-public sealed class BlobRecord(string digest, long size, long createdUnixSeconds, long lastAccessMs)
+/// <summary>
+/// What the in-memory index holds for one cache key: the key's hash (its text stays in SQLite), when upstream last
+/// confirmed it, and upstream's Last-Modified. A blob is the record of its first key itself (most blobs have exactly
+/// one key: no second object); other keys of the blob are <see cref="AliasRecord"/>s.
+/// </summary>
+public abstract class KeyedRecord
 {
-    private const int EvictedMark = int.MinValue / 2;
-    private int _readers;
-    private long _lastAccessMs = lastAccessMs;
+    private long _fetchedAtMs;
 
-    /// <summary>Lower-case hex sha256.</summary>
-    public string Digest { get; } = digest;
-    public long Size { get; } = size;
-    public long CreatedUnixSeconds { get; } = createdUnixSeconds;
-    public long LastAccessMs => Volatile.Read(ref _lastAccessMs);
-    internal long PersistedAccessMs { get; set; } = lastAccessMs;
+    internal KeyHash KeyHash;
 
-    /// <summary>The blob's bytes, for small blobs that have been read once (see HotCacheBytes).</summary>
-    internal byte[]? Hot
+    /// <summary>When upstream last confirmed this content (fetch or 304), in Unix ms.</summary>
+    public long FetchedAtMs
     {
-        get => Volatile.Read(ref _hot);
-        set => Volatile.Write(ref _hot, value);
+        get => Volatile.Read(ref _fetchedAtMs);
+        internal set => Volatile.Write(ref _fetchedAtMs, value);
     }
 
-    private byte[]? _hot;
+    /// <summary>Upstream's Last-Modified in Unix seconds (0: none), kept as a number instead of a 29-character string.</summary>
+    internal uint LastModifiedSeconds;
+}
 
-    /// <summary>Publishes the bytes unless another reader already did; false means the caller's copy is surplus.</summary>
-    internal bool TrySetHot(byte[] bytes) => Interlocked.CompareExchange(ref _hot, bytes, null) is null;
+/// <summary>
+/// A committed blob: immutable content named by its sha256, shared by every key that maps to it.
+/// Memory layout (64-bit, per blob with one key; the budget the index is built to):
+///   object header 16 | digest 32 | size, last access, fetched-at 24 | key hash 16 | LRU neighbours 16 |
+///   content type (interned) 8 | aliases or kept bytes 8 | created, last-modified, readers 12 | flags 4   = 136 bytes,
+/// plus one slot in the digest table and one in the key table (8 bytes each at a load of 3/8 to 3/4): ~170 bytes a key.
+/// A small blob's bytes kept in memory share a field with its aliases (few blobs have either).
+/// </summary>
+public sealed class BlobRecord : KeyedRecord
+{
+    private const int EvictedMark = int.MinValue / 2;
+    private readonly uint _createdUnixSeconds;
+    private long _lastAccessMs;
+    private int _readers;
+    private int _dirty;
+    private string? _contentType;
+    private bool _isPublic;
+
+    internal BlobRecord(Sha256Digest digest, long size, long createdUnixSeconds, long lastAccessMs)
+    {
+        DigestValue = digest;
+        Size = size;
+        _createdUnixSeconds = (uint)Math.Clamp(createdUnixSeconds, 0, uint.MaxValue);
+        _lastAccessMs = lastAccessMs;
+    }
+
+    internal readonly Sha256Digest DigestValue;
+
+    /// <summary>Lower-case hex sha256 (made on each call: the record holds the 32 bytes).</summary>
+    public string Digest => DigestValue.ToString();
+
+    /// <summary>The digest in double quotes, an ETag, in one string (made per response: not kept per blob).</summary>
+    public string QuotedDigest() => string.Create(66, DigestValue, static (chars, digest) =>
+    {
+        Span<byte> bytes = stackalloc byte[32];
+        digest.WriteTo(bytes);
+        chars[0] = chars[65] = '"';
+        Convert.TryToHexStringLower(bytes, chars[1..65], out _);
+    });
+
+    public long Size { get; }
+    public long CreatedUnixSeconds => _createdUnixSeconds;
+    public long LastAccessMs => Volatile.Read(ref _lastAccessMs);
 
     /// <summary>
     /// The Content-Type recorded with the first key that named this blob: what it is served as to a peer node, which
@@ -36,20 +78,12 @@ public sealed class BlobRecord(string digest, long size, long createdUnixSeconds
         internal set => Interlocked.CompareExchange(ref _contentType, value, null);
     }
 
-    private string? _contentType;
-
-    /// <summary>Header values computed once per blob rather than once per response.</summary>
-    internal string? ETagHeader { get; set; }
-    internal string? LastModifiedHeader { get; set; }
-
     /// <summary>Upstream gave these bytes without credentials: anyone may be given them by digest.</summary>
     public bool IsPublic
     {
         get => Volatile.Read(ref _isPublic);
         internal set => Volatile.Write(ref _isPublic, value);
     }
-
-    private bool _isPublic;
 
     public bool IsEvicted => Volatile.Read(ref _readers) < 0;
 
@@ -64,7 +98,16 @@ public sealed class BlobRecord(string digest, long size, long createdUnixSeconds
             Interlocked.Decrement(ref _readers);
             return false;
         }
-        Volatile.Write(ref _lastAccessMs, nowMs);
+        // Only a later time is a use since the blob was queued in the LRU list (it was queued with its access time then).
+        if (nowMs > Volatile.Read(ref _lastAccessMs))
+        {
+            Volatile.Write(ref _lastAccessMs, nowMs);
+            Referenced = true;
+            if (Volatile.Read(ref _dirty) == 0)
+            {
+                Volatile.Write(ref _dirty, 1);
+            }
+        }
         return true;
     }
 
@@ -72,76 +115,129 @@ public sealed class BlobRecord(string digest, long size, long createdUnixSeconds
 
     internal bool TryMarkEvicted() => Interlocked.CompareExchange(ref _readers, EvictedMark, 0) == 0;
 
-    // The LRU list (CacheIndex.Lru): neighbours, and the access time the blob had when it was put at the head.
+    /// <summary>Whether its access time changed since the last flush to SQLite; clears the mark.</summary>
+    internal bool TakeDirty() => Volatile.Read(ref _dirty) != 0 && Interlocked.Exchange(ref _dirty, 0) != 0;
+
+    // The LRU list (CacheIndex.Lru): neighbours, and whether the blob was used since it was put at the head.
     internal BlobRecord? LruPrev;
     internal BlobRecord? LruNext;
-    internal long QueuedAccessMs;
+    internal bool Referenced;
     internal bool InLru;
 
-    // The keys that map to this blob: evicting it removes exactly these, no scan of all keys. Usually one, held
-    // inline (a list per blob would cost ~64 bytes per key); aliases, rare, in a list. Changed under the index's
-    // write lock only.
-    private string? _key;
-    private List<string>? _moreKeys;
+    /// <summary>Whether <see cref="KeyedRecord.KeyHash"/> is a key of this blob (its first key; others are aliases).</summary>
+    internal bool HasKey;
 
-    internal void AddKey(string key)
+    // Two things few blobs have share one field: keys beyond the first (a digest also named by a tag, a file under
+    // two names) and the bytes of a small blob kept in memory. It holds a List<AliasRecord>, a byte[], both (Extras)
+    // or null, and is swapped whole (compare-exchange), since readers publish bytes while the writer adds aliases.
+    private object? _extra;
+
+    private sealed record Extras(List<AliasRecord> Aliases, byte[] Hot);
+
+    /// <summary>Keys beyond the first; changed under the index's write lock only (the list itself is never shared).</summary>
+    internal List<AliasRecord>? Aliases => Volatile.Read(ref _extra) switch
     {
-        if (_key == key || (_moreKeys?.Contains(key) ?? false))
+        List<AliasRecord> aliases => aliases,
+        Extras extras => extras.Aliases,
+        _ => null,
+    };
+
+    internal void SetAliases(List<AliasRecord>? aliases) => Swap(extra => With(aliases, HotOf(extra)));
+
+    /// <summary>The blob's bytes, for small blobs that have been read once (see HotCacheBytes).</summary>
+    internal byte[]? Hot => HotOf(Volatile.Read(ref _extra));
+
+    /// <summary>Publishes the bytes unless another reader already did; false means the caller's copy is surplus.</summary>
+    internal bool TrySetHot(byte[] bytes)
+    {
+        var published = false;
+        Swap(extra =>
         {
-            return;
-        }
-        if (_key is null)
-        {
-            _key = key;
-        }
-        else
-        {
-            (_moreKeys ??= []).Add(key);
-        }
+            published = HotOf(extra) is null;
+            return published ? With(AliasesOf(extra), bytes) : extra;
+        });
+        return published;
     }
 
-    internal void RemoveKey(string key)
+    /// <summary>Drops the bytes kept in memory; returns them (for the budget) or null.</summary>
+    internal byte[]? TakeHot()
     {
-        if (_key == key)
+        byte[]? taken = null;
+        Swap(extra =>
         {
-            _key = null;
-            if (_moreKeys is { Count: > 0 } more)
+            taken = HotOf(extra);
+            return With(AliasesOf(extra), null);
+        });
+        return taken;
+    }
+
+    private static byte[]? HotOf(object? extra) => extra switch
+    {
+        byte[] hot => hot,
+        Extras extras => extras.Hot,
+        _ => null,
+    };
+
+    private static List<AliasRecord>? AliasesOf(object? extra) => extra switch
+    {
+        List<AliasRecord> aliases => aliases,
+        Extras extras => extras.Aliases,
+        _ => null,
+    };
+
+    private static object? With(List<AliasRecord>? aliases, byte[]? hot) => (aliases is { Count: > 0 }, hot) switch
+    {
+        (true, { } bytes) => new Extras(aliases!, bytes),
+        (true, null) => aliases,
+        (false, { } bytes) => bytes,
+        _ => null,
+    };
+
+    private void Swap(Func<object?, object?> change)
+    {
+        while (true)
+        {
+            var current = Volatile.Read(ref _extra);
+            var next = change(current);
+            if (ReferenceEquals(next, current) || ReferenceEquals(Interlocked.CompareExchange(ref _extra, next, current), current))
             {
-                _key = more[^1];
-                more.RemoveAt(more.Count - 1);
+                return;
             }
         }
-        else
-        {
-            _moreKeys?.Remove(key);
-        }
-    }
-
-    /// <summary>The keys, detached from the blob (which then has none).</summary>
-    internal List<string> TakeKeys()
-    {
-        List<string> keys = _key is null ? [] : [_key];
-        keys.AddRange(_moreKeys ?? []);
-        (_key, _moreKeys) = (null, null);
-        return keys;
     }
 }
 
-/// <summary>A cache key's current mapping to a blob, with what upstream said about it.</summary>
-public sealed class EntryRecord(string key, BlobRecord blob, string? contentType, string? upstreamETag, string? upstreamLastModified, long fetchedAtMs)
+/// <summary>A blob's second or later key, or a key whose Content-Type differs from the blob's.</summary>
+public sealed class AliasRecord : KeyedRecord
 {
-    private long _fetchedAtMs = fetchedAtMs;
+    internal AliasRecord(KeyHash key, BlobRecord blob, string? contentType)
+    {
+        KeyHash = key;
+        Blob = blob;
+        ContentType = contentType;
+    }
 
-    public string Key { get; } = key;
-    public BlobRecord Blob { get; } = blob;
-    public string? ContentType { get; } = contentType;
-    public string? UpstreamETag { get; } = upstreamETag;
-    public string? UpstreamLastModified { get; } = upstreamLastModified;
+    public BlobRecord Blob { get; }
+    public string? ContentType { get; }
+}
+
+/// <summary>
+/// A cache key's current mapping to a blob, with what upstream said about it: a small view made per lookup (24 bytes,
+/// gone with the request), so the index itself keeps no object per key beyond its records.
+/// </summary>
+public sealed class EntryRecord(KeyedRecord record)
+{
+    internal KeyedRecord Record => record;
+
+    public BlobRecord Blob => record as BlobRecord ?? ((AliasRecord)record).Blob;
+
+    public string? ContentType => record is AliasRecord alias ? alias.ContentType : ((BlobRecord)record).ContentType;
 
     /// <summary>When upstream last confirmed this content (fetch or 304), in Unix ms.</summary>
-    public long FetchedAtMs
-    {
-        get => Volatile.Read(ref _fetchedAtMs);
-        internal set => Volatile.Write(ref _fetchedAtMs, value);
-    }
+    public long FetchedAtMs => record.FetchedAtMs;
+
+    /// <summary>Upstream's Last-Modified, as an HTTP date; null when upstream sent none.</summary>
+    public string? UpstreamLastModified => record.LastModifiedSeconds == 0
+        ? null
+        : DateTimeOffset.FromUnixTimeSeconds(record.LastModifiedSeconds).ToString("R", CultureInfo.InvariantCulture);
 }

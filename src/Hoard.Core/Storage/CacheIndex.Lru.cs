@@ -1,11 +1,11 @@
 namespace Hoard.Core.Storage;
 
 /// <summary>
-/// Least-recently-used order in O(1), without a lock on the hit path. Blobs sit in a doubly linked list, ordered by
-/// the access time each had when it was put at the head (QueuedAccessMs). A hit only writes the blob's LastAccessMs.
-/// The evictor looks at the tail: a tail used since it was queued (LastAccessMs > QueuedAccessMs) moves to the head
-/// and the next tail is looked at; a tail not used since is the least recently used blob of all, because every
-/// other blob was queued later and was used at or after its queueing. Each hit costs at most one later move.
+/// Least-recently-used order in O(1), without a lock on the hit path. Blobs sit in a doubly linked list in the order
+/// they were put at the head. A hit only writes the blob's LastAccessMs and sets its Referenced flag. The evictor
+/// looks at the tail: a tail used since it was queued (Referenced) has the flag cleared and moves to the head, and the
+/// next tail is looked at; a tail not used since is the least recently used blob of all, because every other blob
+/// was queued later and was used at or after its queueing. Each hit costs at most one later move.
 /// (docker distribution's lru.go is the same list and map, moved on every hit under a lock.)
 /// </summary>
 public sealed partial class CacheIndex
@@ -34,7 +34,7 @@ public sealed partial class CacheIndex
         {
             return;
         }
-        blob.QueuedAccessMs = blob.LastAccessMs;
+        blob.Referenced = false;
         blob.LruPrev = null;
         blob.LruNext = _lruHead;
         if (_lruHead is not null)
@@ -98,14 +98,13 @@ public sealed partial class CacheIndex
     {
         while (_lruTail is { } tail)
         {
-            var used = tail.LastAccessMs;
-            if (used > tail.QueuedAccessMs)
+            if (tail.Referenced)
             {
                 LruRemoveLocked(tail);
                 LruAddLocked(tail);
                 continue;
             }
-            if (used >= usedBeforeMs)
+            if (tail.LastAccessMs >= usedBeforeMs)
             {
                 return null;
             }
@@ -149,7 +148,7 @@ public sealed partial class CacheIndex
         {
             for (var i = pinned.Count - 1; i >= 0; i--)
             {
-                if (_blobs.TryGetValue(pinned[i].Digest, out var current) && ReferenceEquals(current, pinned[i]))
+                if (ReferenceEquals(_blobs.Get(pinned[i].DigestValue), pinned[i]))
                 {
                     LruAddTailLocked(pinned[i]);
                 }
@@ -164,7 +163,7 @@ public sealed partial class CacheIndex
     /// </summary>
     private List<BlobRecord> EvictBatch(List<BlobRecord> batch, Action<BlobRecord>? deleteFile, List<BlobRecord> pinned)
     {
-        var stripes = batch.Select(b => LockFor(b.Digest)).Distinct().OrderBy(l => Array.IndexOf(_digestLocks, l)).ToList();
+        var stripes = batch.Select(b => b.DigestValue.FirstByte).Distinct().Order().Select(i => _digestLocks[i]).ToList();
         foreach (var stripe in stripes)
         {
             stripe.Enter();

@@ -38,7 +38,8 @@ public sealed class StoreTests
         Assert.False(File.Exists(reopened.BlobPath(orphan)));
         Assert.True(again.TryGetEntry("k", out var entry));
         Assert.Equal(digest, entry.Blob.Digest);
-        Assert.Equal("\"e\"", entry.UpstreamETag);
+        Assert.Equal("\"e\"", again.LoadUpstreamETag("k"));
+        Assert.Equal("text/plain", entry.ContentType);
         Assert.Equal(3, again.TotalBytes);
     }
 
