@@ -75,15 +75,9 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
     /// <summary>Git mirrors: disk space that counts toward --max-size and is evicted with blobs; set at start-up.</summary>
     public Storage.IEvictableSpace? Mirrors { get; set; }
 
-    public ContentStore Store => _store;
-    public CacheIndex Index => _index;
     public int InFlight => _flights.Count;
 
     private long NowMs => _time.GetUtcNow().ToUnixTimeMilliseconds();
-
-    /// <summary>A committed entry by key, pinned for the caller (immutable content only: no freshness check).</summary>
-    public bool TryAcquireEntry(string key, out EntryRecord entry) =>
-        _index.TryGetEntry(key, out entry) && _index.HasFile(entry.Blob, _store) && entry.Blob.TryAcquire(NowMs);
 
     /// <summary>
     /// The whole body of a small artifact (an index page), whatever the lookup's outcome. Errors come back as
