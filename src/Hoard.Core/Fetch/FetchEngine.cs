@@ -24,6 +24,9 @@ namespace Hoard.Core.Fetch;
 ///   5. checks size and sha256 (readers may then have the last byte), fsyncs, renames into the store, records the keys;
 ///   6. on a write error gives up storing: clients read what was written and the rest straight from upstream.
 /// The download runs under the engine's lifetime, not a client's, so a client that leaves does not cancel it.
+///
+/// Only the engine touches the index and the store: front-ends use its public methods (README.md in this folder lists
+/// them, and how a new protocol front-end plugs in; tests/Hoard.Tests/Unit/EngineSurfaceTests.cs enforces it).
 /// </summary>
 public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
 {
