@@ -40,7 +40,7 @@ public sealed partial class ClusterNode
                 await HttpErrors.WriteAsync(ctx, 403, "cluster requests must be signed with the cluster secret, within a minute");
                 return;
         }
-        if (!Storage.ContentStore.IsDigest(name))
+        if (!FetchEngine.IsDigest(name))
         {
             await HttpErrors.WriteAsync(ctx, 400, "not a sha256 digest");
             return;

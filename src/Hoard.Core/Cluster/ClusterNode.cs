@@ -142,11 +142,11 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
     /// </summary>
     private async Task AnnounceHeldAsync()
     {
-        var blobs = _engine.Index.Blobs.Select(b => b.Digest).Concat(HeldMirrorSubjects()).ToList();
+        var blobs = _engine.StoredDigests().Concat(HeldMirrorSubjects()).ToList();
         var keys = new List<(string KeyId, string Digest)>();
         foreach (var (key, digest) in _keyDigests)
         {
-            if (_engine.Index.TryGetEntry(key, out var entry) && entry.Blob.Digest == digest)
+            if (_engine.TryGetStored(key, out var stored) && stored.Digest == digest)
             {
                 keys.Add((ClusterRecords.KeyId(key), digest));
             }

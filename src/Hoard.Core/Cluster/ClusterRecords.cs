@@ -50,7 +50,7 @@ public sealed class ClusterRecords(TimeSpan recordTtl, TimeSpan lockTtl, TimePro
     public static async Task<string?> KeyDigestAsync(IDatabaseAsync db, string keyId)
     {
         var value = (await db.StringGetAsync(KeyDigest(keyId))).ToString();
-        return Storage.ContentStore.IsDigest(value) ? value : null;
+        return Fetch.FetchEngine.IsDigest(value) ? value : null;
     }
 
     public Task AddHolderAsync(IDatabaseAsync db, string digest, string node) => AddAsync(db, Holders(digest), node, RecordTtl);

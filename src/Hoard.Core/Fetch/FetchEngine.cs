@@ -24,6 +24,9 @@ namespace Hoard.Core.Fetch;
 ///   5. checks size and sha256 (readers may then have the last byte), fsyncs, renames into the store, records the keys;
 ///   6. on a write error gives up storing: clients read what was written and the rest straight from upstream.
 /// The download runs under the engine's lifetime, not a client's, so a client that leaves does not cancel it.
+///
+/// Only the engine touches the index and the store: front-ends use its public methods (README.md in this folder lists
+/// them, and how a new protocol front-end plugs in; tests/Hoard.Tests/Unit/EngineSurfaceTests.cs enforces it).
 /// </summary>
 public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
 {
@@ -75,15 +78,9 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
     /// <summary>Git mirrors: disk space that counts toward --max-size and is evicted with blobs; set at start-up.</summary>
     public Storage.IEvictableSpace? Mirrors { get; set; }
 
-    public ContentStore Store => _store;
-    public CacheIndex Index => _index;
     public int InFlight => _flights.Count;
 
     private long NowMs => _time.GetUtcNow().ToUnixTimeMilliseconds();
-
-    /// <summary>A committed entry by key, pinned for the caller (immutable content only: no freshness check).</summary>
-    public bool TryAcquireEntry(string key, out EntryRecord entry) =>
-        _index.TryGetEntry(key, out entry) && _index.HasFile(entry.Blob, _store) && entry.Blob.TryAcquire(NowMs);
 
     /// <summary>
     /// The whole body of a small artifact (an index page), whatever the lookup's outcome. Errors come back as

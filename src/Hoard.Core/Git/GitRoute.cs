@@ -44,7 +44,7 @@ public static partial class GitRoute
         var post = method == "POST";
         if (rest.StartsWith("-/lfs/", StringComparison.Ordinal))
         {
-            return Storage.ContentStore.IsDigest(rest["-/lfs/".Length..]) && get
+            return Fetch.FetchEngine.IsDigest(rest["-/lfs/".Length..]) && get
                 ? (new GitTarget(GitAction.LfsObject, "", rest), 0, "")
                 : (null, 400, "expected GET /git/NAME/-/lfs/<sha256 oid>?t=TOKEN");
         }

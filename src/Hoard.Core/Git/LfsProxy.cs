@@ -88,7 +88,7 @@ public sealed class LfsProxy(UpstreamClient upstream, ArtifactResponder responde
 
     private void RewriteDownload(UpstreamSpec spec, string repository, JsonObject o, string baseUrl)
     {
-        if (o["actions"]?["download"] is not JsonObject download || o["oid"]?.GetValue<string>() is not { } oid || !Storage.ContentStore.IsDigest(oid)
+        if (o["actions"]?["download"] is not JsonObject download || o["oid"]?.GetValue<string>() is not { } oid || !Fetch.FetchEngine.IsDigest(oid)
             || download["href"]?.GetValue<string>() is not { } href || !Uri.TryCreate(href, UriKind.Absolute, out var hrefUrl) || hrefUrl.Scheme is not ("http" or "https"))
         {
             return;

@@ -13,15 +13,15 @@ public static class Dashboard
     public static string Render(HttpContext ctx, HoardOptions options, FetchEngine engine, HoardMetrics metrics)
     {
         var baseUrl = $"{ctx.Request.Scheme}://{ctx.Request.Host}{ctx.Request.PathBase}";
-        var index = engine.Index;
+        var stats = engine.Stats;
         var sb = new StringBuilder();
         sb.Append("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Hoard</title>")
           .Append("<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:60em}td,th{padding:.2em 1em;text-align:left}code{background:#eee;padding:.1em .3em}</style></head><body>")
           .Append("<h1>Hoard</h1><p>A caching mirror. Every protocol on this one port.</p>");
         sb.Append("<h2>Store</h2><table>")
           .Append($"<tr><th>data</th><td><code>{E(options.DataDir)}</code></td></tr>")
-          .Append($"<tr><th>size</th><td>{ValueParsers.FormatSize(index.TotalBytes)} of {ValueParsers.FormatSize(options.MaxSizeBytes)}</td></tr>")
-          .Append($"<tr><th>blobs / keys</th><td>{index.BlobCount} / {index.EntryCount}</td></tr>")
+          .Append($"<tr><th>size</th><td>{ValueParsers.FormatSize(stats.Bytes)} of {ValueParsers.FormatSize(options.MaxSizeBytes)}</td></tr>")
+          .Append($"<tr><th>blobs / keys</th><td>{stats.Blobs} / {stats.Keys}</td></tr>")
           .Append($"<tr><th>downloads in flight</th><td>{engine.InFlight}</td></tr></table>");
         sb.Append("<h2>Requests</h2><table><tr><th>protocol</th>");
         var outcomes = Enum.GetValues<CacheOutcome>().Skip(1).ToArray();

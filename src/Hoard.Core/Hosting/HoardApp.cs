@@ -5,7 +5,6 @@ using Hoard.Core.Files;
 using Hoard.Core.Http;
 using Hoard.Core.Metrics;
 using Hoard.Core.PyPI;
-using Hoard.Core.Storage;
 using Hoard.Core.Upstream;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -87,10 +86,8 @@ public static partial class HoardApp
         services.AddSingleton<ServerCertificate>();
         services.AddSingleton<AdminAuth>();
         services.AddSingleton(_ => new AccessLog(options.AccessLog, options.LogFormat == "json"));
-        services.AddSingleton(_ => new ContentStore(options.DataDir));
-        services.AddSingleton(sp => new CacheIndex(options.DataDir, sp.GetRequiredService<ILogger<CacheIndex>>()));
         services.AddSingleton<UpstreamClient>();
-        services.AddSingleton<FetchEngine>();
+        FetchEngine.Register(services, options);
         services.AddSingleton<ArtifactResponder>();
         services.AddSingleton<PypiFrontEnd>();
         services.AddSingleton<FilesFrontEnd>();
@@ -141,18 +138,17 @@ public static partial class HoardApp
     {
         app.Services.GetRequiredService<DataDirLock>(); // resolved first, so disposed last
         var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Hoard");
-        var store = app.Services.GetRequiredService<ContentStore>();
-        var index = app.Services.GetRequiredService<CacheIndex>();
+        var engine = app.Services.GetRequiredService<FetchEngine>();
         var started = Stopwatch.GetTimestamp();
-        var temp = store.CleanTemp();
+        var temp = engine.CleanTemp();
         // Rows against files, in the background: the port opens at once; a hit meets a missing file as a miss.
         _ = Task.Run(() =>
         {
             var reconcileStarted = Stopwatch.GetTimestamp();
             try
             {
-                var (droppedRows, deletedFiles) = index.Reconcile(store, app.Lifetime.ApplicationStopping);
-                LogReconciled(logger, index.BlobCount, droppedRows, deletedFiles, Stopwatch.GetElapsedTime(reconcileStarted).TotalMilliseconds);
+                var (droppedRows, deletedFiles) = engine.Reconcile(app.Lifetime.ApplicationStopping);
+                LogReconciled(logger, engine.Stats.Blobs, droppedRows, deletedFiles, Stopwatch.GetElapsedTime(reconcileStarted).TotalMilliseconds);
             }
             catch (OperationCanceledException)
             {
@@ -175,15 +171,20 @@ public static partial class HoardApp
                 node.MirrorHeld(upstream, repository, held: false);
             };
         }
-        app.Services.GetRequiredService<FetchEngine>().Mirrors = mirrors;
+        engine.Mirrors = mirrors;
         // Mirrors made by a version that did not count them, or a lower --max-size: back under the limit now.
-        app.Services.GetRequiredService<FetchEngine>().EvictIfNeeded();
+        engine.EvictIfNeeded();
         app.Services.GetRequiredService<HoardMetrics>().GitMirrorGauge = () => (mirrors.Bytes, mirrors.Count);
         var metrics = app.Services.GetRequiredService<HoardMetrics>();
-        metrics.StoreGauge = () => (index.TotalBytes, index.BlobCount, index.EntryCount);
+        metrics.StoreGauge = () =>
+        {
+            var stats = engine.Stats;
+            return (stats.Bytes, stats.Blobs, stats.Keys);
+        };
         var accessLog = app.Services.GetRequiredService<AccessLog>();
         metrics.AccessLogDropped = () => accessLog.Dropped;
-        LogStarting(logger, store.DataDir, index.BlobCount, ValueParsers.FormatSize(index.TotalBytes), ValueParsers.FormatSize(options.MaxSizeBytes), temp, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        var stored = engine.Stats;
+        LogStarting(logger, Path.GetFullPath(options.DataDir), stored.Blobs, ValueParsers.FormatSize(stored.Bytes), ValueParsers.FormatSize(options.MaxSizeBytes), temp, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         foreach (var p in options.Pypi)
         {
             LogUpstream(logger, "pypi", p.Name, UpstreamClient.Redact(p.Url), p == options.DefaultPypiIndex ? " (default, also at /simple/)" : "");
@@ -206,7 +207,6 @@ public static partial class HoardApp
         // clients may still be streaming them. A cancelled download is discarded, never committed partly.
         app.Lifetime.ApplicationStopped.Register(() =>
         {
-            var engine = app.Services.GetRequiredService<FetchEngine>();
             LogStopped(logger, engine.InFlight);
             engine.Dispose();
         });

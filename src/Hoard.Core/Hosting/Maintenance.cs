@@ -1,11 +1,10 @@
 using Hoard.Core.Fetch;
-using Hoard.Core.Storage;
 using Microsoft.Extensions.Hosting;
 
 namespace Hoard.Core.Hosting;
 
 /// <summary>Every 30 seconds: persist access times (for LRU across restarts) and enforce the size limit.</summary>
-public sealed class Maintenance(CacheIndex index, FetchEngine engine, TimeProvider time) : BackgroundService
+public sealed class Maintenance(FetchEngine engine, TimeProvider time) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -15,12 +14,12 @@ public sealed class Maintenance(CacheIndex index, FetchEngine engine, TimeProvid
             while (await timer.WaitForNextTickAsync(stoppingToken))
             {
                 engine.EvictIfNeeded();
-                index.FlushAccessTimes();
+                engine.FlushAccessTimes();
             }
         }
         catch (OperationCanceledException)
         {
         }
-        index.FlushAccessTimes();
+        engine.FlushAccessTimes();
     }
 }

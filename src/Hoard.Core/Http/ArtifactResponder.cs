@@ -1,5 +1,4 @@
 using System.Globalization;
-using Hoard.Core.Configuration;
 using Hoard.Core.Fetch;
 using Hoard.Core.Metrics;
 using Hoard.Core.Storage;
@@ -39,7 +38,7 @@ public sealed record ResponseShape(string? ContentType, string CacheControl)
 /// upstream straight through when the store cannot write. A body that cannot be completed is aborted, never cut short
 /// with a success status.
 /// </summary>
-public sealed partial class ArtifactResponder(FetchEngine engine, HoardMetrics metrics, HoardOptions options, ILogger<ArtifactResponder> logger)
+public sealed partial class ArtifactResponder(FetchEngine engine, HoardMetrics metrics, ILogger<ArtifactResponder> logger)
 {
     public async Task RespondAsync(HttpContext ctx, ArtifactRequest request, ResponseShape shape)
     {
@@ -57,14 +56,7 @@ public sealed partial class ArtifactResponder(FetchEngine engine, HoardMetrics m
         switch (lookup.Outcome)
         {
             case CacheOutcome.Hit or CacheOutcome.Revalidated or CacheOutcome.Stale:
-                try
-                {
-                    await ServeBlobAsync(ctx, lookup.Blob!, lookup.Entry, shape, lookup.Outcome);
-                }
-                finally
-                {
-                    lookup.Release();
-                }
+                await ServeStoredAsync(ctx, lookup, shape);
                 break;
             case CacheOutcome.Miss or CacheOutcome.Coalesced or CacheOutcome.Peer:
                 await ServeFillAsync(ctx, request, lookup.Fill!, shape, lookup.Outcome);
@@ -75,6 +67,25 @@ public sealed partial class ArtifactResponder(FetchEngine engine, HoardMetrics m
             default:
                 await shape.Error(ctx, lookup.ErrorStatus, lookup.ErrorMessage ?? "upstream failed");
                 break;
+        }
+    }
+
+    /// <summary>Serves a hit the front-end found by its key (<see cref="FetchEngine.TryGetHit"/>), and releases it.</summary>
+    public Task ServeHitAsync(HttpContext ctx, CacheLookup hit, ResponseShape shape)
+    {
+        RequestInfo.For(ctx).Outcome = hit.Outcome;
+        return ServeStoredAsync(ctx, hit, shape);
+    }
+
+    private async Task ServeStoredAsync(HttpContext ctx, CacheLookup lookup, ResponseShape shape)
+    {
+        try
+        {
+            await ServeBlobAsync(ctx, lookup.Blob!, lookup.Entry, shape, lookup.Outcome);
+        }
+        finally
+        {
+            lookup.Release();
         }
     }
 
@@ -125,41 +136,22 @@ public sealed partial class ArtifactResponder(FetchEngine engine, HoardMetrics m
             return;
         }
 
-        var hot = blob.Hot ?? LoadHot(blob);
+        var hot = engine.HotBytes(blob);
         if (hot is not null)
         {
             await response.BodyWriter.WriteAsync(hot.AsMemory((int)start, (int)(end - start)), ctx.RequestAborted);
             metrics.ServedFromCache(end - start);
             return;
         }
-        await CopyFileAsync(ctx, engine.Store.BlobPath(blob.Digest), start, end);
-    }
-
-    private byte[]? LoadHot(BlobRecord blob)
-    {
-        if (blob.Size > options.HotBlobMaxBytes || !engine.Index.TryReserveHot(blob.Size, options.HotCacheBytes))
-        {
-            return null;
-        }
-        var bytes = File.ReadAllBytes(engine.Store.BlobPath(blob.Digest));
-        if (bytes.Length != blob.Size)
-        {
-            engine.Index.TryReserveHot(-blob.Size, long.MaxValue);
-            return null;
-        }
-        if (!blob.TrySetHot(bytes))
-        {
-            engine.Index.TryReserveHot(-blob.Size, long.MaxValue);
-        }
-        return blob.Hot;
+        await CopyFileAsync(ctx, blob, start, end);
     }
 
     /// <summary>Reads the file straight into the response pipe's buffers: no intermediate copy, no stream wrapper.</summary>
-    private async Task CopyFileAsync(HttpContext ctx, string path, long start, long end)
+    private async Task CopyFileAsync(HttpContext ctx, BlobRecord blob, long start, long end)
     {
         var writer = ctx.Response.BodyWriter;
         var ct = ctx.RequestAborted;
-        using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        using var handle = engine.OpenBlob(blob);
         var pos = start;
         try
         {

@@ -173,22 +173,11 @@ public sealed partial class OciFrontEnd(
         };
         var cacheControl = target.IsDigest ? "public, max-age=31536000, immutable" : "no-cache";
         await responder.RespondAsync(ctx, request, Shape(OciKind.Manifest, digest, cacheControl, hitOutcome));
-        if (!target.IsDigest && engine.Index.TryGetEntry(key, out var manifest))
+        if (!target.IsDigest)
         {
-            // Remember tag -> digest (durably: an outage after a restart still finds it).
-            var tagKey = TagKey(target);
-            // Pinned while it is recorded: a blob evicted meanwhile must not come back as a row with no file.
-            if ((!engine.Index.TryGetEntry(tagKey, out var tag) || tag.Blob.Digest != manifest.Blob.Digest) && manifest.Blob.TryAcquire(NowMs))
-            {
-                try
-                {
-                    engine.Index.Commit(manifest.Blob.Digest, manifest.Blob.Size, NowMs, [new(tagKey, manifest.ContentType, null, null)]);
-                }
-                finally
-                {
-                    manifest.Blob.Release();
-                }
-            }
+            // Remember tag -> digest once the manifest is stored under this repository (durably: an outage after a
+            // restart still finds it).
+            engine.RecordPointer(TagKey(target), key);
         }
     }
 
@@ -204,11 +193,12 @@ public sealed partial class OciFrontEnd(
     /// </summary>
     private async Task<(string? Digest, CacheOutcome? Outcome, OciError? Error)> ResolveTagAsync(HttpContext ctx, OciTarget target, Client client)
     {
-        var known = engine.Index.TryGetEntry(TagKey(target), out var entry) ? entry : null;
-        var fresh = known is not null && NowMs - known.FetchedAtMs < options.TagTtl.TotalMilliseconds;
+        var tagKey = TagKey(target);
+        var isKnown = engine.TryGetStored(tagKey, out var known);
+        var fresh = isKnown && NowMs - known.FetchedAtMs < options.TagTtl.TotalMilliseconds;
         if (fresh && gate.IsFresh(client.Repository))
         {
-            return ("sha256:" + known!.Blob.Digest, null, null);
+            return ("sha256:" + known.Digest, null, null);
         }
         var call = Head(target, client.Auth, $"{target.Repository}/manifests/{target.Reference}");
         string failure;
@@ -221,14 +211,14 @@ public sealed partial class OciFrontEnd(
             {
                 gate.Record(client.Repository, status);
             }
-            if (response.IsSuccessStatusCode && digest is not null && digest.StartsWith("sha256:", StringComparison.Ordinal) && digest.Length == 71 && Storage.ContentStore.IsDigest(digest[7..]))
+            if (response.IsSuccessStatusCode && digest is not null && digest.StartsWith("sha256:", StringComparison.Ordinal) && digest.Length == 71 && FetchEngine.IsDigest(digest[7..]))
             {
                 // A 2xx counts as the registry's acceptance only with a digest: a login page reached by redirects is
                 // not a manifest.
                 gate.Record(client.Repository, status);
-                if (known is not null && "sha256:" + known.Blob.Digest == digest)
+                if (isKnown && "sha256:" + known.Digest == digest)
                 {
-                    engine.Index.Touch(known, NowMs);
+                    engine.ConfirmPointer(tagKey, known.Digest);
                     return (digest, CacheOutcome.Revalidated, null);
                 }
                 return (digest, null, null);
@@ -245,13 +235,13 @@ public sealed partial class OciFrontEnd(
         {
             failure = e.Message;
         }
-        if (known is null || !gate.WasGranted(client.Repository))
+        if (!isKnown || !gate.WasGranted(client.Repository))
         {
             return (null, null, new OciError("UNKNOWN", 502, $"upstream '{target.Registry.Name}' cannot resolve {target.Repository}:{target.Reference} now ({failure}), and never confirmed these credentials for it"));
         }
         LogStaleTag(logger, target.Registry.Name, target.Repository, target.Reference, failure);
         metrics.StaleServed("oci");
-        return ("sha256:" + known.Blob.Digest, CacheOutcome.Stale, null);
+        return ("sha256:" + known.Digest, CacheOutcome.Stale, null);
     }
 
     private static string AccessDenied(OciTarget t, int status) => status switch
@@ -288,7 +278,7 @@ public sealed partial class OciFrontEnd(
     /// </summary>
     private async Task<OciError?> AuthoriseAsync(HttpContext ctx, OciTarget target, Client client, string key, string probePath, OciKind kind)
     {
-        var storedHere = engine.Index.TryGetEntry(key, out _);
+        var storedHere = engine.TryGetStored(key, out _);
         if (storedHere && gate.IsFresh(client.Repository))
         {
             return null;

@@ -86,9 +86,9 @@ public sealed partial class PypiFrontEnd
         // Hot path: a stored file is found by its key alone. Keys hold only validated, normalized names,
         // so an odd request can only miss here and then meets the checks below.
         var split = rest.IndexOf('/', StringComparison.Ordinal);
-        if (!isDelete && split > 0 && split < rest.Length - 1 && _engine.TryAcquireEntry(FileKey(index, rest), out var stored))
+        if (!isDelete && split > 0 && split < rest.Length - 1 && _engine.TryGetHit(FileKey(index, rest), out var stored))
         {
-            return ServeStoredAsync(ctx, stored);
+            return _responder.ServeHitAsync(ctx, stored, FileShape);
         }
         if (rest.Length == 0)
         {
@@ -141,19 +141,6 @@ public sealed partial class PypiFrontEnd
 
     private static string FileKey(UpstreamSpec index, string projectAndFile) => "pypi/" + index.Name + "/files/" + projectAndFile;
 
-    private async Task ServeStoredAsync(HttpContext ctx, Hoard.Core.Storage.EntryRecord stored)
-    {
-        RequestInfo.For(ctx).Outcome = CacheOutcome.Hit;
-        try
-        {
-            await _responder.ServeBlobAsync(ctx, stored.Blob, stored, FileShape, CacheOutcome.Hit);
-        }
-        finally
-        {
-            stored.Blob.Release();
-        }
-    }
-
     private static string PageKey(UpstreamSpec index, string project) => $"pypi/{index.Name}/simple/{project}";
 
     private async Task<(T? Page, string? Digest, CacheOutcome Outcome, int Status, string? Error)> LoadAsync<T>(
@@ -197,10 +184,10 @@ public sealed partial class PypiFrontEnd
         foreach (var file in page.Files)
         {
             var key = FileKey(index, project + "/" + file.Filename);
-            if (file.Sha256 is { } sha && _engine.Index.TryGetEntry(key, out var stored) && stored.Blob.Digest != sha)
+            if (file.Sha256 is { } sha && _engine.TryGetStored(key, out var stored) && stored.Digest != sha)
             {
-                _engine.Index.RemoveEntry(key);
-                LogFileReplaced(_logger, index.Name, file.Filename, stored.Blob.Digest, sha);
+                _engine.Forget(key);
+                LogFileReplaced(_logger, index.Name, file.Filename, stored.Digest, sha);
             }
         }
     }
@@ -278,7 +265,7 @@ public sealed partial class PypiFrontEnd
         {
             return;
         }
-        var removed = _engine.Index.RemoveEntry(PageKey(index, project));
+        var removed = _engine.Forget(PageKey(index, project));
         LogPurged(_logger, index.Name, project, removed);
         ctx.Response.ContentType = "text/plain; charset=utf-8";
         await ctx.Response.WriteAsync(removed ? $"purged {index.Name}/{project}\n" : $"{index.Name}/{project} was not cached\n");

@@ -158,6 +158,16 @@ public sealed class OciTests
         {
             Assert.Equal(1, registry.Count("GET", "/blobs/" + blob));
         }
+        // The tag was recorded; past its TTL it is resolved again, and upstream's HEAD names the same digest.
+        using (var http = new HttpClient())
+        using (var tag = new HttpRequestMessage(HttpMethod.Get, $"{hoard.BaseUrl}/v2/team/app/manifests/v1"))
+        {
+            tag.Headers.TryAddWithoutValidation("Accept", Hoard.Core.Oci.OciFrontEnd.ManifestAccept);
+            using var revalidated = await http.SendAsync(tag);
+            Assert.Equal(200, (int)revalidated.StatusCode);
+            Assert.Equal("REVALIDATED", revalidated.Headers.GetValues("X-Hoard-Cache").Single());
+            Assert.Equal(single.Digest, revalidated.Headers.GetValues("Docker-Content-Digest").Single());
+        }
 
         registry.Kill();
         var offline = temp.Sub("offline");

@@ -270,8 +270,12 @@ public sealed class SimpleApiTests
         Assert.Contains("hoard_requests_total{protocol=\"pypi\",outcome=\"hit\"} 1", metrics, StringComparison.Ordinal);
         Assert.Contains("hoard_upstream_latency_seconds_count", metrics, StringComparison.Ordinal);
         Assert.Contains("hoard_store_bytes", metrics, StringComparison.Ordinal);
+        // One page stored: one blob, one key (the store's figures come from the engine's Stats).
+        Assert.Contains("hoard_store_blobs 1\n", metrics, StringComparison.Ordinal);
         Assert.Contains(hoard.AccessLogLines, l => l.Contains(" access: GET /simple/demo-pkg/ 200 hit ", StringComparison.Ordinal));
-        Assert.Contains("pip install -i", await http.GetStringAsync(hoard.BaseUrl + "/"), StringComparison.Ordinal);
+        var dashboard = await http.GetStringAsync(hoard.BaseUrl + "/");
+        Assert.Contains("pip install -i", dashboard, StringComparison.Ordinal);
+        Assert.Contains("<th>blobs / keys</th><td>1 / 1</td>", dashboard, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -1,0 +1,76 @@
+using System.Diagnostics.CodeAnalysis;
+using Hoard.Core.Metrics;
+using Hoard.Core.Storage;
+using Microsoft.Win32.SafeHandles;
+
+namespace Hoard.Core.Fetch;
+
+/// <summary>What is stored: read-only views of keys, a stored key's content as a hit, and reading a pinned blob.</summary>
+public sealed partial class FetchEngine
+{
+    /// <summary>Whether <paramref name="s"/> names a blob as the engine does: a sha256 in 64 lower-case hex digits.</summary>
+    public static bool IsDigest(string s) => ContentStore.IsDigest(s);
+
+    /// <summary>
+    /// What <paramref name="key"/> stores, as the index records it: no pin, no freshness check, no upstream request
+    /// (a blob whose file turns out to be missing is dropped when it is read).
+    /// </summary>
+    public bool TryGetStored(string key, out StoredEntry stored)
+    {
+        if (_index.TryGetEntry(key, out var entry))
+        {
+            stored = new StoredEntry(entry.Blob.Digest, entry.Blob.Size, entry.ContentType, entry.FetchedAtMs);
+            return true;
+        }
+        stored = default;
+        return false;
+    }
+
+    /// <summary>
+    /// The content stored under <paramref name="key"/>, pinned, as a hit, without asking upstream (immutable content
+    /// only: no freshness check; a PyPI file found by its key before its page is read). The caller releases it
+    /// (<see cref="Http.ArtifactResponder.ServeHitAsync"/> does).
+    /// </summary>
+    public bool TryGetHit(string key, [NotNullWhen(true)] out CacheLookup? hit)
+    {
+        if (_index.TryGetEntry(key, out var entry) && _index.HasFile(entry.Blob, _store) && entry.Blob.TryAcquire(NowMs))
+        {
+            hit = CacheLookup.Stored(CacheOutcome.Hit, entry.Blob, entry);
+            return true;
+        }
+        hit = null;
+        return false;
+    }
+
+    /// <summary>The digests of every stored blob (a cluster node announces them).</summary>
+    public IEnumerable<string> StoredDigests() => _index.Blobs.Select(b => b.Digest);
+
+    /// <summary>
+    /// A small stored blob's bytes from memory (read from disk once, then kept while the hot cache's budget lasts), or
+    /// null: read it with <see cref="OpenBlob"/>. The caller holds the blob's pin.
+    /// </summary>
+    public byte[]? HotBytes(BlobRecord blob) => blob.Hot ?? LoadHot(blob);
+
+    /// <summary>Opens a stored blob's file for reading at any offset. The caller holds the blob's pin.</summary>
+    public SafeFileHandle OpenBlob(BlobRecord blob) =>
+        File.OpenHandle(_store.BlobPath(blob.Digest), FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+
+    private byte[]? LoadHot(BlobRecord blob)
+    {
+        if (blob.Size > _options.HotBlobMaxBytes || !_index.TryReserveHot(blob.Size, _options.HotCacheBytes))
+        {
+            return null;
+        }
+        var bytes = File.ReadAllBytes(_store.BlobPath(blob.Digest));
+        if (bytes.Length != blob.Size)
+        {
+            _index.TryReserveHot(-blob.Size, long.MaxValue);
+            return null;
+        }
+        if (!blob.TrySetHot(bytes))
+        {
+            _index.TryReserveHot(-blob.Size, long.MaxValue);
+        }
+        return blob.Hot;
+    }
+}
