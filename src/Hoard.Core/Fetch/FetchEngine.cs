@@ -70,13 +70,19 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
         _metrics = metrics;
         _time = time;
         _logger = logger;
+        _evictor = new Evictor(index, store, options.MaxSizeBytes, logger, _shutdown.Token)
+        {
+            Evicted = blob =>
+            {
+                Cluster?.Evicted(blob.Digest);
+                _metrics.Evicted(blob.Size);
+            },
+        };
     }
 
     /// <summary>Other nodes sharing this cache (cluster mode), or null when this node works alone.</summary>
     public IClusterPeers? Cluster { get; set; }
 
-    /// <summary>Git mirrors: disk space that counts toward --max-size and is evicted with blobs; set at start-up.</summary>
-    public Storage.IEvictableSpace? Mirrors { get; set; }
 
     public int InFlight => _flights.Count;
 
