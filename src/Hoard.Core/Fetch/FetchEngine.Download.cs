@@ -208,6 +208,7 @@ public sealed partial class FetchEngine
         var roomMadeFor = 0L;
         var resumes = 0;
         var current = response;
+        var upstreamBytes = _metrics.UpstreamBytes(request.UpstreamName); // once per download, not a series name per chunk
         try
         {
             var body = await current.Content.ReadAsStreamAsync(ct);
@@ -293,7 +294,7 @@ public sealed partial class FetchEngine
                 }
                 hash.AppendData(buffer, 0, n);
                 written += n;
-                _metrics.UpstreamBytes(request.UpstreamName, n);
+                upstreamBytes.Add(n);
                 fill.Advance(written);
             }
             current.Dispose();
