@@ -49,13 +49,14 @@ public sealed class HoardHost : IAsyncDisposable
     public Task SettledAsync() =>
         Integration.FetchEngineTests.WaitUntil(() => Service<Hoard.Core.Fetch.FetchEngine>().InFlight == 0, TimeSpan.FromSeconds(10));
 
-    public static async Task<HoardHost> StartAsync(string dataDir, Action<HoardOptions> configure)
+    /// <param name="time">The clock Hoard's TTLs, backoffs and timeouts run on: a FakeTimeProvider lets a test move it.</param>
+    public static async Task<HoardHost> StartAsync(string dataDir, Action<HoardOptions> configure, TimeProvider? time = null)
     {
         var options = new HoardOptions { Listen = ["http://127.0.0.1:0"], DataDir = dataDir, LogLevel = "debug", AccessLog = dataDir.TrimEnd('/') + ".access.log" };
         configure(options);
         Assert.Empty(options.Validate());
         var logs = new LogSink();
-        var app = HoardApp.Build(options, l => l.AddProvider(logs));
+        var app = HoardApp.Build(options, l => l.AddProvider(logs), time);
         await app.StartAsync();
         var host = new HoardHost(app, options, logs);
         host.Addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.ToList();
