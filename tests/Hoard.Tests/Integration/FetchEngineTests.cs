@@ -117,7 +117,8 @@ public sealed class FetchEngineTests
         await body.ReadExactlyAsync(chunk);
         buffer.Write(chunk);
         nginx.Kill();
-        await Task.Delay(200);
+        // Upstream comes back only once Hoard has seen the body break off (and is backing off before resuming).
+        await WaitUntil(() => hoard.Metrics.Get("hoard_upstream_errors_total{upstream=\"up\",reason=\"body\"}") >= 1, TimeSpan.FromSeconds(10));
         await using var restarted = new Nginx(root, "", nginx.Port);
         await restarted.StartAsync();
         await body.CopyToAsync(buffer);
@@ -177,7 +178,7 @@ public sealed class FetchEngineTests
         for (var i = 0; i < 5; i++)
         {
             (await http.GetByteArrayAsync($"{hoard.BaseUrl}/files/up/f{i}.bin")).ToString();
-            await Task.Delay(20);
+            await hoard.SettledAsync(); // committed, and so queued for eviction, in the order asked for
         }
         await hoard.SettledAsync();
         var index = hoard.Service<CacheIndex>();

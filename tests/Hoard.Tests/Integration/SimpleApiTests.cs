@@ -272,7 +272,8 @@ public sealed class SimpleApiTests
         Assert.Contains("hoard_requests_total{protocol=\"pypi\",outcome=\"hit\"} 1", metrics, StringComparison.Ordinal);
         Assert.Contains("hoard_upstream_latency_seconds_count", metrics, StringComparison.Ordinal);
         Assert.Contains("hoard_store_bytes", metrics, StringComparison.Ordinal);
-        Assert.Contains(hoard.AccessLogLines, l => l.Contains(" access: GET /simple/demo-pkg/ 200 hit ", StringComparison.Ordinal));
+        Predicate<string> hitLine = l => l.Contains(" access: GET /simple/demo-pkg/ 200 hit ", StringComparison.Ordinal);
+        Assert.Contains(await hoard.AccessLogAsync(hitLine), hitLine);
         Assert.Contains("pip install -i", await http.GetStringAsync(hoard.BaseUrl + "/"), StringComparison.Ordinal);
     }
 
