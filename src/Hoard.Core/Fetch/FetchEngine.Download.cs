@@ -208,9 +208,10 @@ public sealed partial class FetchEngine
         var roomMadeFor = 0L;
         var resumes = 0;
         var current = response;
-        // Per download, not per chunk: one idle timeout pushed back before each read, one counter handle.
+        // Per download, not per chunk: one idle timeout pushed back before each read, one counter handle (looked up
+        // with the first chunk, so an upstream that sent nothing has no series yet, as before).
         using var idle = _idleTimeouts.Start(_options.IdleTimeout, ct);
-        var upstreamBytes = _metrics.UpstreamBytes(request.UpstreamName);
+        HoardMetrics.Counter? upstreamBytes = null;
         try
         {
             var body = await current.Content.ReadAsStreamAsync(ct);
@@ -293,7 +294,7 @@ public sealed partial class FetchEngine
                 }
                 hash.AppendData(buffer, 0, n);
                 written += n;
-                upstreamBytes.Add(n);
+                (upstreamBytes ??= _metrics.UpstreamBytes(request.UpstreamName)).Add(n);
                 fill.Advance(written);
             }
             current.Dispose();

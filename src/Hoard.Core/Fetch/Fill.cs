@@ -154,7 +154,7 @@ public sealed class Fill
         {
             while (end < 0 || pos < end)
             {
-                // Before looking: a chunk that lands after this is waited for no longer than it takes to signal.
+                // Read before looking: a chunk that lands after this moves the version, and the wait below ends at once.
                 var seen = _progress.Version;
                 var readable = Readable(out var result, out var whole);
                 if (end >= 0)
