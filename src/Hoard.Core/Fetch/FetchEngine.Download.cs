@@ -209,58 +209,59 @@ public sealed partial class FetchEngine
         var roomMadeFor = 0L;
         var resumes = 0;
         var current = response;
+        // Per download, not per chunk: one idle timeout pushed back before each read, one counter handle (looked up
+        // with the first chunk, so an upstream that sent nothing has no series yet, as before).
+        using var idle = _idleTimeouts.Start(_options.IdleTimeout, ct);
+        HoardMetrics.Counter? upstreamBytes = null;
         try
         {
             var body = await current.Content.ReadAsStreamAsync(ct);
             while (true)
             {
                 int n;
-                using (var idle = CancellationTokenSource.CreateLinkedTokenSource(ct))
+                idle.Reset();
+                try
                 {
-                    idle.CancelAfter(_options.IdleTimeout);
-                    try
+                    n = await body.ReadAsync(buffer, idle.Token);
+                }
+                catch (Exception e) when (!ct.IsCancellationRequested && e is IOException or HttpRequestException or OperationCanceledException)
+                {
+                    var reason = e is OperationCanceledException ? $"no data for {_options.IdleTimeout.TotalSeconds:0.#}s" : e.Message;
+                    _metrics.UpstreamError(request.UpstreamName, "body");
+                    LogBodyBroken(_logger, request.UpstreamName, request.Key, written, reason);
+                    var brokenFrom = current.RequestMessage?.RequestUri;
+                    current.Dispose();
+                    HttpResponseMessage? resumed = null;
+                    if (fill.FromPeer && Cluster is { } cluster && written > 0)
                     {
-                        n = await body.ReadAsync(buffer, idle.Token);
+                        // A peer went away: another node that holds or fetches the blob has the rest at once.
+                        if (await cluster.ResumeAsync(request, fill.ExpectedSha256, written, brokenFrom, ct) is { } peer)
+                        {
+                            resumed = peer.Response;
+                            fill.ExpectedSha256 ??= peer.Digest;
+                        }
                     }
-                    catch (Exception e) when (!ct.IsCancellationRequested && e is IOException or HttpRequestException or OperationCanceledException)
+                    var fromAnotherPeer = resumed is not null;
+                    // Only a body of known length from a real upstream can be resumed (not a git pack being produced).
+                    while (resumed is null && resumes < MaxResumes && written > 0 && !request.Decompress && length is not null && request.Producer is null)
                     {
-                        var reason = e is OperationCanceledException ? $"no data for {_options.IdleTimeout.TotalSeconds:0.#}s" : e.Message;
-                        _metrics.UpstreamError(request.UpstreamName, "body");
-                        LogBodyBroken(_logger, request.UpstreamName, request.Key, written, reason);
-                        var brokenFrom = current.RequestMessage?.RequestUri;
-                        current.Dispose();
-                        HttpResponseMessage? resumed = null;
-                        if (fill.FromPeer && Cluster is { } cluster && written > 0)
-                        {
-                            // A peer went away: another node that holds or fetches the blob has the rest at once.
-                            if (await cluster.ResumeAsync(request, fill.ExpectedSha256, written, brokenFrom, ct) is { } peer)
-                            {
-                                resumed = peer.Response;
-                                fill.ExpectedSha256 ??= peer.Digest;
-                            }
-                        }
-                        var fromAnotherPeer = resumed is not null;
-                        // Only a body of known length from a real upstream can be resumed (not a git pack being produced).
-                        while (resumed is null && resumes < MaxResumes && written > 0 && !request.Decompress && length is not null && request.Producer is null)
-                        {
-                            // Back off before each try: a restarting upstream needs a moment.
-                            await Task.Delay(TimeSpan.FromMilliseconds(500 << resumes), _time, ct);
-                            resumes++;
-                            resumed = await TryResumeAsync(call, written, validator, length, ct);
-                        }
-                        if (resumed is null)
-                        {
-                            return (new FillResult(FillEnd.UpstreamFailed, written, null,
-                                new UpstreamException("body", 502, $"upstream '{request.UpstreamName}' broke off after {written} bytes ({reason}) and could not be resumed")), written, "");
-                        }
-                        if (!fromAnotherPeer)
-                        {
-                            _metrics.Resumed(request.UpstreamName);
-                        }
-                        current = resumed;
-                        body = await current.Content.ReadAsStreamAsync(ct);
-                        continue;
+                        // Back off before each try: a restarting upstream needs a moment.
+                        await Task.Delay(TimeSpan.FromMilliseconds(500 << resumes), _time, ct);
+                        resumes++;
+                        resumed = await TryResumeAsync(call, written, validator, length, ct);
                     }
+                    if (resumed is null)
+                    {
+                        return (new FillResult(FillEnd.UpstreamFailed, written, null,
+                            new UpstreamException("body", 502, $"upstream '{request.UpstreamName}' broke off after {written} bytes ({reason}) and could not be resumed")), written, "");
+                    }
+                    if (!fromAnotherPeer)
+                    {
+                        _metrics.Resumed(request.UpstreamName);
+                    }
+                    current = resumed;
+                    body = await current.Content.ReadAsStreamAsync(ct);
+                    continue;
                 }
                 if (n == 0)
                 {
@@ -294,7 +295,7 @@ public sealed partial class FetchEngine
                 }
                 hash.AppendData(buffer, 0, n);
                 written += n;
-                _metrics.UpstreamBytes(request.UpstreamName, n);
+                (upstreamBytes ??= _metrics.UpstreamBytes(request.UpstreamName)).Add(n);
                 fill.Advance(written);
             }
             current.Dispose();

@@ -19,7 +19,7 @@ namespace Hoard.Core.Fetch;
 /// A download (<see cref="RunFillAsync"/>):
 ///   1. sends the upstream request (conditional when a stale entry is being revalidated);
 ///   2. 304: restarts the stale entry's TTL; error: ends the fill, clients get the stale entry or the error;
-///   3. writes the body to a temp file, hashing as it goes, with an idle timeout per read;
+///   3. writes the body to a temp file, hashing as it goes, with an idle timeout that each read pushes back;
 ///   4. on a broken body resumes with Range (If-Range pinned to the validator), up to three times;
 ///   5. checks size and sha256 (readers may then have the last byte), fsyncs, renames into the store, records the keys;
 ///   6. on a write error gives up storing: clients read what was written and the rest straight from upstream.
@@ -46,6 +46,7 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
     private readonly HoardOptions _options;
     private readonly HoardMetrics _metrics;
     private readonly TimeProvider _time;
+    private readonly IdleTimeoutPool _idleTimeouts;
     private readonly ILogger _logger;
     private readonly PartitionedRateLimiter<string>? _perClient;
     private long _storageDegradedUntilMs;
@@ -69,6 +70,7 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
         _options = options;
         _metrics = metrics;
         _time = time;
+        _idleTimeouts = new IdleTimeoutPool(time);
         _logger = logger;
         _evictor = new Evictor(index, store, options.MaxSizeBytes, logger, _shutdown.Token)
         {

@@ -34,7 +34,7 @@ public sealed class Fill
 {
     private readonly TaskCompletionSource<FillStart> _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource<FillResult> _completed = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private TaskCompletionSource _progress = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly ProgressSignal _progress = new();
     private readonly List<EntryTemplate> _aliases = [];
     private long _written;
     private long _verified = -1;
@@ -77,8 +77,10 @@ public sealed class Fill
     }
 
     /// <summary>Readers waiting for more bytes (or for the end) look again.</summary>
-    private void WakeReaders() =>
-        Interlocked.Exchange(ref _progress, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+    private void WakeReaders() => _progress.Signal();
+
+    /// <summary>Readers now waiting or between waits (for tests: one that left is no longer counted).</summary>
+    internal int Readers => _progress.WaiterCount;
 
     /// <summary>The body is whole and checked; the commit (fsync, rename, index) may still be under way.</summary>
     public bool IsVerified => Volatile.Read(ref _verified) >= 0;
@@ -147,11 +149,13 @@ public sealed class Fill
     {
         var pos = offset;
         Microsoft.Win32.SafeHandles.SafeFileHandle? handle = null;
+        ProgressSignal.Waiter? waiter = null;
         try
         {
             while (end < 0 || pos < end)
             {
-                var wait = Volatile.Read(ref _progress).Task;
+                // Read before looking: a chunk that lands after this moves the version, and the wait below ends at once.
+                var seen = _progress.Version;
                 var readable = Readable(out var result, out var whole);
                 if (end >= 0)
                 {
@@ -189,7 +193,8 @@ public sealed class Fill
                     case FillEnd.StorageFailed:
                         return await CopyPassthroughAsync(output, pos, end, offset, passthrough, ct);
                 }
-                await wait.WaitAsync(ct);
+                waiter ??= _progress.Register(ct);
+                await waiter.WaitAsync(seen);
             }
             return CopyOutcome.Done(pos - offset);
         }
@@ -203,6 +208,7 @@ public sealed class Fill
         }
         finally
         {
+            waiter?.Dispose();
             handle?.Dispose();
         }
     }

@@ -19,15 +19,16 @@ namespace Hoard.Core.Hosting;
 /// <summary>Builds the one web application that serves every protocol on one port.</summary>
 public static partial class HoardApp
 {
+    /// <param name="time">The clock Hoard's TTLs, backoffs and idle timeouts run on (a test may pass a fake one); null: the system's.</param>
     /// <exception cref="DataDirInUseException">another process serves the same data dir</exception>
-    public static WebApplication Build(HoardOptions options, Action<ILoggingBuilder>? configureLogging = null)
+    public static WebApplication Build(HoardOptions options, Action<ILoggingBuilder>? configureLogging = null, TimeProvider? time = null)
     {
         Directory.CreateDirectory(options.DataDir);
         // Before anything else reads or writes the data dir: the lock is what makes start-up's clean-up safe.
         var dataDirLock = DataDirLock.Acquire(options.DataDir);
         try
         {
-            return BuildLocked(options, dataDirLock, configureLogging);
+            return BuildLocked(options, dataDirLock, configureLogging, time ?? TimeProvider.System);
         }
         catch
         {
@@ -36,7 +37,7 @@ public static partial class HoardApp
         }
     }
 
-    private static WebApplication BuildLocked(HoardOptions options, DataDirLock dataDirLock, Action<ILoggingBuilder>? configureLogging)
+    private static WebApplication BuildLocked(HoardOptions options, DataDirLock dataDirLock, Action<ILoggingBuilder>? configureLogging, TimeProvider time)
     {
         // Hoard's settings come from SettingsLoader, not appsettings.json. The host's defaults would watch the working
         // directory recursively for config changes, and a data dir below it (`--data ./cache`) then costs an inotify
@@ -81,7 +82,7 @@ public static partial class HoardApp
         // A factory, not an instance: the container then disposes it, after everything resolved later (the index,
         // the fetch engine finishing its commits), so the lock is released last.
         services.AddSingleton(_ => dataDirLock);
-        services.AddSingleton(TimeProvider.System);
+        services.AddSingleton(time);
         services.AddSingleton<HoardMetrics>();
         services.AddSingleton<ServerCertificate>();
         services.AddSingleton<AdminAuth>();

@@ -42,7 +42,8 @@ public sealed class HoardMetrics
     private long _bytesFromCache;
     private long _bytesFromUpstream;
     private long _bytesFromPeers;
-    private readonly ConcurrentDictionary<string, StrongBox> _labelled = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, Counter> _labelled = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, Counter> _upstreamBytes = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Histogram> _latency = new(StringComparer.Ordinal);
 
     public Func<(long Bytes, long Blobs, long Entries)>? StoreGauge { get; set; }
@@ -72,7 +73,12 @@ public sealed class HoardMetrics
 
     public void UpstreamError(string upstream, string reason) => Add($"hoard_upstream_errors_total{{upstream=\"{upstream}\",reason=\"{reason}\"}}", 1);
 
-    public void UpstreamBytes(string upstream, long bytes) => Add($"hoard_upstream_bytes_total{{upstream=\"{upstream}\"}}", bytes);
+    /// <summary>
+    /// hoard_upstream_bytes_total of one upstream, kept by upstream name: a download looks it up once and adds each
+    /// chunk to it, with no series name built per chunk.
+    /// </summary>
+    public Counter UpstreamBytes(string upstream) =>
+        _upstreamBytes.GetOrAdd(upstream, static (name, self) => self.Series($"hoard_upstream_bytes_total{{upstream=\"{name}\"}}"), this);
 
     /// <summary>Image requests by registry and outcome (the per-protocol counter has no registry label).</summary>
     public void OciRequest(string registry, CacheOutcome outcome) =>
@@ -113,12 +119,14 @@ public sealed class HoardMetrics
 
     public void Resumed(string upstream) => Add($"hoard_upstream_resumes_total{{upstream=\"{upstream}\"}}", 1);
 
-    public long Get(string series) => _labelled.TryGetValue(series, out var box) ? Interlocked.Read(ref box.Value) : 0;
+    public long Get(string series) => _labelled.TryGetValue(series, out var counter) ? counter.Value : 0;
 
     public long GetRequests(string protocol, CacheOutcome outcome) =>
         Interlocked.Read(ref _requests[ProtocolIndex(protocol) * OutcomeCount + (int)outcome]);
 
-    private void Add(string series, long value) => Interlocked.Add(ref _labelled.GetOrAdd(series, static _ => new StrongBox()).Value, value);
+    private void Add(string series, long value) => Series(series).Add(value);
+
+    private Counter Series(string series) => _labelled.GetOrAdd(series, static _ => new Counter());
 
     /// <summary>Prometheus text exposition format 0.0.4.</summary>
     public string Render()
@@ -168,9 +176,9 @@ public sealed class HoardMetrics
         foreach (var family in _labelled.OrderBy(kv => kv.Key, StringComparer.Ordinal).GroupBy(kv => Family(kv.Key)))
         {
             sb.Append(CultureInfo.InvariantCulture, $"# TYPE {family.Key} counter\n");
-            foreach (var (series, box) in family)
+            foreach (var (series, counter) in family)
             {
-                sb.Append(CultureInfo.InvariantCulture, $"{series} {Interlocked.Read(ref box.Value)}\n");
+                sb.Append(CultureInfo.InvariantCulture, $"{series} {counter.Value}\n");
             }
         }
         sb.Append("# HELP hoard_upstream_latency_seconds Time from upstream request to response headers.\n# TYPE hoard_upstream_latency_seconds histogram\n");
@@ -183,9 +191,14 @@ public sealed class HoardMetrics
 
     private static string Family(string series) => series.IndexOf('{', StringComparison.Ordinal) is var i and > 0 ? series[..i] : series;
 
-    private sealed class StrongBox
+    /// <summary>One labelled series, as a handle a hot path keeps instead of naming the series on every add.</summary>
+    public sealed class Counter
     {
-        public long Value;
+        private long _value;
+
+        public long Value => Interlocked.Read(ref _value);
+
+        public void Add(long value) => Interlocked.Add(ref _value, value);
     }
 
     private sealed class Histogram

@@ -28,15 +28,35 @@ public sealed class HoardHost : IAsyncDisposable
 
     /// <summary>Every bound address, in --listen order (BaseUrl is the first).</summary>
     public IReadOnlyList<string> Addresses { get; private set; } = [];
+
+    /// <summary>
+    /// The access log as it is now. It is written in the background, a moment after each response has ended: to see
+    /// the line of a request just made, wait for it with <see cref="AccessLogAsync"/>.
+    /// </summary>
     public string[] AccessLogLines
     {
         get
         {
-            Thread.Sleep(200); // the access log is written in the background
             using var s = new FileStream(Options.AccessLog, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
             using var r = new StreamReader(s);
             return r.ReadToEnd().Split('\n', StringSplitOptions.RemoveEmptyEntries);
         }
+    }
+
+    /// <summary>
+    /// The access log once <paramref name="count"/> of its lines match <paramref name="line"/>, or as it is after 10 s
+    /// (for the caller's assertions to fail on).
+    /// </summary>
+    public async Task<string[]> AccessLogAsync(Predicate<string> line, int count = 1)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        var lines = AccessLogLines;
+        while (Array.FindAll(lines, line).Length < count && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(50);
+            lines = AccessLogLines;
+        }
+        return lines;
     }
 
     public HoardMetrics Metrics => _app.Services.GetRequiredService<HoardMetrics>();
@@ -49,13 +69,14 @@ public sealed class HoardHost : IAsyncDisposable
     public Task SettledAsync() =>
         Integration.FetchEngineTests.WaitUntil(() => Service<Hoard.Core.Fetch.FetchEngine>().InFlight == 0, TimeSpan.FromSeconds(10));
 
-    public static async Task<HoardHost> StartAsync(string dataDir, Action<HoardOptions> configure)
+    /// <param name="time">The clock Hoard's TTLs, backoffs and timeouts run on: a FakeTimeProvider lets a test move it.</param>
+    public static async Task<HoardHost> StartAsync(string dataDir, Action<HoardOptions> configure, TimeProvider? time = null)
     {
         var options = new HoardOptions { Listen = ["http://127.0.0.1:0"], DataDir = dataDir, LogLevel = "debug", AccessLog = dataDir.TrimEnd('/') + ".access.log" };
         configure(options);
         Assert.Empty(options.Validate());
         var logs = new LogSink();
-        var app = HoardApp.Build(options, l => l.AddProvider(logs));
+        var app = HoardApp.Build(options, l => l.AddProvider(logs), time);
         await app.StartAsync();
         var host = new HoardHost(app, options, logs);
         host.Addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.ToList();

@@ -133,7 +133,8 @@ public sealed class ClusterTests
         await FetchEngineTests.WaitUntil(() => nodes[1].Metrics.GetRequests("pypi", Hoard.Core.Metrics.CacheOutcome.Peer) == 1, TimeSpan.FromSeconds(5));
         // Its one miss is the index page, which each node keeps itself.
         Assert.Equal(1, nodes[1].Metrics.GetRequests("pypi", Hoard.Core.Metrics.CacheOutcome.Miss));
-        Assert.Contains(nodes[1].AccessLogLines, l => l.Contains($" access: GET {url} 200 peer ", StringComparison.Ordinal));
+        Predicate<string> peerLine = l => l.Contains($" access: GET {url} 200 peer ", StringComparison.Ordinal);
+        Assert.Contains(await nodes[1].AccessLogAsync(peerLine), peerLine);
     }
 
     [Fact]

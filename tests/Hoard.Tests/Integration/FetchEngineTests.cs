@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using Hoard.Core.Metrics;
 using Hoard.Core.Storage;
 using Hoard.Tests.Infrastructure;
+using Microsoft.Extensions.Time.Testing;
 
 namespace Hoard.Tests.Integration;
 
@@ -116,7 +117,8 @@ public sealed class FetchEngineTests
         await body.ReadExactlyAsync(chunk);
         buffer.Write(chunk);
         nginx.Kill();
-        await Task.Delay(200);
+        // Upstream comes back only once Hoard has seen the body break off (and is backing off before resuming).
+        await WaitUntil(() => hoard.Metrics.Get("hoard_upstream_errors_total{upstream=\"up\",reason=\"body\"}") >= 1, TimeSpan.FromSeconds(10));
         await using var restarted = new Nginx(root, "", nginx.Port);
         await restarted.StartAsync();
         await body.CopyToAsync(buffer);
@@ -176,7 +178,7 @@ public sealed class FetchEngineTests
         for (var i = 0; i < 5; i++)
         {
             (await http.GetByteArrayAsync($"{hoard.BaseUrl}/files/up/f{i}.bin")).ToString();
-            await Task.Delay(20);
+            await hoard.SettledAsync(); // committed, and so queued for eviction, in the order asked for
         }
         await hoard.SettledAsync();
         var index = hoard.Service<CacheIndex>();
@@ -232,11 +234,12 @@ public sealed class FetchEngineTests
         File.WriteAllText(path, "v1");
         await using var nginx = new Nginx(root);
         await nginx.StartAsync();
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
         await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o =>
         {
             PipTests.SetFiles(o, "nightly=" + nginx.BaseUrl + "/");
             o.FilesTtl["nightly"] = TimeSpan.FromMilliseconds(300);
-        });
+        }, time);
         using var http = new HttpClient();
         var url = hoard.BaseUrl + "/files/nightly/latest.txt";
         Assert.Equal("v1", await http.GetStringAsync(url));
@@ -244,14 +247,14 @@ public sealed class FetchEngineTests
         {
             Assert.Equal("HIT", fresh.Headers.GetValues("X-Hoard-Cache").Single());
         }
-        await Task.Delay(400);
+        time.Advance(TimeSpan.FromMilliseconds(400));
         using (var same = await http.GetAsync(url))
         {
             Assert.Equal("REVALIDATED", same.Headers.GetValues("X-Hoard-Cache").Single());
         }
         File.WriteAllText(path, "v2-changed");
         File.SetLastWriteTimeUtc(path, DateTime.UtcNow.AddMinutes(1));
-        await Task.Delay(400);
+        time.Advance(TimeSpan.FromMilliseconds(400));
         Assert.Equal("v2-changed", await http.GetStringAsync(url));
         Assert.Equal(1, nginx.Count("/latest.txt", status: 304));
     }

@@ -23,7 +23,8 @@ public sealed class OutcomeTests
         Assert.Equal(0, hoard.Metrics.GetRequests("oci", CacheOutcome.None));
         Assert.Equal(1, hoard.Metrics.Get("hoard_oci_requests_total{registry=\"down.test\",outcome=\"error\"}"));
         Assert.Contains("hoard_requests_total{protocol=\"oci\",outcome=\"error\"} 1", hoard.Metrics.Render(), StringComparison.Ordinal);
-        Assert.Contains(hoard.AccessLogLines, l => l.Contains(" access: GET /v2/down.test/team/app/manifests/v1 502 error ", StringComparison.Ordinal));
+        Predicate<string> errorLine = l => l.Contains(" access: GET /v2/down.test/team/app/manifests/v1 502 error ", StringComparison.Ordinal);
+        Assert.Contains(await hoard.AccessLogAsync(errorLine), errorLine);
     }
 
     [Fact]
@@ -39,7 +40,9 @@ public sealed class OutcomeTests
         await GitUpstream.Git(temp.Path, "-c", "protocol.version=2", "clone", "-q", url, Path.Combine(temp.Path, "first"));
         await GitUpstream.Git(temp.Path, "-c", "protocol.version=2", "clone", "-q", url, Path.Combine(temp.Path, "second"));
 
-        var lines = hoard.AccessLogLines.Where(l => l.Contains("/git/up/tool.git/", StringComparison.Ordinal)).ToArray();
+        // Two clones of three requests each, logged a moment after each response.
+        Predicate<string> repository = l => l.Contains("/git/up/tool.git/", StringComparison.Ordinal);
+        var lines = Array.FindAll(await hoard.AccessLogAsync(repository, count: 6), repository);
         Assert.Equal(2, lines.Count(l => l.Contains(" access: GET /git/up/tool.git/info/refs 200 discovery ", StringComparison.Ordinal)));
         // Each clone: one ls-refs (discovery) and one fetch (the first a miss that mirrored, the second a hit).
         Assert.Equal(2, lines.Count(l => l.Contains(" access: POST /git/up/tool.git/git-upload-pack 200 discovery ", StringComparison.Ordinal)));
