@@ -36,6 +36,33 @@ public sealed partial class FetchEngine
     }
 
     /// <summary>
+    /// <see cref="RecordPointer"/> once the target's download, if one is running, has ended: its clients have every
+    /// byte as soon as it is verified, before it is stored, so a client done reading can be ahead of the commit (six
+    /// concurrent pulls of a new tag all were, and the tag was never recorded: the next pull with upstream down failed).
+    /// A download of <paramref name="sha256"/> under another key (a joined one) records targetKey too, as joining does.
+    /// </summary>
+    public async Task<bool> RecordPointerAsync(string pointerKey, string targetKey, string sha256)
+    {
+        if (!_index.TryGetEntry(targetKey, out _)
+            && _flights.Values.FirstOrDefault(f => f.Request.Key == targetKey || f.Request.ExpectedSha256 == sha256) is { } fill)
+        {
+            var result = await fill.Completed;
+            if (!_index.TryGetEntry(targetKey, out _) && result is { End: FillEnd.Committed, Blob: { } blob } && blob.TryAcquire(NowMs))
+            {
+                try
+                {
+                    RecordAlias(blob, new EntryTemplate(targetKey, fill.Started.Result.ContentType, null, null), fill.Request.Anonymous);
+                }
+                finally
+                {
+                    blob.Release();
+                }
+            }
+        }
+        return RecordPointer(pointerKey, targetKey);
+    }
+
+    /// <summary>
     /// Upstream confirmed that <paramref name="key"/> still names <paramref name="digest"/> (a tag's HEAD, as a 304
     /// does for a page): its TTL starts again. False when the key no longer stores that digest.
     /// </summary>

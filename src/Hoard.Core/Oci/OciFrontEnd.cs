@@ -177,7 +177,7 @@ public sealed partial class OciFrontEnd(
         {
             // Remember tag -> digest once the manifest is stored under this repository (durably: an outage after a
             // restart still finds it).
-            engine.RecordPointer(TagKey(target), key);
+            await engine.RecordPointerAsync(TagKey(target), key, digest["sha256:".Length..]);
         }
     }
 
