@@ -5,9 +5,6 @@ namespace Hoard.Core.Fetch;
 /// <summary>The engine's side of eviction (<see cref="Evictor"/>, in Storage/): what it tells the cluster and metrics.</summary>
 public sealed partial class FetchEngine
 {
-    /// <summary>How often a download makes room in the store for the bytes it has written.</summary>
-    private const long EvictionStep = 8L * 1024 * 1024;
-
     private readonly Evictor _evictor;
 
     /// <summary>Git mirrors: disk space that counts toward --max-size and is evicted with blobs; set at start-up.</summary>

@@ -16,7 +16,7 @@ namespace Hoard.Core.Fetch;
 /// The one fetch path. Front-ends describe an artifact; the engine answers from the store, or runs (or joins)
 /// the single download for it and lets every client stream the growing temp file.
 ///
-/// A download (<see cref="RunFillAsync"/>):
+/// A download (<see cref="FillRunner"/>):
 ///   1. sends the upstream request (conditional when a stale entry is being revalidated);
 ///   2. 304: restarts the stale entry's TTL; error: ends the fill, clients get the stale entry or the error;
 ///   3. writes the body to a temp file, hashing as it goes, with an idle timeout that each read pushes back;
@@ -30,7 +30,6 @@ namespace Hoard.Core.Fetch;
 /// </summary>
 public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
 {
-    private const int MaxResumes = 3;
     private readonly ConcurrentDictionary<string, Fill> _flights = new(StringComparer.Ordinal);
     /// <summary>
     /// Recent failures by flight key, answered without asking upstream again: a digest mismatch for a minute (a bad
@@ -47,6 +46,7 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
     private readonly HoardMetrics _metrics;
     private readonly TimeProvider _time;
     private readonly IdleTimeoutPool _idleTimeouts;
+    private readonly FillRunner _runner;
     private readonly ILogger _logger;
     private readonly PartitionedRateLimiter<string>? _perClient;
     private long _storageDegradedUntilMs;
@@ -71,6 +71,7 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
         _metrics = metrics;
         _time = time;
         _idleTimeouts = new IdleTimeoutPool(time);
+        _runner = new FillRunner(this, store, upstream, options, metrics, time, _idleTimeouts, logger, _shutdown.Token);
         _logger = logger;
         _evictor = new Evictor(index, store, options.MaxSizeBytes, logger, _shutdown.Token)
         {
@@ -132,7 +133,7 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
                         if (!await UpstreamClient.TryCopyBoundedAsync(body, buffer, _options.MaxPageSizeBytes, ct))
                         {
                             _metrics.UpstreamError(request.UpstreamName, "too_large");
-                            return (null, null, null, 502, PageTooLarge(request));
+                            return (null, null, null, 502, FillRunner.PageTooLarge(request, _options));
                         }
                         var bytes = buffer.ToArray();
                         return (bytes, response.Content.Headers.ContentType?.ToString(), Convert.ToHexStringLower(SHA256.HashData(bytes)), 200, null);
@@ -212,7 +213,7 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
             {
                 try
                 {
-                    await RunFillAsync(fill);
+                    await _runner.RunAsync(fill);
                 }
                 finally
                 {

@@ -20,27 +20,31 @@ public abstract class KeyedRecord
         internal set => Volatile.Write(ref _fetchedAtMs, value);
     }
 
-    /// <summary>Upstream's Last-Modified in Unix seconds (0: none), kept as a number instead of a 29-character string.</summary>
-    internal uint LastModifiedSeconds;
+    /// <summary>
+    /// Upstream's Last-Modified in Unix seconds (0: none), kept as a number instead of a 29-character string. Declared
+    /// by each record type, not here: a 4-byte field in this class would be padded to 8.
+    /// </summary>
+    internal abstract uint LastModifiedSeconds { get; set; }
 }
 
 /// <summary>
 /// A committed blob: immutable content named by its sha256, shared by every key that maps to it.
 /// Memory layout (64-bit, per blob with one key; the budget the index is built to):
-///   object header 16 | digest 32 | size, last access, fetched-at 24 | key hash 16 | LRU neighbours 16 |
-///   content type (interned) 8 | aliases or kept bytes 8 | created, last-modified, readers 12 | flags 4   = 136 bytes,
-/// plus one slot in the digest table and one in the key table (8 bytes each at a load of 3/8 to 3/4): ~170 bytes a key.
+///   object header 16 | key hash 16 | fetched-at 8 | LRU neighbours 16 | aliases or kept bytes 8 | last access 8 |
+///   size 8 | digest 32 | created, last-modified, readers 12 | content type (a number) 2 | flags 2   = 128 bytes,
+/// plus one slot in the digest table and one in the key table (8 bytes each at a load of 1/2 to 3/4): ~155 bytes a key.
 /// A small blob's bytes kept in memory share a field with its aliases (few blobs have either).
 /// </summary>
 public sealed class BlobRecord : KeyedRecord
 {
     private const int EvictedMark = int.MinValue / 2;
+    private const ushort ReferencedFlag = 1, InLruFlag = 2, HasKeyFlag = 4, PublicFlag = 8, DirtyFlag = 16;
     private readonly uint _createdUnixSeconds;
+    private uint _lastModifiedSeconds;
     private long _lastAccessMs;
     private int _readers;
-    private int _dirty;
-    private string? _contentType;
-    private bool _isPublic;
+    private ushort _contentTypeId;
+    private ushort _flags;
 
     internal BlobRecord(Sha256Digest digest, long size, long createdUnixSeconds, long lastAccessMs)
     {
@@ -51,6 +55,12 @@ public sealed class BlobRecord : KeyedRecord
     }
 
     internal readonly Sha256Digest DigestValue;
+
+    internal override uint LastModifiedSeconds
+    {
+        get => _lastModifiedSeconds;
+        set => _lastModifiedSeconds = value;
+    }
 
     /// <summary>Lower-case hex sha256 (made on each call: the record holds the 32 bytes).</summary>
     public string Digest => DigestValue.ToString();
@@ -74,15 +84,15 @@ public sealed class BlobRecord : KeyedRecord
     /// </summary>
     public string? ContentType
     {
-        get => Volatile.Read(ref _contentType);
-        internal set => Interlocked.CompareExchange(ref _contentType, value, null);
+        get => ContentTypeNames.Get(Volatile.Read(ref _contentTypeId));
+        internal set => Interlocked.CompareExchange(ref _contentTypeId, ContentTypeNames.IdOf(value), (ushort)0);
     }
 
     /// <summary>Upstream gave these bytes without credentials: anyone may be given them by digest.</summary>
     public bool IsPublic
     {
-        get => Volatile.Read(ref _isPublic);
-        internal set => Volatile.Write(ref _isPublic, value);
+        get => Has(PublicFlag);
+        internal set => SetFlags(PublicFlag, value);
     }
 
     public bool IsEvicted => Volatile.Read(ref _readers) < 0;
@@ -102,11 +112,7 @@ public sealed class BlobRecord : KeyedRecord
         if (nowMs > Volatile.Read(ref _lastAccessMs))
         {
             Volatile.Write(ref _lastAccessMs, nowMs);
-            Referenced = true;
-            if (Volatile.Read(ref _dirty) == 0)
-            {
-                Volatile.Write(ref _dirty, 1);
-            }
+            SetFlags(ReferencedFlag | DirtyFlag, true);
         }
         return true;
     }
@@ -116,16 +122,52 @@ public sealed class BlobRecord : KeyedRecord
     internal bool TryMarkEvicted() => Interlocked.CompareExchange(ref _readers, EvictedMark, 0) == 0;
 
     /// <summary>Whether its access time changed since the last flush to SQLite; clears the mark.</summary>
-    internal bool TakeDirty() => Volatile.Read(ref _dirty) != 0 && Interlocked.Exchange(ref _dirty, 0) != 0;
+    internal bool TakeDirty() => Has(DirtyFlag) && SetFlags(DirtyFlag, false);
 
     // The LRU list (CacheIndex.Lru): neighbours, and whether the blob was used since it was put at the head.
     internal BlobRecord? LruPrev;
     internal BlobRecord? LruNext;
-    internal bool Referenced;
-    internal bool InLru;
+
+    internal bool Referenced
+    {
+        get => Has(ReferencedFlag);
+        set => SetFlags(ReferencedFlag, value);
+    }
+
+    internal bool InLru
+    {
+        get => Has(InLruFlag);
+        set => SetFlags(InLruFlag, value);
+    }
 
     /// <summary>Whether <see cref="KeyedRecord.KeyHash"/> is a key of this blob (its first key; others are aliases).</summary>
-    internal bool HasKey;
+    internal bool HasKey
+    {
+        get => Has(HasKeyFlag);
+        set => SetFlags(HasKeyFlag, value);
+    }
+
+    // Five flags in two bytes (one bool each would cost a word of padding per blob). Each is written under a different
+    // lock or none (a hit sets Referenced and Dirty), so every change is a compare-exchange of the whole set.
+    private bool Has(ushort flag) => (Volatile.Read(ref _flags) & flag) != 0;
+
+    /// <summary>Sets or clears flags; true when that changed anything.</summary>
+    private bool SetFlags(ushort flags, bool on)
+    {
+        while (true)
+        {
+            var current = Volatile.Read(ref _flags);
+            var next = (ushort)(on ? current | flags : current & ~flags);
+            if (next == current)
+            {
+                return false;
+            }
+            if (Interlocked.CompareExchange(ref _flags, next, current) == current)
+            {
+                return true;
+            }
+        }
+    }
 
     // Two things few blobs have share one field: keys beyond the first (a digest also named by a tag, a file under
     // two names) and the bytes of a small blob kept in memory. It holds a List<AliasRecord>, a byte[], both (Extras)
@@ -219,6 +261,8 @@ public sealed class AliasRecord : KeyedRecord
 
     public BlobRecord Blob { get; }
     public string? ContentType { get; }
+
+    internal override uint LastModifiedSeconds { get; set; }
 }
 
 /// <summary>
@@ -240,4 +284,47 @@ public sealed class EntryRecord(KeyedRecord record)
     public string? UpstreamLastModified => record.LastModifiedSeconds == 0
         ? null
         : DateTimeOffset.FromUnixTimeSeconds(record.LastModifiedSeconds).ToString("R", CultureInfo.InvariantCulture);
+}
+
+/// <summary>
+/// Content-Types by a two-byte number, for every index in the process: a blob keeps the number, not a reference.
+/// Bounded: past 65,535 distinct types (each index remembers at most 4,096 in SQLite) a new one is not kept.
+/// </summary>
+internal static class ContentTypeNames
+{
+    private static readonly Lock Gate = new();
+    private static readonly Dictionary<string, ushort> Ids = new(StringComparer.Ordinal);
+    private static string?[] _names = new string?[64];
+
+    public static string? Get(ushort id) => Volatile.Read(ref _names)[id];
+
+    public static ushort IdOf(string? name)
+    {
+        if (name is null)
+        {
+            return 0;
+        }
+        lock (Gate)
+        {
+            if (Ids.TryGetValue(name, out var id))
+            {
+                return id;
+            }
+            var next = Ids.Count + 1;
+            if (next > ushort.MaxValue)
+            {
+                return 0;
+            }
+            var names = _names;
+            if (next == names.Length)
+            {
+                Array.Resize(ref names, Math.Min(names.Length * 2, ushort.MaxValue + 1));
+            }
+            // The name is in the array before the array and the number are published: a reader with the number finds it.
+            names[next] = name;
+            Volatile.Write(ref _names, names);
+            Ids[name] = (ushort)next;
+            return (ushort)next;
+        }
+    }
 }

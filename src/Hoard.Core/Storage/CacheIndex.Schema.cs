@@ -1,6 +1,7 @@
 using System.Globalization;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Logging;
+using SQLitePCL;
 
 namespace Hoard.Core.Storage;
 
@@ -162,19 +163,16 @@ public sealed partial class CacheIndex
         // halves of the work); then each key is linked to its blob.
         var keyRows = Task.Run(ReadKeyRows);
         var blobs = new List<BlobRecord>();
-        using (var cmd = _db.CreateCommand())
+        ReadRows(_db, "SELECT digest, size, created, last_access, public FROM blobs", row =>
         {
-            cmd.CommandText = "SELECT digest, size, created, last_access, public FROM blobs";
-            using var r = cmd.ExecuteReader();
-            while (r.Read())
+            if (raw.sqlite3_column_blob(row, 0) is { Length: 32 } digest)
             {
-                // GetFieldValue, not GetBytes into a reused buffer: GetBytes costs ~2 µs a call, seven times as much.
-                if (r.GetFieldValue<byte[]>(0) is { Length: 32 } digest)
+                blobs.Add(new BlobRecord(Sha256Digest.FromBytes(digest), raw.sqlite3_column_int64(row, 1), raw.sqlite3_column_int64(row, 2), raw.sqlite3_column_int64(row, 3))
                 {
-                    blobs.Add(new BlobRecord(Sha256Digest.FromBytes(digest), r.GetInt64(1), r.GetInt64(2), r.GetInt64(3)) { IsPublic = r.GetInt64(4) != 0 });
-                }
+                    IsPublic = raw.sqlite3_column_int64(row, 4) != 0,
+                });
             }
-        }
+        });
         _blobs.EnsureCapacity(blobs.Count);
         var order = new long[blobs.Count];
         var records = blobs.ToArray();
@@ -205,7 +203,7 @@ public sealed partial class CacheIndex
                 continue;
             }
             var type = row.ContentType >= 0 && row.ContentType < _contentTypes.Count ? _contentTypes[row.ContentType] : null;
-            SetKey(row.Hash, blob, type, row.FetchedAtMs, row.LastModified);
+            SetKey(row.Hash, blob, type, row.FetchedAtMs, row.LastModified, knownNew: true);
         }
         foreach (var orphan in orphans)
         {
@@ -224,18 +222,48 @@ public sealed partial class CacheIndex
         var rows = new List<KeyRow>();
         using var db = new SqliteConnection(_db.ConnectionString);
         db.Open();
-        using var cmd = db.CreateCommand();
-        cmd.CommandText = "SELECT hash, digest, content_type, last_modified, fetched_at FROM entries";
-        using var r = cmd.ExecuteReader();
-        while (r.Read())
+        ReadRows(db, "SELECT hash, digest, content_type, last_modified, fetched_at FROM entries", row =>
         {
-            if (r.GetFieldValue<byte[]>(0) is { Length: 16 } hash && r.GetFieldValue<byte[]>(1) is { Length: 32 } digest)
+            var hash = raw.sqlite3_column_blob(row, 0);
+            var digest = raw.sqlite3_column_blob(row, 1);
+            if (hash.Length == 16 && digest.Length == 32)
             {
-                rows.Add(new KeyRow(KeyHash.FromBytes(hash), Sha256Digest.FromBytes(digest), r.IsDBNull(2) ? -1 : (int)r.GetInt64(2),
-                    r.IsDBNull(3) ? 0 : (uint)Math.Clamp(r.GetInt64(3), 0, uint.MaxValue), r.GetInt64(4)));
+                rows.Add(new KeyRow(KeyHash.FromBytes(hash), Sha256Digest.FromBytes(digest),
+                    raw.sqlite3_column_type(row, 2) == raw.SQLITE_NULL ? -1 : (int)raw.sqlite3_column_int64(row, 2),
+                    (uint)Math.Clamp(raw.sqlite3_column_int64(row, 3), 0, uint.MaxValue), raw.sqlite3_column_int64(row, 4)));
+            }
+        });
+        return rows;
+    }
+
+    /// <summary>
+    /// Steps through a query's rows with SQLite's own calls: a row's blob columns are read as spans of SQLite's
+    /// memory, not copied into a new array each (three arrays a key at start, millions of them, were a third of the
+    /// load time with the ADO.NET reader).
+    /// </summary>
+    private static void ReadRows(SqliteConnection db, string sql, Action<sqlite3_stmt> read)
+    {
+        Check(db, raw.sqlite3_prepare_v2(db.Handle, sql, out var statement));
+        using (statement)
+        {
+            int rc;
+            while ((rc = raw.sqlite3_step(statement)) == raw.SQLITE_ROW)
+            {
+                read(statement);
+            }
+            if (rc != raw.SQLITE_DONE)
+            {
+                Check(db, rc);
             }
         }
-        return rows;
+    }
+
+    private static void Check(SqliteConnection db, int rc)
+    {
+        if (rc != raw.SQLITE_OK)
+        {
+            throw new SqliteException(raw.sqlite3_errmsg(db.Handle).utf8_to_string(), rc);
+        }
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Loaded the index: {Blobs} blobs ({BlobsMs:0} ms) and {Keys} keys, {Ms:0} ms in all")]

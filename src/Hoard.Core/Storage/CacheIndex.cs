@@ -168,11 +168,12 @@ public sealed partial class CacheIndex : IDisposable
     /// <summary>
     /// Write lock held. Points a key at a blob: as the blob's own key when it has none yet and the Content-Type is the
     /// blob's, else as an alias. The key's previous record is replaced in the table first, then detached.
+    /// <paramref name="knownNew"/>: the key has no record (loading, each row's key once), so none is looked for.
     /// </summary>
-    private void SetKey(KeyHash hash, BlobRecord blob, string? contentType, long fetchedAtMs, uint lastModified)
+    private void SetKey(KeyHash hash, BlobRecord blob, string? contentType, long fetchedAtMs, uint lastModified, bool knownNew = false)
     {
         blob.ContentType ??= contentType;
-        var previous = _keys.Get(hash);
+        var previous = knownNew ? null : _keys.Get(hash);
         if (previous is BlobRecord { HasKey: false })
         {
             previous = null;

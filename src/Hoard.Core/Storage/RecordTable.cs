@@ -2,8 +2,9 @@ namespace Hoard.Core.Storage;
 
 /// <summary>
 /// A hash table of records by a key each record holds itself: open addressing with linear probing over one array
-/// of references (8 bytes a slot, 11 to 21 bytes a record at a load between 3/8 and 3/4), instead of a dictionary's
-/// node object and copied key per record. One writer at a time (the caller holds a lock); readers take no lock: a
+/// of references (8 bytes a slot; 11 to 14 bytes a record at a load between 4/7 and 3/4), instead of a dictionary's
+/// node object and copied key per record. Any length, not a power of two (a hash is mapped to a slot by
+/// multiplication): a power of two would leave a table at 1M records half empty. One writer at a time (the caller holds a lock); readers take no lock: a
 /// slot changes by one reference write, and a resize publishes a new array, so a reader sees either the record or not.
 /// A removed record leaves a tombstone (or nothing, when the chain ends there) so later records stay reachable.
 /// </summary>
@@ -19,8 +20,7 @@ internal sealed class RecordTable<TKey, TRecord>(Func<TRecord, TKey> keyOf) wher
     public TRecord? Get(TKey key)
     {
         var slots = Volatile.Read(ref _slots);
-        var mask = slots.Length - 1;
-        for (int i = key.GetHashCode() & mask, probes = 0; probes < slots.Length; i = (i + 1) & mask, probes++)
+        for (int i = Home(key, slots.Length), probes = 0; probes < slots.Length; i = Next(i, slots.Length), probes++)
         {
             switch (Volatile.Read(ref slots[i]))
             {
@@ -38,10 +38,9 @@ internal sealed class RecordTable<TKey, TRecord>(Func<TRecord, TKey> keyOf) wher
     {
         var key = keyOf(record);
         var slots = _slots;
-        var mask = slots.Length - 1;
         var free = -1;
-        var i = key.GetHashCode() & mask;
-        for (var probes = 0; probes < slots.Length; i = (i + 1) & mask, probes++)
+        var i = Home(key, slots.Length);
+        for (var probes = 0; probes < slots.Length; i = Next(i, slots.Length), probes++)
         {
             var slot = slots[i];
             if (slot is null)
@@ -76,8 +75,7 @@ internal sealed class RecordTable<TKey, TRecord>(Func<TRecord, TKey> keyOf) wher
     public bool Remove(TKey key, TRecord record)
     {
         var slots = _slots;
-        var mask = slots.Length - 1;
-        for (int i = key.GetHashCode() & mask, probes = 0; probes < slots.Length; i = (i + 1) & mask, probes++)
+        for (int i = Home(key, slots.Length), probes = 0; probes < slots.Length; i = Next(i, slots.Length), probes++)
         {
             var slot = slots[i];
             if (slot is null)
@@ -87,7 +85,7 @@ internal sealed class RecordTable<TKey, TRecord>(Func<TRecord, TKey> keyOf) wher
             if (ReferenceEquals(slot, record))
             {
                 // The end of a chain can be emptied; inside one, a tombstone keeps the later records reachable.
-                if (slots[(i + 1) & mask] is null)
+                if (slots[Next(i, slots.Length)] is null)
                 {
                     Volatile.Write(ref slots[i], null);
                 }
@@ -127,22 +125,17 @@ internal sealed class RecordTable<TKey, TRecord>(Func<TRecord, TKey> keyOf) wher
 
     private void Resize(int atLeast = 0)
     {
-        // Half full after a resize: the next one is as many inserts away as there are records.
-        var size = 16;
-        while (size < 2L * Math.Max(_count, atLeast))
-        {
-            size *= 2;
-        }
+        // 4/7 full after a resize, 3/4 at the next: a resize every third more records, and few empty slots.
+        var size = (int)Math.Min(Array.MaxLength, Math.Max(16, 7L * Math.Max(_count, atLeast) / 4));
         var slots = new object?[size];
-        var mask = size - 1;
         foreach (var slot in _slots)
         {
             if (slot is TRecord record)
             {
-                var i = keyOf(record).GetHashCode() & mask;
+                var i = Home(keyOf(record), size);
                 while (slots[i] is not null)
                 {
-                    i = (i + 1) & mask;
+                    i = Next(i, size);
                 }
                 slots[i] = record;
             }
@@ -150,4 +143,9 @@ internal sealed class RecordTable<TKey, TRecord>(Func<TRecord, TKey> keyOf) wher
         _tombstones = 0;
         Volatile.Write(ref _slots, slots);
     }
+
+    /// <summary>The first slot to look at: the hash scaled to the length (multiply and shift, no division).</summary>
+    private static int Home(TKey key, int length) => (int)((uint)key.GetHashCode() * (ulong)(uint)length >> 32);
+
+    private static int Next(int i, int length) => i + 1 == length ? 0 : i + 1;
 }

@@ -1,27 +1,31 @@
 using System.Buffers;
-using System.Collections.Concurrent;
 using System.Net;
 using System.Security.Cryptography;
-using System.Threading.RateLimiting;
 using Hoard.Core.Configuration;
 using Hoard.Core.Metrics;
 using Hoard.Core.Storage;
 using Hoard.Core.Upstream;
-using Microsoft.Extensions.Caching.Memory;
 using Microsoft.Extensions.Logging;
 
 namespace Hoard.Core.Fetch;
 
 /// <summary>
-/// A download (<see cref="FetchEngine.RunFillAsync"/>), the steps listed on <see cref="FetchEngine"/>: upstream request,
-/// body into a temp file with resumes, verification, commit (eviction: FetchEngine.Eviction.cs).
+/// Runs one download (a <see cref="Fill"/>) over its sources, in the steps listed on <see cref="FetchEngine"/>: a peer
+/// node, a producer (bytes made here, such as a git pack) or upstream opens the body; the body goes into a temp file
+/// with an idle timeout, resuming from another peer or with a Range request to upstream when it breaks; the result is
+/// verified and handed to the engine to commit (<see cref="IFillHost"/>: the engine owns the index and the flights).
 /// </summary>
-public sealed partial class FetchEngine
+internal sealed partial class FillRunner(
+    IFillHost host, ContentStore store, UpstreamClient upstream, HoardOptions options, HoardMetrics metrics, TimeProvider time,
+    IdleTimeoutPool idleTimeouts, ILogger logger, CancellationToken shutdown)
 {
-    private async Task RunFillAsync(Fill fill)
+    /// <summary>How often a download makes room in the store for the bytes it has written.</summary>
+    private const long EvictionStep = 8L * 1024 * 1024;
+
+    public async Task RunAsync(Fill fill)
     {
         var request = fill.Request;
-        var ct = _shutdown.Token;
+        var ct = shutdown;
         HttpResponseMessage? response = null;
         Microsoft.Win32.SafeHandles.SafeFileHandle? handle = null;
         var committed = false;
@@ -30,7 +34,7 @@ public sealed partial class FetchEngine
         try
         {
             // :: Step 1 — the upstream request, conditional when revalidating (the ETag is kept in SQLite only).
-            var staleETag = fill.Stale is null ? null : _index.LoadUpstreamETag(request.Key);
+            var staleETag = fill.Stale is null ? null : host.StaleETag(request.Key);
             var call = new UpstreamCall(request.UpstreamName, request.UpstreamUrl)
             {
                 Decompress = request.Decompress,
@@ -41,19 +45,10 @@ public sealed partial class FetchEngine
                 IfNoneMatch = staleETag,
                 IfModifiedSince = staleETag is null ? fill.Stale?.UpstreamLastModified : null,
             };
+            clustered = AsksPeers(fill);
             try
             {
-                if (Cluster is { } cluster && fill.Stale is null && ((request.ExpectedSha256 is not null && request.Producer is null) || request.SharedByKey))
-                {
-                    // Another node may hold it or be fetching it: stream from there, verified here as always (against
-                    // the digest the cluster published for the key, when a key's blob comes from a node holding it).
-                    clustered = true;
-                    var peer = await cluster.TryPeersAsync(request, ct);
-                    response = peer?.Response;
-                    fill.FromPeer = peer is not null;
-                    fill.ExpectedSha256 ??= peer?.Digest;
-                }
-                response ??= request.Producer is { } produce ? await produce(ct) : await _upstream.SendAsync(call, ct);
+                response = await OpenAsync(fill, call, clustered, ct);
             }
             catch (UpstreamException e)
             {
@@ -66,7 +61,7 @@ public sealed partial class FetchEngine
             {
                 if (fill.Stale is { } stale)
                 {
-                    _index.Touch(stale, NowMs);
+                    host.Revalidated(stale);
                     fill.SetStarted(new FillStart(FillStartKind.NotModified, null, null, null, null, null));
                     fill.Complete(new FillResult(FillEnd.Committed, stale.Blob.Size, stale.Blob, null));
                 }
@@ -83,9 +78,9 @@ public sealed partial class FetchEngine
                 Fail(fill, "size_mismatch", $"upstream sent {l} bytes for {request.Key}, the index says {expected}");
                 return;
             }
-            if (length > _options.MaxSizeBytes)
+            if (length > options.MaxSizeBytes)
             {
-                Fail(fill, "too_large", StoreTooSmall(request, length.Value));
+                Fail(fill, "too_large", StoreTooSmall(request, length.Value, options));
                 return;
             }
             var etag = response.Headers.ETag?.ToString();
@@ -95,7 +90,7 @@ public sealed partial class FetchEngine
             // :: Step 3 — a temp file clients can read while it grows.
             try
             {
-                (fill.TempPath, handle) = _store.CreateTemp();
+                (fill.TempPath, handle) = store.CreateTemp();
             }
             catch (IOException e)
             {
@@ -122,11 +117,11 @@ public sealed partial class FetchEngine
             }
             if (fill.ExpectedSha256 is { } sha && !string.Equals(sha, digest, StringComparison.Ordinal))
             {
-                _metrics.DigestMismatch(request.Protocol);
+                metrics.DigestMismatch(request.Protocol);
                 var message = request.ExpectedSha256 is null
                     ? $"sha256 of {request.Key} from a peer node is {digest}, the cluster recorded {sha} for it; not stored"
                     : $"sha256 of {request.Key} from upstream '{request.UpstreamName}' is {digest}, the index says {sha}; not stored";
-                RememberFailure(request.FlightKey, 502, message, TimeSpan.FromMinutes(1));
+                host.RememberFailure(request.FlightKey, 502, message, TimeSpan.FromMinutes(1));
                 Fail(fill, "digest_mismatch", message);
                 return;
             }
@@ -148,7 +143,7 @@ public sealed partial class FetchEngine
             {
                 aliases[i] = aliases[i] with { ContentType = contentType };
             }
-            var (blob, failure) = CommitBlob(fill.TempPath, digest, written, aliases, request.Anonymous);
+            var (blob, failure) = host.Commit(fill.TempPath, digest, written, aliases, request.Anonymous);
             if (failure is not null)
             {
                 StorageFailed(fill, written, failure);
@@ -156,9 +151,9 @@ public sealed partial class FetchEngine
             }
             committed = true;
             committedDigest = digest;
-            LogCommitted(_logger, request.Key, digest, written);
+            LogCommitted(logger, request.Key, digest, written);
             fill.Complete(new FillResult(FillEnd.Committed, written, blob, null));
-            EvictIfNeeded();
+            host.Committed();
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
@@ -166,7 +161,7 @@ public sealed partial class FetchEngine
         }
         catch (Exception e)
         {
-            LogFillCrashed(_logger, e, request.Key);
+            LogFillCrashed(logger, e, request.Key);
             fill.Complete(new FillResult(FillEnd.UpstreamFailed, fill.Written, null, new UpstreamException("internal", 500, "internal error: " + e.Message)));
         }
         finally
@@ -178,7 +173,7 @@ public sealed partial class FetchEngine
                 if (fill.Completed.IsCompletedSuccessfully && fill.Completed.Result.End == FillEnd.StorageFailed)
                 {
                     // Clients still read what was written before the failure; give late openers a minute.
-                    _ = Task.Delay(TimeSpan.FromMinutes(1), _time, CancellationToken.None).ContinueWith(_ => TryDelete(temp), TaskScheduler.Default);
+                    _ = Task.Delay(TimeSpan.FromMinutes(1), time, CancellationToken.None).ContinueWith(_ => TryDelete(temp), TaskScheduler.Default);
                 }
                 else
                 {
@@ -188,12 +183,12 @@ public sealed partial class FetchEngine
             // A 404 is remembered before the flight ends, so no request can slip in between and ask upstream again.
             if (fill.Completed is { IsCompletedSuccessfully: true, Result: { End: FillEnd.UpstreamFailed, Error.ClientStatus: 404 } notFound })
             {
-                RememberFailure(request.FlightKey, 404, notFound.Error!.Message, NotFoundTtl);
+                host.RememberFailure(request.FlightKey, 404, notFound.Error!.Message, FetchEngine.NotFoundTtl);
             }
-            _flights.TryRemove(new KeyValuePair<string, Fill>(request.FlightKey, fill));
+            host.Finished(fill);
             if (clustered)
             {
-                Cluster?.Finished(request, committedDigest ?? fill.ExpectedSha256, committed);
+                host.Cluster?.Finished(request, committedDigest ?? fill.ExpectedSha256, committed);
             }
         }
     }
@@ -211,7 +206,7 @@ public sealed partial class FetchEngine
         var current = response;
         // Per download, not per chunk: one idle timeout pushed back before each read, one counter handle (looked up
         // with the first chunk, so an upstream that sent nothing has no series yet, as before).
-        using var idle = _idleTimeouts.Start(_options.IdleTimeout, ct);
+        using var idle = idleTimeouts.Start(options.IdleTimeout, ct);
         HoardMetrics.Counter? upstreamBytes = null;
         try
         {
@@ -226,30 +221,12 @@ public sealed partial class FetchEngine
                 }
                 catch (Exception e) when (!ct.IsCancellationRequested && e is IOException or HttpRequestException or OperationCanceledException)
                 {
-                    var reason = e is OperationCanceledException ? $"no data for {_options.IdleTimeout.TotalSeconds:0.#}s" : e.Message;
-                    _metrics.UpstreamError(request.UpstreamName, "body");
-                    LogBodyBroken(_logger, request.UpstreamName, request.Key, written, reason);
+                    var reason = e is OperationCanceledException ? $"no data for {options.IdleTimeout.TotalSeconds:0.#}s" : e.Message;
+                    metrics.UpstreamError(request.UpstreamName, "body");
+                    LogBodyBroken(logger, request.UpstreamName, request.Key, written, reason);
                     var brokenFrom = current.RequestMessage?.RequestUri;
                     current.Dispose();
-                    HttpResponseMessage? resumed = null;
-                    if (fill.FromPeer && Cluster is { } cluster && written > 0)
-                    {
-                        // A peer went away: another node that holds or fetches the blob has the rest at once.
-                        if (await cluster.ResumeAsync(request, fill.ExpectedSha256, written, brokenFrom, ct) is { } peer)
-                        {
-                            resumed = peer.Response;
-                            fill.ExpectedSha256 ??= peer.Digest;
-                        }
-                    }
-                    var fromAnotherPeer = resumed is not null;
-                    // Only a body of known length from a real upstream can be resumed (not a git pack being produced).
-                    while (resumed is null && resumes < MaxResumes && written > 0 && !request.Decompress && length is not null && request.Producer is null)
-                    {
-                        // Back off before each try: a restarting upstream needs a moment.
-                        await Task.Delay(TimeSpan.FromMilliseconds(500 << resumes), _time, ct);
-                        resumes++;
-                        resumed = await TryResumeAsync(call, written, validator, length, ct);
-                    }
+                    (var resumed, var fromAnotherPeer, resumes) = await ResumeAsync(fill, call, written, brokenFrom, validator, length, resumes, ct);
                     if (resumed is null)
                     {
                         return (new FillResult(FillEnd.UpstreamFailed, written, null,
@@ -257,7 +234,7 @@ public sealed partial class FetchEngine
                     }
                     if (!fromAnotherPeer)
                     {
-                        _metrics.Resumed(request.UpstreamName);
+                        metrics.Resumed(request.UpstreamName);
                     }
                     current = resumed;
                     body = await current.Content.ReadAsStreamAsync(ct);
@@ -270,8 +247,8 @@ public sealed partial class FetchEngine
                 if (TooLarge(request, written + n) is { } tooLarge)
                 {
                     current.Dispose();
-                    _metrics.UpstreamError(request.UpstreamName, "too_large");
-                    LogVerificationFailed(_logger, tooLarge);
+                    metrics.UpstreamError(request.UpstreamName, "too_large");
+                    LogVerificationFailed(logger, tooLarge);
                     return (new FillResult(FillEnd.UpstreamFailed, written, null, new UpstreamException("too_large", 502, tooLarge)), written, "");
                 }
                 if (written + n - roomMadeFor >= EvictionStep)
@@ -279,7 +256,7 @@ public sealed partial class FetchEngine
                     // Room for what has arrived, never for what upstream declared: a lying Content-Length
                     // must not empty the store.
                     roomMadeFor = written + n;
-                    MakeRoom(roomMadeFor);
+                    host.MakeRoom(roomMadeFor);
                 }
                 try
                 {
@@ -295,7 +272,7 @@ public sealed partial class FetchEngine
                 }
                 hash.AppendData(buffer, 0, n);
                 written += n;
-                (upstreamBytes ??= _metrics.UpstreamBytes(request.UpstreamName)).Add(n);
+                (upstreamBytes ??= metrics.UpstreamBytes(request.UpstreamName)).Add(n);
                 fill.Advance(written);
             }
             current.Dispose();
@@ -307,91 +284,18 @@ public sealed partial class FetchEngine
         }
     }
 
-    /// <summary>Asks upstream for the rest. Only a 206 starting exactly where we stopped, for the same validator, counts.</summary>
-    private async Task<HttpResponseMessage?> TryResumeAsync(UpstreamCall call, long written, string? validator, long? length, CancellationToken ct)
-    {
-        if (length is null)
-        {
-            return null;
-        }
-        HttpResponseMessage response;
-        try
-        {
-            response = await _upstream.SendAsync(call with { RangeStart = written, IfRange = validator, IfNoneMatch = null, IfModifiedSince = null, Retries = 0 }, ct);
-        }
-        catch (UpstreamException)
-        {
-            return null;
-        }
-        var range = response.Content.Headers.ContentRange;
-        if (response.StatusCode == HttpStatusCode.PartialContent && range?.From == written && (range.Length is null || range.Length == length))
-        {
-            LogResumed(_logger, call.UpstreamName, UpstreamClient.Redact(call.Url), written);
-            return response;
-        }
-        response.Dispose();
-        return null;
-    }
-
     private void Fail(Fill fill, string reason, string message)
     {
-        _metrics.UpstreamError(fill.Request.UpstreamName, reason);
-        LogVerificationFailed(_logger, message);
+        metrics.UpstreamError(fill.Request.UpstreamName, reason);
+        LogVerificationFailed(logger, message);
         fill.Complete(new FillResult(FillEnd.UpstreamFailed, fill.Written, null, new UpstreamException(reason, 502, message)));
-    }
-
-    /// <summary>
-    /// Renames the verified file in and records it, under the digest's lock: an eviction of the same digest (row out,
-    /// then file deleted) happens wholly before or wholly after, never between, so it can never delete the file of a
-    /// blob committed again meanwhile.
-    /// </summary>
-    private (BlobRecord? Blob, Exception? Failure) CommitBlob(string tempPath, string digest, long size, List<EntryTemplate> aliases, bool anonymous)
-    {
-        lock (_index.LockFor(digest))
-        {
-            try
-            {
-                _store.Commit(tempPath, digest);
-            }
-            catch (IOException e)
-            {
-                return (null, e);
-            }
-            try
-            {
-                return (_index.Commit(digest, size, NowMs, aliases, anonymous), null);
-            }
-            catch (Exception e) when (e is Microsoft.Data.Sqlite.SqliteException or IOException)
-            {
-                // The index could not record it (the disk filled up at this very step): like any other write failure,
-                // the clients keep their bytes and nothing unindexed stays in the store. The renamed file goes back to
-                // its temp name, where late readers still find it until the temp file is cleaned up.
-                if (!_index.TryGetBlob(digest, out _))
-                {
-                    UnCommit(tempPath, digest);
-                }
-                return (null, e);
-            }
-        }
-    }
-
-    private void UnCommit(string tempPath, string digest)
-    {
-        try
-        {
-            File.Move(_store.BlobPath(digest), tempPath);
-        }
-        catch (IOException)
-        {
-            _store.Delete(digest);
-        }
     }
 
     private void StorageFailed(Fill fill, long written, Exception e)
     {
-        _metrics.StoreWriteError();
-        Interlocked.Exchange(ref _storageDegradedUntilMs, NowMs + 30_000);
-        LogStorageFailed(_logger, e, fill.Request.Key, written);
+        metrics.StoreWriteError();
+        host.StorageDegraded();
+        LogStorageFailed(logger, e, fill.Request.Key, written);
         fill.SetStarted(new FillStart(FillStartKind.Failed, null, null, null, null, new UpstreamException("storage", 503, "the store could not write: " + e.Message)));
         fill.Complete(new FillResult(FillEnd.StorageFailed, written, null, new UpstreamException("storage", 503, "the store could not write: " + e.Message)));
     }
@@ -401,15 +305,15 @@ public sealed partial class FetchEngine
     /// into memory to be parsed: the page cap (counted after decompression) is what stops a gzip bomb.
     /// </summary>
     private string? TooLarge(ArtifactRequest request, long size) =>
-        request.Decompress && size > _options.MaxPageSizeBytes ? PageTooLarge(request)
-        : size > _options.MaxSizeBytes ? StoreTooSmall(request, size)
+        request.Decompress && size > options.MaxPageSizeBytes ? PageTooLarge(request, options)
+        : size > options.MaxSizeBytes ? StoreTooSmall(request, size, options)
         : null;
 
-    private string PageTooLarge(ArtifactRequest request) =>
-        $"upstream page larger than {ValueParsers.FormatSize(_options.MaxPageSizeBytes)} (--max-page-size) for {request.Key} from '{request.UpstreamName}'; not stored";
+    internal static string PageTooLarge(ArtifactRequest request, HoardOptions options) =>
+        $"upstream page larger than {ValueParsers.FormatSize(options.MaxPageSizeBytes)} (--max-page-size) for {request.Key} from '{request.UpstreamName}'; not stored";
 
-    private string StoreTooSmall(ArtifactRequest request, long size) =>
-        $"upstream '{request.UpstreamName}' sends {size} bytes for {request.Key}, larger than the store ({ValueParsers.FormatSize(_options.MaxSizeBytes)}, --max-size); not stored";
+    internal static string StoreTooSmall(ArtifactRequest request, long size, HoardOptions options) =>
+        $"upstream '{request.UpstreamName}' sends {size} bytes for {request.Key}, larger than the store ({ValueParsers.FormatSize(options.MaxSizeBytes)}, --max-size); not stored";
 
     private static void TryDelete(string path)
     {
@@ -434,8 +338,6 @@ public sealed partial class FetchEngine
     [LoggerMessage(Level = LogLevel.Warning, Message = "Upstream {Upstream} broke off {Key} after {Written} bytes: {Reason}")]
     private static partial void LogBodyBroken(ILogger logger, string upstream, string key, long written, string reason);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Upstream {Upstream}: resumed {Url} at byte {Offset}")]
-    private static partial void LogResumed(ILogger logger, string upstream, string url, long offset);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Download of {Key} failed unexpectedly")]
     private static partial void LogFillCrashed(ILogger logger, Exception e, string key);
