@@ -56,7 +56,7 @@ public static class Cli
             {
                 app = HoardApp.Build(hoardOptions);
             }
-            catch (DataDirInUseException e)
+            catch (Exception e) when (e is DataDirInUseException or Hoard.Core.Storage.UnreadableIndexException)
             {
                 await Console.Error.WriteLineAsync("hoard: " + e.Message);
                 return 2;

@@ -32,6 +32,11 @@ public sealed partial class CacheIndex
             LoadContentTypes();
             return;
         }
+        if (version > SchemaVersion)
+        {
+            throw new UnreadableIndexException(
+                $"{_db.DataSource} has index layout {version}, written by a newer Hoard; this one reads layout {SchemaVersion} and older. Run the newer version, or start with an empty data directory.");
+        }
         var oldLayout = Scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'blobs'") > 0;
         using (var tx = _db.BeginTransaction())
         {
@@ -282,3 +287,6 @@ internal static class HttpDate
             ? (uint)at.ToUnixTimeSeconds()
             : 0;
 }
+
+/// <summary>The data directory's index cannot be used by this version (written by a newer one): Hoard does not start.</summary>
+public sealed class UnreadableIndexException(string message) : Exception(message);

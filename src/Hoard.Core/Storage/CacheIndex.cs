@@ -39,9 +39,17 @@ public sealed partial class CacheIndex : IDisposable
             Pooling = false,
         }.ToString());
         _db.Open();
-        Execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;");
-        OpenSchema();
-        Load();
+        try
+        {
+            Execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;");
+            OpenSchema();
+            Load();
+        }
+        catch
+        {
+            _db.Dispose();
+            throw;
+        }
     }
 
     /// <summary>

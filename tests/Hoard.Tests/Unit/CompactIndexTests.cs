@@ -102,6 +102,32 @@ public sealed class CompactIndexTests
     }
 
     [Fact]
+    public void An_index_written_by_a_newer_layout_is_refused_with_a_clear_message_and_left_as_it_is()
+    {
+        using var temp = new TempDir();
+        using (var index = new CacheIndex(temp.Path, NullLogger.Instance))
+        {
+            index.Commit(DigestOf(1), 1, 1000, [new EntryTemplate("k", null, null, null)]);
+        }
+        using (var db = new SqliteConnection($"Data Source={Path.Combine(temp.Path, "index.db")};Pooling=False"))
+        {
+            db.Open();
+            using var cmd = db.CreateCommand();
+            cmd.CommandText = "PRAGMA user_version = 9";
+            cmd.ExecuteNonQuery();
+        }
+        var refused = Assert.Throws<UnreadableIndexException>(() => new CacheIndex(temp.Path, NullLogger.Instance));
+        Assert.Contains("layout 9, written by a newer Hoard", refused.Message, StringComparison.Ordinal);
+        using (var db = new SqliteConnection($"Data Source={Path.Combine(temp.Path, "index.db")};Pooling=False"))
+        {
+            db.Open();
+            using var cmd = db.CreateCommand();
+            cmd.CommandText = "SELECT COUNT(*) FROM entries";
+            Assert.Equal(1L, cmd.ExecuteScalar());
+        }
+    }
+
+    [Fact]
     public void The_record_table_agrees_with_a_dictionary_through_inserts_replacements_and_removals()
     {
         var table = new RecordTable<int, Box>(b => b.Key);
