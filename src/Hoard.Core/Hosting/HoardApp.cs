@@ -182,6 +182,8 @@ public static partial class HoardApp
             var stats = engine.Stats;
             return (stats.Bytes, stats.Blobs, stats.Keys);
         };
+        metrics.StoreMaxBytes = options.MaxSizeBytes;
+        metrics.InFlightGauge = () => engine.InFlight;
         var accessLog = app.Services.GetRequiredService<AccessLog>();
         metrics.AccessLogDropped = () => accessLog.Dropped;
         var stored = engine.Stats;

@@ -47,6 +47,37 @@ public sealed class HoardMetrics
     private readonly ConcurrentDictionary<string, Histogram> _latency = new(StringComparer.Ordinal);
 
     public Func<(long Bytes, long Blobs, long Entries)>? StoreGauge { get; set; }
+
+    /// <summary>--max-size: what hoard_store_bytes (plus hoard_git_mirror_bytes) is kept under.</summary>
+    public long StoreMaxBytes { get; set; }
+
+    /// <summary>Downloads running now (one per artifact, however many clients share it).</summary>
+    public Func<int>? InFlightGauge { get; set; }
+
+    /// <summary>
+    /// Every counter family, declared with its help text whether or not it has a series yet: dashboards and alerts
+    /// can rely on the name, and a family with no labels starts at 0 (an alert on its rate sees the first event).
+    /// </summary>
+    private static readonly (string Name, string Help, bool Labelled)[] CounterFamilies =
+    [
+        ("hoard_upstream_requests_total", "Upstream requests by upstream and result.", true),
+        ("hoard_upstream_errors_total", "Upstream failures by upstream and reason (status, connect, timeout, body, too_large, digest_mismatch, ...).", true),
+        ("hoard_upstream_bytes_total", "Bytes downloaded from each upstream.", true),
+        ("hoard_upstream_resumes_total", "Broken upstream bodies resumed with a Range request.", true),
+        ("hoard_oci_requests_total", "Image registry requests by registry and cache outcome.", true),
+        ("hoard_git_requests_total", "Git requests by kind and result.", true),
+        ("hoard_git_mirror_fetches_total", "Git mirror clones and fetches by upstream and result.", true),
+        ("hoard_git_mirror_fetch_milliseconds_total", "Time spent in git mirror clones and fetches.", true),
+        ("hoard_peer_bytes_total", "Bytes fetched from other cluster nodes.", false),
+        ("hoard_peer_requests_total", "Requests to other cluster nodes by node and result.", true),
+        ("hoard_peer_resumes_total", "Downloads from a peer resumed from another node.", false),
+        ("hoard_cluster_lock_takeovers_total", "Cluster download locks taken over from a node that stopped renewing them.", false),
+        ("hoard_stale_served_total", "Responses served from a stale copy because upstream could not answer, by protocol.", true),
+        ("hoard_digest_mismatch_total", "Downloads whose sha256 was not what the index or cluster said (not stored), by protocol.", true),
+        ("hoard_store_write_errors_total", "Store writes that failed (then served without storing for 30 s).", false),
+        ("hoard_store_evictions_total", "Blobs evicted, least recently used first.", false),
+        ("hoard_store_evicted_bytes_total", "Bytes of evicted blobs.", false),
+    ];
     public Func<long>? AccessLogDropped { get; set; }
 
     /// <summary>Git mirrors on disk: they count toward --max-size beside the blobs.</summary>
@@ -150,9 +181,9 @@ public sealed class HoardMetrics
             var (bytes, blobs, entries) = gauge();
             sb.Append("# HELP hoard_store_bytes Bytes of committed blobs.\n# TYPE hoard_store_bytes gauge\n");
             sb.Append(CultureInfo.InvariantCulture, $"hoard_store_bytes {bytes}\n");
-            sb.Append("# TYPE hoard_store_blobs gauge\n");
+            sb.Append("# HELP hoard_store_blobs Committed blobs.\n# TYPE hoard_store_blobs gauge\n");
             sb.Append(CultureInfo.InvariantCulture, $"hoard_store_blobs {blobs}\n");
-            sb.Append("# TYPE hoard_store_entries gauge\n");
+            sb.Append("# HELP hoard_store_entries Keys naming committed blobs.\n# TYPE hoard_store_entries gauge\n");
             sb.Append(CultureInfo.InvariantCulture, $"hoard_store_entries {entries}\n");
         }
         if (GitMirrorGauge is { } git)
@@ -160,7 +191,7 @@ public sealed class HoardMetrics
             var (bytes, count) = git();
             sb.Append("# HELP hoard_git_mirror_bytes Bytes of git mirrors on disk (counted toward --max-size with hoard_store_bytes).\n# TYPE hoard_git_mirror_bytes gauge\n");
             sb.Append(CultureInfo.InvariantCulture, $"hoard_git_mirror_bytes {bytes}\n");
-            sb.Append("# TYPE hoard_git_mirrors gauge\n");
+            sb.Append("# HELP hoard_git_mirrors Git mirrors on disk.\n# TYPE hoard_git_mirrors gauge\n");
             sb.Append(CultureInfo.InvariantCulture, $"hoard_git_mirrors {count}\n");
         }
         if (ClusterSize > 0)
@@ -173,13 +204,39 @@ public sealed class HoardMetrics
             sb.Append("# HELP hoard_access_log_dropped_total Access-log lines dropped because the output could not keep up.\n# TYPE hoard_access_log_dropped_total counter\n");
             sb.Append(CultureInfo.InvariantCulture, $"hoard_access_log_dropped_total {dropped()}\n");
         }
-        foreach (var family in _labelled.OrderBy(kv => kv.Key, StringComparer.Ordinal).GroupBy(kv => Family(kv.Key)))
+        var families = _labelled.OrderBy(kv => kv.Key, StringComparer.Ordinal).GroupBy(kv => Family(kv.Key)).ToDictionary(g => g.Key, g => g.ToList(), StringComparer.Ordinal);
+        foreach (var (name, help, labelled) in CounterFamilies)
         {
-            sb.Append(CultureInfo.InvariantCulture, $"# TYPE {family.Key} counter\n");
-            foreach (var (series, counter) in family)
+            sb.Append(CultureInfo.InvariantCulture, $"# HELP {name} {help}\n# TYPE {name} counter\n");
+            if (families.Remove(name, out var series))
             {
-                sb.Append(CultureInfo.InvariantCulture, $"{series} {counter.Value}\n");
+                foreach (var (line, counter) in series)
+                {
+                    sb.Append(CultureInfo.InvariantCulture, $"{line} {counter.Value}\n");
+                }
             }
+            else if (!labelled)
+            {
+                sb.Append(CultureInfo.InvariantCulture, $"{name} 0\n");
+            }
+        }
+        foreach (var (name, series) in families)
+        {
+            sb.Append(CultureInfo.InvariantCulture, $"# HELP {name} (not described)\n# TYPE {name} counter\n");
+            foreach (var (line, counter) in series)
+            {
+                sb.Append(CultureInfo.InvariantCulture, $"{line} {counter.Value}\n");
+            }
+        }
+        if (StoreMaxBytes > 0)
+        {
+            sb.Append("# HELP hoard_store_max_bytes The store's size limit (--max-size), for blobs and git mirrors together.\n# TYPE hoard_store_max_bytes gauge\n");
+            sb.Append(CultureInfo.InvariantCulture, $"hoard_store_max_bytes {StoreMaxBytes}\n");
+        }
+        if (InFlightGauge is { } inFlight)
+        {
+            sb.Append("# HELP hoard_downloads_in_flight Downloads running now, one per artifact however many clients share it.\n# TYPE hoard_downloads_in_flight gauge\n");
+            sb.Append(CultureInfo.InvariantCulture, $"hoard_downloads_in_flight {inFlight()}\n");
         }
         sb.Append("# HELP hoard_upstream_latency_seconds Time from upstream request to response headers.\n# TYPE hoard_upstream_latency_seconds histogram\n");
         foreach (var (upstream, h) in _latency.OrderBy(kv => kv.Key, StringComparer.Ordinal))
