@@ -1,3 +1,4 @@
+using System.Reflection;
 using System.CommandLine;
 using System.Collections;
 using Hoard.Core.Configuration;
@@ -11,14 +12,24 @@ public static class Cli
 {
     public static RootCommand Build()
     {
-        var root = new RootCommand("Hoard: a caching mirror for PyPI and plain files. The first request goes upstream, every later one is served locally; concurrent misses share one download.");
+        var root = new RootCommand("Hoard: a caching mirror for PyPI, container images, git and plain files. The first request goes upstream, every later one is served locally; concurrent misses share one download.");
         root.Subcommands.Add(BuildServe());
         root.Subcommands.Add(ConfigCommands.Build());
         root.Subcommands.Add(StatusCommand.Build());
         var version = new Command("version", "Print Hoard's version.");
-        version.SetAction(_ => Console.WriteLine("hoard " + (typeof(Cli).Assembly.GetName().Version?.ToString(3) ?? "0")));
+        version.SetAction(_ => Console.WriteLine(VersionText()));
         root.Subcommands.Add(version);
         return root;
+    }
+
+    /// <summary>"hoard 1.0.0 (commit 0123456789ab)": the version and the git commit it was built from (the SDK records it).</summary>
+    public static string VersionText()
+    {
+        var informational = typeof(Cli).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0.0.0";
+        var plus = informational.IndexOf('+', StringComparison.Ordinal);
+        return plus < 0
+            ? "hoard " + informational
+            : $"hoard {informational[..plus]} (commit {informational[(plus + 1)..Math.Min(informational.Length, plus + 13)]})";
     }
 
     public static Option<string> ConfigOption() => new("--config")

@@ -99,6 +99,19 @@ public sealed partial class DeployFilesTests
         Assert.Equal(50L * 1000 * 1000 * 1000, options.MaxSizeBytes);
     }
 
+    [Fact]
+    public async Task Hoard_version_names_the_commit_it_was_built_from()
+    {
+        var (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "version"]);
+        Assert.Equal(0, code);
+        var (_, head) = await Pip.RunAsync("git", ["-C", RepoFiles.Root, "rev-parse", "HEAD"]);
+        Assert.Matches(@"^hoard \d+\.\d+\.\d+ \(commit [0-9a-f]{12}\)$", output.Trim());
+        // The build under test was made from this checkout (a commit of it: the tree may have moved on since).
+        var commit = Regex.Match(output, "commit ([0-9a-f]{12})").Groups[1].Value;
+        var (known, _) = await Pip.RunAsync("git", ["-C", RepoFiles.Root, "cat-file", "-e", commit + "^{commit}"]);
+        Assert.True(known == 0, $"{commit} is not a commit of {RepoFiles.Root} (HEAD {head.Trim()})");
+    }
+
     [GeneratedRegex("(No such file|not found|does not exist|cannot read|could not read|Could not find)", RegexOptions.IgnoreCase)]
     private static partial Regex MissingFile();
 }
