@@ -308,34 +308,19 @@ public sealed class OciTests
         Assert.True(code == 0, output);
 
         // A private containerd daemon (Debian's), its own root, state and socket.
-        var ctd = temp.Sub("containerd");
-        var socket = Path.Combine(ctd, "containerd.sock");
-        File.WriteAllText(Path.Combine(ctd, "config.toml"), $"version = 2\nroot = \"{ctd}/root\"\nstate = \"{ctd}/state\"\n[grpc]\n  address = \"{socket}\"\n");
-        using var daemon = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("containerd") { ArgumentList = { "--config", Path.Combine(ctd, "config.toml") }, RedirectStandardError = true, RedirectStandardOutput = true })!;
-        daemon.ErrorDataReceived += (_, _) => { };
-        daemon.OutputDataReceived += (_, _) => { };
-        daemon.BeginErrorReadLine();
-        daemon.BeginOutputReadLine();
-        try
+        await using var containerd = new Containerd();
+        await containerd.StartAsync();
+        // registry.test resolves nowhere: only the hosts.toml mirror (Hoard, with ?ns=registry.test) can serve this.
+        (code, output) = await containerd.CtrAsync("hoard", "content", "fetch", "--hosts-dir", hostsDir, $"{Upstream}/team/app:v1");
+        Assert.True(code == 0, output);
+        (code, output) = await containerd.CtrAsync("hoard", "content", "ls", "-q");
+        Assert.True(code == 0, output);
+        Assert.Contains(single.Digest, output, StringComparison.Ordinal);
+        foreach (var blob in single.Blobs)
         {
-            await FetchEngineTests.WaitUntil(() => File.Exists(socket), TimeSpan.FromSeconds(20));
-            // registry.test resolves nowhere: only the hosts.toml mirror (Hoard, with ?ns=registry.test) can serve this.
-            (code, output) = await Pip.RunAsync("ctr", ["--address", socket, "-n", "hoard", "content", "fetch", "--hosts-dir", hostsDir, $"{Upstream}/team/app:v1"]);
-            Assert.True(code == 0, output);
-            (code, output) = await Pip.RunAsync("ctr", ["--address", socket, "-n", "hoard", "content", "ls", "-q"]);
-            Assert.True(code == 0, output);
-            Assert.Contains(single.Digest, output, StringComparison.Ordinal);
-            foreach (var blob in single.Blobs)
-            {
-                Assert.Contains(blob, output, StringComparison.Ordinal);
-            }
-            Assert.True(hoard.Metrics.Get($"hoard_oci_requests_total{{registry=\"{Upstream}\",outcome=\"miss\"}}") >= 3);
+            Assert.Contains(blob, output, StringComparison.Ordinal);
         }
-        finally
-        {
-            daemon.Kill(entireProcessTree: true);
-            await daemon.WaitForExitAsync();
-        }
+        Assert.True(hoard.Metrics.Get($"hoard_oci_requests_total{{registry=\"{Upstream}\",outcome=\"miss\"}}") >= 3);
     }
 
     [Fact]
