@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every benchmark, in order: run.sh writes bench/RESULTS.md afresh, oci.sh, git.sh, git-refs.sh, cluster.sh and scale.sh add theirs.
+# Every benchmark, in order: run.sh writes bench/RESULTS.md afresh, oci.sh, git.sh, git-refs.sh, cluster.sh, scale.sh and nodes.sh add theirs.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 "$here/run.sh"
@@ -8,3 +8,4 @@ here=$(cd "$(dirname "$0")" && pwd)
 "$here/git-refs.sh"
 "$here/cluster.sh"
 "$here/scale.sh"
+"$here/nodes.sh"
