@@ -109,9 +109,10 @@ public static class ContainerdConfigCheck
         }
         if (paths.Length > 1)
         {
-            // containerd issue #12808: containerd 2.x (the transfer service's pull path) takes the whole list for one
-            // directory, finds no hosts.toml, and pulls straight from the registries without a word.
-            var problem = $"config_path under {where} is a list (\"{path}\"), which containerd 2.x reads as a single directory (containerd issue 12808): it would never read Hoard's hosts.toml";
+            // containerd issue #12808 (open): with the list its own `config default` writes, containerd 2.x reads no
+            // hosts.toml and pulls straight from the registries without a word (its pull path is reported to take the
+            // whole list for one directory).
+            var problem = $"config_path under {where} is a list (\"{path}\"), with which containerd 2.x has been found to read no hosts.toml at all (containerd issue 12808)";
             if (table.Version == 3)
             {
                 return new($"{configFile}: {problem}. Set the one directory:{Snippet(3, certsDir)}and restart containerd.", notes);

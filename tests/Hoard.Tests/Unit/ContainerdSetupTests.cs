@@ -86,7 +86,7 @@ public sealed class ContainerdSetupTests
     [Fact]
     public void A_list_of_directories_is_refused_for_containerd_2_and_passes_with_a_note_for_a_version_2_config()
     {
-        // containerd 2.x writes this list by default, and then reads it as one directory (containerd issue 12808).
+        // containerd 2.x writes this list by default, and has been found to read no hosts.toml with it (containerd issue 12808).
         AssertRefused(Check($"version = 3\n[plugins.'{V3}'.registry]\n  config_path = '{Certs}:/etc/docker/certs.d'\n"), "is a list", "12808", $"config_path = \"{Certs}\"");
         var result = Check($"version = 2\n[plugins.\"{V2}\".registry]\n  config_path = \"/etc/docker/certs.d:{Certs}\"\n");
         AssertOk(result);
