@@ -76,8 +76,14 @@ public static class ConfigCommands
         // daemon.json names Hoard only (docker mirrors Docker Hub alone): no registry list to look up.
         config.Subcommands.Add(Container("docker", "Print daemon.json with Hoard as Docker Hub's registry mirror; --apply merges it into /etc/docker/daemon.json.", "/etc/docker/daemon.json",
             (hoard, _, path) => [(path, ContainerConfig.DockerDaemonJson(hoard, File.Exists(path) ? File.ReadAllText(path) : null))], needsRegistries: false));
-        config.Subcommands.Add(Container("containerd", "Print a hosts.toml per configured registry; --apply writes them under /etc/containerd/certs.d (set config_path there in containerd's config).", "/etc/containerd/certs.d",
-            (hoard, registries, path) => ContainerConfig.ContainerdHosts(hoard, registries).Select(h => (Path.Combine(path, h.Registry, "hosts.toml"), h.Content)).ToList()));
+        var containerdConfig = new Option<string>("--containerd-config")
+        {
+            Description = "containerd's config file (e.g. /etc/containerd/config.toml) to check first: unless its CRI registry config_path is the --path directory, "
+                + "nothing is printed or written and the exit code is 3. containerd's config is only read, never changed, and containerd is not restarted.",
+        };
+        config.Subcommands.Add(Container("containerd", "Print a hosts.toml per configured registry; --apply writes them under /etc/containerd/certs.d (set config_path there in containerd's config; --containerd-config checks it).", "/etc/containerd/certs.d",
+            (hoard, registries, path) => ContainerConfig.ContainerdHosts(hoard, registries).Select(h => (Path.Combine(path, h.Registry, "hosts.toml"), h.Content)).ToList(),
+            check: (containerdConfig, CheckContainerd)));
         config.Subcommands.Add(Container("podman", "Print a registries.conf drop-in (podman, CRI-O, skopeo, buildah); --apply writes /etc/containers/registries.conf.d/hoard.conf.", "/etc/containers/registries.conf.d/hoard.conf",
             (hoard, registries, path) => [(path, ContainerConfig.RegistriesConf(hoard, registries))]));
         config.Subcommands.Add(GitCommand());
@@ -147,7 +153,7 @@ public static class ConfigCommands
 
     /// <summary>One `hoard config` subcommand for a container client: files to print, or to write with --apply.</summary>
     private static Command Container(string name, string description, string defaultPath, Func<Uri, IReadOnlyList<UpstreamSpec>, string, IReadOnlyList<(string Path, string Content)>> files,
-        bool needsRegistries = true)
+        bool needsRegistries = true, (Option<string> Option, Func<string, string, bool> Passes)? check = null)
     {
         var command = new Command(name, description);
         var url = UrlOption();
@@ -159,11 +165,20 @@ public static class ConfigCommands
         {
             command.Options.Add(o);
         }
+        if (check is { } c)
+        {
+            command.Options.Add(c.Option);
+        }
         command.SetAction(async (parse, ct) =>
         {
             if (BaseUrl(parse, url) is not { } hoard)
             {
                 return 2;
+            }
+            // Checked before anything is looked up or written: files the runtime would ignore help no one.
+            if (check is { } verify && parse.GetValue(verify.Option) is { } checkedFile && !verify.Passes(checkedFile, parse.GetValue(path) ?? defaultPath))
+            {
+                return 3;
             }
             IReadOnlyList<UpstreamSpec> list = [];
             if (needsRegistries)
@@ -192,6 +207,23 @@ public static class ConfigCommands
             return 0;
         });
         return command;
+    }
+
+    /// <summary>`--containerd-config`: whether containerd reads hosts.toml files from the directory Hoard writes; prints why not.</summary>
+    private static bool CheckContainerd(string configFile, string certsDir)
+    {
+        var result = ContainerdConfigCheck.CheckFile(configFile, certsDir);
+        foreach (var note in result.Notes)
+        {
+            // Notes go to stderr: stdout may be the hosts.toml files themselves.
+            Console.Error.WriteLine("hoard: " + note);
+        }
+        if (result.Error is { } error)
+        {
+            Console.Error.WriteLine("hoard: containerd would not read Hoard's hosts.toml files, so Hoard writes (or prints) none: " + error);
+            return false;
+        }
+        return true;
     }
 
     /// <summary>
