@@ -6,7 +6,7 @@ using Microsoft.AspNetCore.Builder;
 
 namespace Hoard;
 
-/// <summary>The `hoard` command line: serve, config, version.</summary>
+/// <summary>The `hoard` command line: serve, config, status, health, version.</summary>
 public static class Cli
 {
     public static RootCommand Build()
@@ -15,6 +15,7 @@ public static class Cli
         root.Subcommands.Add(BuildServe());
         root.Subcommands.Add(ConfigCommands.Build());
         root.Subcommands.Add(StatusCommand.Build());
+        root.Subcommands.Add(HealthCommand.Build());
         var version = new Command("version", "Print Hoard's version.");
         version.SetAction(_ => Console.WriteLine("hoard " + (typeof(Cli).Assembly.GetName().Version?.ToString(3) ?? "0")));
         root.Subcommands.Add(version);
