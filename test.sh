@@ -19,6 +19,7 @@ command -v containerd >/dev/null 2>&1 || need+=(containerd)
 command -v git-lfs >/dev/null 2>&1 || need+=(git-lfs)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v git >/dev/null 2>&1 || need+=(git)
+command -v buildah >/dev/null 2>&1 || need+=(buildah)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
