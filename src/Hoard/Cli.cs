@@ -7,7 +7,7 @@ using Microsoft.AspNetCore.Builder;
 
 namespace Hoard;
 
-/// <summary>The `hoard` command line: serve, config, version.</summary>
+/// <summary>The `hoard` command line: serve, config, status, health, version.</summary>
 public static class Cli
 {
     public static RootCommand Build()
@@ -16,6 +16,7 @@ public static class Cli
         root.Subcommands.Add(BuildServe());
         root.Subcommands.Add(ConfigCommands.Build());
         root.Subcommands.Add(StatusCommand.Build());
+        root.Subcommands.Add(HealthCommand.Build());
         var version = new Command("version", "Print Hoard's version.");
         version.SetAction(_ => Console.WriteLine(VersionText()));
         root.Subcommands.Add(version);
