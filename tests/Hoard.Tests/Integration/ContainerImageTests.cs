@@ -25,11 +25,11 @@ public sealed class ContainerImageTests
         await MakeBaseAsync(buildah, temp.Sub("rootfs"));
 
         // REVISION is left to build.sh: the commit checked out here.
-        var (code, log) = await Pip.RunAsync(Path.Combine(RepoRoot(), "deploy", "container", "build.sh"),
+        var (code, log) = await Pip.RunAsync(Path.Combine(RepoFiles.Root, "deploy", "container", "build.sh"),
             ["--base", Base, "-t", Image, "--", .. buildah.GlobalArgs, "--isolation", "chroot"],
             new Dictionary<string, string> { ["CONTAINER_BUILDER"] = "buildah", ["VERSION"] = Version, ["SOURCE"] = Source });
         Assert.True(code == 0, "build.sh: " + log);
-        var (inGit, head) = await Pip.RunAsync("git", ["-C", RepoRoot(), "rev-parse", "HEAD"]);
+        var (inGit, head) = await Pip.RunAsync("git", ["-C", RepoFiles.Root, "rev-parse", "HEAD"]);
         var revision = inGit == 0 ? head.Trim() : "unknown";
 
         // The configuration docker and Kubernetes read.
@@ -60,7 +60,9 @@ public sealed class ContainerImageTests
         Assert.Equal("10001", await OwnerAsync(Path.Combine(root, "var", "lib", "hoard")));
         Assert.Equal("0", await OwnerAsync(Path.Combine(root, "app", "hoard")));
         await buildah.RunAsync("umount", container);
-        Assert.Contains($"hoard {Version}\n", await buildah.RunAsync("run", "--isolation", "chroot", "--network", "host", container, "--", "/app/hoard", "version"), StringComparison.Ordinal);
+        // The version given to the build, and the commit it was built from (the SDK records it).
+        var expected = inGit == 0 ? $"hoard {Version} (commit {revision[..12]})\n" : $"hoard {Version}";
+        Assert.Contains(expected, await buildah.RunAsync("run", "--isolation", "chroot", "--network", "host", container, "--", "/app/hoard", "version"), StringComparison.Ordinal);
 
         var index = new PackageIndex(temp.Sub("upstream"));
         var wheel = index.AddWheel("image-demo", "1.0");
@@ -204,14 +206,4 @@ public sealed class ContainerImageTests
     }
 
     private static string[] Strings(JsonElement array) => array.EnumerateArray().Select(e => e.GetString()!).ToArray();
-
-    private static string RepoRoot()
-    {
-        var repo = AppContext.BaseDirectory;
-        while (!File.Exists(Path.Combine(repo, "Hoard.sln")))
-        {
-            repo = Path.GetDirectoryName(repo)!;
-        }
-        return repo;
-    }
 }

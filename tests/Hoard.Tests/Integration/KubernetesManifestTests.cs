@@ -213,13 +213,7 @@ public sealed partial class KubernetesManifestTests
     /// <summary>`kubectl kustomize deploy/kubernetes/DIR`, read strictly into the API types.</summary>
     private static async Task<List<object>> RenderAsync(string dir)
     {
-        var root = new DirectoryInfo(AppContext.BaseDirectory);
-        while (root is not null && !File.Exists(Path.Combine(root.FullName, "Hoard.sln")))
-        {
-            root = root.Parent;
-        }
-        Assert.NotNull(root);
-        var psi = new ProcessStartInfo("kubectl") { ArgumentList = { "kustomize", Path.Combine(root.FullName, "deploy", "kubernetes", dir) }, RedirectStandardOutput = true, RedirectStandardError = true };
+        var psi = new ProcessStartInfo("kubectl") { ArgumentList = { "kustomize", RepoFiles.PathOf(Path.Combine("deploy", "kubernetes", dir)) }, RedirectStandardOutput = true, RedirectStandardError = true };
         Process p;
         try
         {

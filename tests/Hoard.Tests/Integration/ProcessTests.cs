@@ -50,11 +50,7 @@ public sealed class ProcessTests
     public async Task A_published_single_file_build_runs_and_serves()
     {
         using var temp = new TempDir();
-        var repo = AppContext.BaseDirectory;
-        while (!File.Exists(Path.Combine(repo, "Hoard.sln")))
-        {
-            repo = Path.GetDirectoryName(repo)!;
-        }
+        var repo = RepoFiles.Root;
         var output = temp.Sub("publish");
         var (code, log) = await Pip.RunAsync("dotnet", ["publish", Path.Combine(repo, "src", "Hoard"), "-c", "Release", "-r", "linux-x64", "--self-contained", "false", "-p:PublishSingleFile=true", "-o", output, "--nologo"]);
         Assert.True(code == 0, log);

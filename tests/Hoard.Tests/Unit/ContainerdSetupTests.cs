@@ -194,7 +194,7 @@ public sealed class ContainerdSetupTests
         Assert.Equal(["c"], Assert.IsType<List<object>>(list[2]));
         Assert.Equal(new Toml.Bare("3"), list[3]);
         Assert.Equal(new Toml.Bare("2"), toml.Get("number"));
-        Assert.Equal(new Toml.Bare("1979-05-27 07:32:00"), toml.Get("quoted.key", "bare-key", "when"));
+        Assert.Equal(new Toml.Bare("1979-05-27T07:32:00"), toml.Get("quoted.key", "bare-key", "when"));
         Assert.Null(toml.Get("array", "ignored"));
         Assert.Equal(new Toml.Bare("true"), toml.Get("after", "kept"));
         Assert.True(toml.HasUnder("quoted.key"));
