@@ -75,7 +75,18 @@ public static class Cli
             }
             await using (app)
             {
-                await app.RunAsync(ct);
+                try
+                {
+                    await app.StartAsync(ct);
+                }
+                catch (IOException e) when (e.InnerException is Microsoft.AspNetCore.Connections.AddressInUseException || e.InnerException is System.Net.Sockets.SocketException)
+                {
+                    // Kestrel's message names the address ("Failed to bind to address http://0.0.0.0:8080: address
+                    // already in use."): one line is what the user needs, not the stack.
+                    await Console.Error.WriteLineAsync($"hoard: {e.Message.TrimEnd('.')}; another program (or another Hoard) listens there: stop it, or give another --listen");
+                    return 2;
+                }
+                await app.WaitForShutdownAsync(ct);
             }
             return 0;
         });

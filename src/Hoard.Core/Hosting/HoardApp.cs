@@ -75,6 +75,9 @@ public static partial class HoardApp
         builder.Logging.SetMinimumLevel(Enum.Parse<LogLevel>(options.LogLevel, ignoreCase: true));
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
         builder.Logging.AddFilter("System.Net.Http", LogLevel.Warning);
+        // A failure to start (a port in use) is thrown to `hoard serve`, which says it in one line: not logged here
+        // as well, with its stack.
+        builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.None);
         configureLogging?.Invoke(builder.Logging);
 
         var services = builder.Services;
@@ -199,6 +202,10 @@ public static partial class HoardApp
         foreach (var r in options.Registries)
         {
             LogUpstream(logger, "registry", r.Name, UpstreamClient.Redact(r.Url), r.Name == options.DefaultRegistry ? " (default for /v2/NAME)" : "");
+        }
+        foreach (var g in options.Git)
+        {
+            LogUpstream(logger, "git", g.Name, UpstreamClient.Redact(g.Url), $" (at /git/{g.Name}/<repo>)");
         }
         app.Lifetime.ApplicationStarted.Register(() =>
         {

@@ -106,4 +106,22 @@ public sealed class ProcessTests
         Assert.Equal(2, code);
         Assert.Contains("expected an http(s) URL", output, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task A_port_in_use_is_one_line_and_exit_2_and_the_start_log_lists_every_upstream_git_included()
+    {
+        using var temp = new TempDir();
+        using var taken = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        taken.Start();
+        var port = ((System.Net.IPEndPoint)taken.LocalEndpoint).Port;
+        var (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "serve", "--listen", $"http://127.0.0.1:{port}", "--data", temp.Sub("data"),
+            "--git", "gh=https://github.com/", "--files", "rel=https://releases.example/"]);
+        Assert.Equal(2, code);
+        Assert.Contains($"hoard: Failed to bind to address http://127.0.0.1:{port}: address already in use; another program (or another Hoard) listens there", output, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", output, StringComparison.Ordinal);
+        Assert.DoesNotContain("Exception", output, StringComparison.Ordinal);
+        Assert.Contains("Upstream git gh = https://github.com/ (at /git/gh/<repo>)", output, StringComparison.Ordinal);
+        Assert.Contains("Upstream files rel = https://releases.example/", output, StringComparison.Ordinal);
+        Assert.Contains("Upstream pypi pypi = https://pypi.org/simple/", output, StringComparison.Ordinal);
+    }
 }
