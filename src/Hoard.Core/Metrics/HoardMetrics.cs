@@ -36,6 +36,20 @@ public enum CacheOutcome
 public sealed class HoardMetrics
 {
     public static readonly string[] Protocols = ["pypi", "files", "oci", "git", "admin"];
+
+    /// <summary>hoard_build_info{version,commit} 1: which build answers (the commit the SDK recorded at build time).</summary>
+    private static readonly string BuildInfo = MakeBuildInfo();
+
+    private static string MakeBuildInfo()
+    {
+        var informational = typeof(HoardMetrics).Assembly
+            .GetCustomAttributes(typeof(System.Reflection.AssemblyInformationalVersionAttribute), false)
+            .OfType<System.Reflection.AssemblyInformationalVersionAttribute>().FirstOrDefault()?.InformationalVersion ?? "0.0.0";
+        var plus = informational.IndexOf('+', StringComparison.Ordinal);
+        var (version, commit) = plus < 0 ? (informational, "unknown") : (informational[..plus], informational[(plus + 1)..]);
+        return "# HELP hoard_build_info The running build: its version and the git commit it was built from.\n# TYPE hoard_build_info gauge\n"
+            + $"hoard_build_info{{version=\"{version}\",commit=\"{commit}\"}} 1\n";
+    }
     private static readonly int OutcomeCount = Enum.GetValues<CacheOutcome>().Length;
 
     private readonly long[] _requests = new long[Protocols.Length * OutcomeCount];
@@ -163,6 +177,16 @@ public sealed class HoardMetrics
     public string Render()
     {
         var sb = new StringBuilder(4096);
+        sb.Append(BuildInfo);
+        using (var self = System.Diagnostics.Process.GetCurrentProcess())
+        {
+            sb.Append("# HELP process_start_time_seconds Start time of the process since the Unix epoch.\n# TYPE process_start_time_seconds gauge\n");
+            sb.Append(CultureInfo.InvariantCulture, $"process_start_time_seconds {new DateTimeOffset(self.StartTime.ToUniversalTime()).ToUnixTimeSeconds()}\n");
+            sb.Append("# HELP process_resident_memory_bytes Resident memory size.\n# TYPE process_resident_memory_bytes gauge\n");
+            sb.Append(CultureInfo.InvariantCulture, $"process_resident_memory_bytes {self.WorkingSet64}\n");
+            sb.Append("# HELP process_cpu_seconds_total User and system CPU time spent.\n# TYPE process_cpu_seconds_total counter\n");
+            sb.Append(CultureInfo.InvariantCulture, $"process_cpu_seconds_total {self.TotalProcessorTime.TotalSeconds}\n");
+        }
         sb.Append("# HELP hoard_requests_total Client requests by protocol and cache outcome.\n# TYPE hoard_requests_total counter\n");
         for (var p = 0; p < Protocols.Length; p++)
         {

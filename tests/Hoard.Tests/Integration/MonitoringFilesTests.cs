@@ -43,6 +43,10 @@ public sealed partial class MonitoringFilesTests
         var lint = await Pip.RunAsync("sh", ["-c", $"promtool check metrics < '{metricsFile}'"]);
         Assert.True(lint.Code == 0, lint.Output);
 
+        // Which build answers, and since when (uptime on the dashboard).
+        Assert.Matches("\nhoard_build_info\\{version=\"[0-9.]+\",commit=\"[0-9a-f]{40}\"\\} 1\n", exposition);
+        Assert.Matches("\nprocess_start_time_seconds [0-9]+\n", exposition);
+
         var families = TypeLine().Matches(exposition).Select(m => (Name: m.Groups[1].Value, Type: m.Groups[2].Value)).ToDictionary(f => f.Name, f => f.Type);
         var dashboard = JsonDocument.Parse(await File.ReadAllTextAsync(RepoFiles.PathOf("deploy/grafana/hoard.json")));
         var dashboardExprs = dashboard.RootElement.GetProperty("panels").EnumerateArray()
@@ -59,7 +63,7 @@ public sealed partial class MonitoringFilesTests
                 $"{name} is used by a dashboard panel or an alert but {node.BaseUrl}/metrics has no such family");
         }
         // The dashboard's panels cover what an operator asks first (issue 12, point 6).
-        foreach (var title in new[] { "Hit ratio by protocol", "Bytes saved", "Upstream errors", "Upstream latency", "Store fill", "Evictions", "Downloads in flight", "Cluster nodes", "Peer traffic" })
+        foreach (var title in new[] { "Hit ratio by protocol", "Bytes saved", "Upstream errors", "Upstream latency", "Store fill", "Evictions", "Downloads in flight", "Cluster nodes", "Peer traffic", "Version and uptime" })
         {
             Assert.Contains(dashboard.RootElement.GetProperty("panels").EnumerateArray(), p => p.GetProperty("title").GetString()!.StartsWith(title, StringComparison.Ordinal));
         }
