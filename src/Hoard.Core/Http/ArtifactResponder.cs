@@ -225,7 +225,11 @@ public sealed partial class ArtifactResponder(FetchEngine engine, HoardMetrics m
         }
         await response.StartAsync(ctx.RequestAborted);
         var result = await fill.CopyToAsync(response.BodyWriter, from, to, (pos, ct) => OpenPassthroughBodyAsync(request, pos, ct), ctx.RequestAborted);
-        if (fill.FromPeer)
+        if (outcome == CacheOutcome.Coalesced)
+        {
+            metrics.ServedCoalesced(result.Bytes);
+        }
+        else if (fill.FromPeer)
         {
             metrics.ServedFromPeer(result.Bytes);
         }

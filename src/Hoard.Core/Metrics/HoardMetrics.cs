@@ -56,6 +56,7 @@ public sealed class HoardMetrics
     private long _bytesFromCache;
     private long _bytesFromUpstream;
     private long _bytesFromPeers;
+    private long _bytesCoalesced;
     private readonly ConcurrentDictionary<string, Counter> _labelled = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Counter> _upstreamBytes = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Histogram> _latency = new(StringComparer.Ordinal);
@@ -104,6 +105,9 @@ public sealed class HoardMetrics
     public void ServedFromCache(long bytes) => Interlocked.Add(ref _bytesFromCache, bytes);
 
     public void ServedFromUpstream(long bytes) => Interlocked.Add(ref _bytesFromUpstream, bytes);
+
+    /// <summary>Bytes sent to a client that joined a download another request started: upstream sent them once for all.</summary>
+    public void ServedCoalesced(long bytes) => Interlocked.Add(ref _bytesCoalesced, bytes);
 
     /// <summary>Bytes sent to clients from a download whose source was another node (cluster mode).</summary>
     public void ServedFromPeer(long bytes) => Interlocked.Add(ref _bytesFromPeers, bytes);
@@ -196,9 +200,13 @@ public sealed class HoardMetrics
                 sb.Append(CultureInfo.InvariantCulture, $"hoard_requests_total{{protocol=\"{Protocols[p]}\",outcome=\"{((CacheOutcome)o).ToString().ToLowerInvariant()}\"}} {v}\n");
             }
         }
-        sb.Append("# HELP hoard_served_bytes_total Body bytes sent to clients by source.\n# TYPE hoard_served_bytes_total counter\n");
-        sb.Append(CultureInfo.InvariantCulture, $"hoard_served_bytes_total{{source=\"cache\"}} {Interlocked.Read(ref _bytesFromCache)}\n");
+        // Where each byte a client received came from: the store; a download this client started (or a pass-through),
+        // which upstream sent for it; a download another client started (sent by upstream once for all of them); a
+        // download from another node. Bytes saved = all served minus hoard_upstream_bytes_total.
+        sb.Append("# HELP hoard_served_bytes_total Body bytes sent to clients by source: store, upstream (a download this request started, or a pass-through), coalesced (joined another request's download), peer (a download from another node).\n# TYPE hoard_served_bytes_total counter\n");
+        sb.Append(CultureInfo.InvariantCulture, $"hoard_served_bytes_total{{source=\"store\"}} {Interlocked.Read(ref _bytesFromCache)}\n");
         sb.Append(CultureInfo.InvariantCulture, $"hoard_served_bytes_total{{source=\"upstream\"}} {Interlocked.Read(ref _bytesFromUpstream)}\n");
+        sb.Append(CultureInfo.InvariantCulture, $"hoard_served_bytes_total{{source=\"coalesced\"}} {Interlocked.Read(ref _bytesCoalesced)}\n");
         sb.Append(CultureInfo.InvariantCulture, $"hoard_served_bytes_total{{source=\"peer\"}} {Interlocked.Read(ref _bytesFromPeers)}\n");
         if (StoreGauge is { } gauge)
         {

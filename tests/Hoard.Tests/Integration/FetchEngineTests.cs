@@ -48,6 +48,21 @@ public sealed class FetchEngineTests
         Assert.Equal(1, nginx.Count("/big.bin"));
         Assert.Single(results, r => r.Cache == "MISS");
         Assert.Equal(7, results.Count(r => r.Cache == "COALESCED"));
+
+        // Bytes saved can be read off the metrics: upstream sent the file once, for the client that started the
+        // download; the seven that joined got theirs coalesced; a later hit comes from the store.
+        const long size = 24 * 1024 * 1024;
+        Assert.Equal(200, (int)(await http.GetAsync(hoard.BaseUrl + "/files/up/big.bin")).StatusCode);
+        await WaitUntil(() => Served(hoard, "store") == size && Served(hoard, "coalesced") == 7 * size, TimeSpan.FromSeconds(5));
+        Assert.Equal(size, Served(hoard, "upstream"));
+        Assert.Equal(0, Served(hoard, "peer"));
+        Assert.Equal(size, hoard.Metrics.Get("hoard_upstream_bytes_total{upstream=\"up\"}"));
+    }
+
+    private static long Served(HoardHost hoard, string source)
+    {
+        var prefix = $"hoard_served_bytes_total{{source=\"{source}\"}} ";
+        return long.Parse(hoard.Metrics.Render().Split('\n').Single(l => l.StartsWith(prefix, StringComparison.Ordinal))[prefix.Length..], System.Globalization.CultureInfo.InvariantCulture);
     }
 
     [Fact]
