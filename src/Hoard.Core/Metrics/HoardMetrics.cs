@@ -82,7 +82,7 @@ public sealed class HoardMetrics
         ("hoard_oci_requests_total", "Image registry requests by registry and cache outcome.", true),
         ("hoard_git_requests_total", "Git requests by kind and result.", true),
         ("hoard_git_mirror_fetches_total", "Git mirror clones and fetches by upstream and result.", true),
-        ("hoard_git_mirror_fetch_milliseconds_total", "Time spent in git mirror clones and fetches.", true),
+        ("hoard_git_mirror_fetch_seconds_total", "Time spent in git mirror clones and fetches, in seconds.", true),
         ("hoard_peer_bytes_total", "Bytes fetched from other cluster nodes.", false),
         ("hoard_peer_requests_total", "Requests to other cluster nodes by node and result.", true),
         ("hoard_peer_resumes_total", "Downloads from a peer resumed from another node.", false),
@@ -138,7 +138,8 @@ public sealed class HoardMetrics
     public void GitMirrorFetch(string upstream, string result, TimeSpan duration)
     {
         Add($"hoard_git_mirror_fetches_total{{upstream=\"{upstream}\",result=\"{result}\"}}", 1);
-        Add($"hoard_git_mirror_fetch_milliseconds_total{{upstream=\"{upstream}\"}}", (long)duration.TotalMilliseconds);
+        // Kept in microseconds, shown in seconds (base units): see MicrosecondFamilies.
+        Add($"hoard_git_mirror_fetch_seconds_total{{upstream=\"{upstream}\"}}", (long)(duration.TotalMilliseconds * 1000));
     }
 
     /// <summary>Live nodes seen at the last heartbeat (cluster mode), else 0.</summary>
@@ -244,7 +245,7 @@ public sealed class HoardMetrics
             {
                 foreach (var (line, counter) in series)
                 {
-                    sb.Append(CultureInfo.InvariantCulture, $"{line} {counter.Value}\n");
+                    sb.Append(CultureInfo.InvariantCulture, $"{line} {Exposed(name, counter.Value)}\n");
                 }
             }
             else if (!labelled)
@@ -277,6 +278,12 @@ public sealed class HoardMetrics
         }
         return sb.ToString();
     }
+
+    /// <summary>Families whose counters hold microseconds and are exposed in seconds.</summary>
+    private static readonly HashSet<string> MicrosecondFamilies = new(StringComparer.Ordinal) { "hoard_git_mirror_fetch_seconds_total" };
+
+    private static string Exposed(string family, long value) =>
+        MicrosecondFamilies.Contains(family) ? (value / 1e6).ToString("0.######", CultureInfo.InvariantCulture) : value.ToString(CultureInfo.InvariantCulture);
 
     private static string Family(string series) => series.IndexOf('{', StringComparison.Ordinal) is var i and > 0 ? series[..i] : series;
 

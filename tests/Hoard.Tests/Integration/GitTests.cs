@@ -70,6 +70,10 @@ public sealed class GitTests
         // The ten identical clone fetches ran upload-pack once; the rest joined it or read its stored result.
         Assert.Equal(1, hoard.Metrics.Get("hoard_git_requests_total{kind=\"pack_cache\",result=\"miss\"}"));
         Assert.Equal(9, hoard.Metrics.Get("hoard_git_requests_total{kind=\"pack_cache\",result=\"hit\"}") + hoard.Metrics.Get("hoard_git_requests_total{kind=\"pack_cache\",result=\"coalesced\"}"));
+        // Time spent fetching mirrors, in seconds (base units), a decimal number.
+        var fetchSeconds = hoard.Metrics.Render().Split('\n').Single(l => l.StartsWith("hoard_git_mirror_fetch_seconds_total{", StringComparison.Ordinal));
+        var seconds = double.Parse(fetchSeconds[(fetchSeconds.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture);
+        Assert.InRange(seconds, 0.001, 60);
         // Stored without anyone's progress messages (sideband 2).
         var index = hoard.Service<Hoard.Core.Storage.CacheIndex>();
         // (The clone bundle made after the fetch is stored too; it is not a pack response.)
