@@ -169,6 +169,61 @@ public sealed class HoardMetrics
 
     public void Resumed(string upstream) => Add($"hoard_upstream_resumes_total{{upstream=\"{upstream}\"}}", 1);
 
+    /// <summary>Requests by protocol and outcome, those counted so far (for /_hoard/status).</summary>
+    public Dictionary<string, Dictionary<string, long>> RequestCounts()
+    {
+        var counts = new Dictionary<string, Dictionary<string, long>>(StringComparer.Ordinal);
+        for (var p = 0; p < Protocols.Length; p++)
+        {
+            for (var o = 1; o < OutcomeCount; o++)
+            {
+                var v = Interlocked.Read(ref _requests[p * OutcomeCount + o]);
+                if (v > 0)
+                {
+                    (counts.TryGetValue(Protocols[p], out var byOutcome) ? byOutcome : counts[Protocols[p]] = new(StringComparer.Ordinal))[((CacheOutcome)o).ToString().ToLowerInvariant()] = v;
+                }
+            }
+        }
+        return counts;
+    }
+
+    /// <summary>Body bytes sent to clients, by where they came from (as hoard_served_bytes_total).</summary>
+    public (long Store, long Upstream, long Coalesced, long Peer) ServedBytes() =>
+        (Interlocked.Read(ref _bytesFromCache), Interlocked.Read(ref _bytesFromUpstream), Interlocked.Read(ref _bytesCoalesced), Interlocked.Read(ref _bytesFromPeers));
+
+    /// <summary>Per upstream: requests, failed requests (no answer, a timeout or a 5xx) and bytes downloaded.</summary>
+    public List<(string Upstream, long Requests, long Failed, long Bytes)> UpstreamTotals()
+    {
+        var totals = new Dictionary<string, (long Requests, long Failed, long Bytes)>(StringComparer.Ordinal);
+        foreach (var (series, counter) in _labelled)
+        {
+            if (series.StartsWith("hoard_upstream_requests_total{upstream=\"", StringComparison.Ordinal) && LabelValue(series, "upstream") is { } name)
+            {
+                var t = totals.GetValueOrDefault(name);
+                var failed = LabelValue(series, "result") is "error" or "timeout" or "5xx";
+                totals[name] = (t.Requests + counter.Value, t.Failed + (failed ? counter.Value : 0), t.Bytes);
+            }
+        }
+        foreach (var (name, counter) in _upstreamBytes)
+        {
+            var t = totals.GetValueOrDefault(name);
+            totals[name] = (t.Requests, t.Failed, t.Bytes + counter.Value);
+        }
+        return totals.OrderBy(t => t.Key, StringComparer.Ordinal).Select(t => (t.Key, t.Value.Requests, t.Value.Failed, t.Value.Bytes)).ToList();
+    }
+
+    private static string? LabelValue(string series, string label)
+    {
+        var start = series.IndexOf(label + "=\"", StringComparison.Ordinal);
+        if (start < 0)
+        {
+            return null;
+        }
+        start += label.Length + 2;
+        var end = series.IndexOf('"', start);
+        return end < 0 ? null : series[start..end];
+    }
+
     public long Get(string series) => _labelled.TryGetValue(series, out var counter) ? counter.Value : 0;
 
     public long GetRequests(string protocol, CacheOutcome outcome) =>

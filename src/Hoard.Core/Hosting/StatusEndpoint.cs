@@ -1,0 +1,86 @@
+using System.Diagnostics;
+using System.Reflection;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Hoard.Core.Configuration;
+using Hoard.Core.Fetch;
+using Hoard.Core.Metrics;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+
+namespace Hoard.Core.Hosting;
+
+/// <summary>
+/// GET /_hoard/status: this node's state as JSON, for `hoard status --url` (and the dashboard to come): version and
+/// uptime, store fill, hit ratios and bytes saved since start, downloads in flight, each upstream's requests and
+/// failures, cluster size. Aggregates only, as /metrics shows them: no artifact names.
+/// </summary>
+public static class StatusEndpoint
+{
+    public const string Path = "/_hoard/status";
+
+    /// <summary>Outcomes that answered without a download of their own from upstream.</summary>
+    private static readonly HashSet<string> Served = new(StringComparer.Ordinal) { "hit", "revalidated", "stale", "peer", "coalesced" };
+
+    /// <summary>Outcomes that are not cacheable requests at all (discovery always asks upstream, bypass is by design).</summary>
+    private static readonly HashSet<string> NotCacheable = new(StringComparer.Ordinal) { "discovery", "bypass" };
+
+    public static void Map(IEndpointRouteBuilder app, HoardOptions options, FetchEngine engine, HoardMetrics metrics)
+    {
+        app.MapGet(Path, (HttpContext ctx) =>
+        {
+            ctx.Response.Headers.CacheControl = "no-store";
+            return Results.Json(Describe(options, engine, metrics), StatusJson.Default.NodeStatus);
+        });
+    }
+
+    public static NodeStatus Describe(HoardOptions options, FetchEngine engine, HoardMetrics metrics)
+    {
+        var informational = typeof(StatusEndpoint).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0.0.0";
+        var plus = informational.IndexOf('+', StringComparison.Ordinal);
+        var stats = engine.Stats;
+        var mirrors = metrics.GitMirrorGauge?.Invoke() ?? (0, 0);
+        var requests = metrics.RequestCounts();
+        long cacheable = 0, answered = 0;
+        foreach (var (outcome, n) in requests.Values.SelectMany(byOutcome => byOutcome))
+        {
+            if (!NotCacheable.Contains(outcome))
+            {
+                cacheable += n;
+                answered += Served.Contains(outcome) ? n : 0;
+            }
+        }
+        var (store, upstream, coalesced, peer) = metrics.ServedBytes();
+        var served = store + upstream + coalesced + peer;
+        var fetched = metrics.UpstreamTotals().Sum(u => u.Bytes);
+        using var self = Process.GetCurrentProcess();
+        return new NodeStatus(
+            plus < 0 ? informational : informational[..plus],
+            plus < 0 ? null : informational[(plus + 1)..],
+            (long)(DateTime.Now - self.StartTime).TotalSeconds,
+            new StoreStatus(stats.Bytes + mirrors.Bytes, options.MaxSizeBytes, stats.Blobs, stats.Keys, mirrors.Bytes, mirrors.Mirrors),
+            requests,
+            cacheable == 0 ? null : (double)answered / cacheable,
+            served == 0 ? null : (double)(store + coalesced + peer) / served,
+            new BytesStatus(store, upstream, coalesced, peer, fetched, Math.Max(0, served - fetched)),
+            engine.InFlight,
+            metrics.UpstreamTotals().Select(u => new UpstreamStatus(u.Upstream, u.Requests, u.Failed, u.Bytes)).ToList(),
+            metrics.ClusterSize > 0 ? metrics.ClusterSize : null);
+    }
+}
+
+public sealed record NodeStatus(
+    string Version, string? Commit, long UptimeSeconds, StoreStatus Store, Dictionary<string, Dictionary<string, long>> Requests,
+    double? HitRatio, double? ByteHitRatio, BytesStatus Bytes, int DownloadsInFlight, List<UpstreamStatus> Upstreams, int? ClusterNodes);
+
+public sealed record StoreStatus(long Bytes, long MaxBytes, int Blobs, int Keys, long GitMirrorBytes, int GitMirrors);
+
+/// <summary>Bytes served by source, bytes fetched from upstreams, and their difference: what upstream did not have to send.</summary>
+public sealed record BytesStatus(long ServedFromStore, long ServedFromUpstream, long ServedCoalesced, long ServedFromPeers, long FetchedFromUpstream, long Saved);
+
+public sealed record UpstreamStatus(string Name, long Requests, long Failed, long Bytes);
+
+[JsonSourceGenerationOptions(JsonSerializerDefaults.Web)]
+[JsonSerializable(typeof(NodeStatus))]
+public sealed partial class StatusJson : JsonSerializerContext;
