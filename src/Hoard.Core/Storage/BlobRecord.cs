@@ -121,6 +121,9 @@ public sealed class BlobRecord : KeyedRecord
 
     internal bool TryMarkEvicted() => Interlocked.CompareExchange(ref _readers, EvictedMark, 0) == 0;
 
+    /// <summary>Undoes <see cref="TryMarkEvicted"/> when the eviction could not be recorded (readers that tried meanwhile failed, harmlessly).</summary>
+    internal void UnmarkEvicted() => Interlocked.Add(ref _readers, -EvictedMark);
+
     /// <summary>Whether its access time changed since the last flush to SQLite; clears the mark.</summary>
     internal bool TakeDirty() => Has(DirtyFlag) && SetFlags(DirtyFlag, false);
 

@@ -126,6 +126,29 @@ public sealed partial class CacheIndex
         var evicted = new List<BlobRecord>();
         // Blobs being read are passed over for this pass and put back where they were, oldest at the tail, after it.
         var pinned = new List<BlobRecord>();
+        try
+        {
+            EvictBatches(targetBytes, usedBeforeMs, deleteFile, evicted, pinned);
+        }
+        finally
+        {
+            // Also when a batch failed (the disk full at this very moment): pinned blobs must not fall off the list.
+            lock (_lruLock)
+            {
+                for (var i = pinned.Count - 1; i >= 0; i--)
+                {
+                    if (ReferenceEquals(_blobs.Get(pinned[i].DigestValue), pinned[i]))
+                    {
+                        LruAddTailLocked(pinned[i]);
+                    }
+                }
+            }
+        }
+        return evicted;
+    }
+
+    private void EvictBatches(long targetBytes, long usedBeforeMs, Action<BlobRecord>? deleteFile, List<BlobRecord> evicted, List<BlobRecord> pinned)
+    {
         while (TotalBytes > targetBytes)
         {
             var batch = new List<BlobRecord>(EvictionBatch);
@@ -144,17 +167,6 @@ public sealed partial class CacheIndex
             }
             evicted.AddRange(EvictBatch(batch, deleteFile, pinned));
         }
-        lock (_lruLock)
-        {
-            for (var i = pinned.Count - 1; i >= 0; i--)
-            {
-                if (ReferenceEquals(_blobs.Get(pinned[i].DigestValue), pinned[i]))
-                {
-                    LruAddTailLocked(pinned[i]);
-                }
-            }
-        }
-        return evicted;
     }
 
     /// <summary>
@@ -173,6 +185,12 @@ public sealed partial class CacheIndex
             var removed = new List<BlobRecord>(batch.Count);
             foreach (var blob in batch)
             {
+                if (!ReferenceEquals(_blobs.Get(blob.DigestValue), blob))
+                {
+                    // Dropped since it was taken off the list (its file found missing), perhaps committed again as a
+                    // new record since: that one is not this eviction's to remove.
+                    continue;
+                }
                 if (blob.TryMarkEvicted())
                 {
                     removed.Add(blob);
@@ -182,7 +200,23 @@ public sealed partial class CacheIndex
                     pinned.Add(blob);
                 }
             }
-            RemoveBlobs(removed);
+            try
+            {
+                RemoveBlobs(removed);
+            }
+            catch
+            {
+                // The rows could not be deleted (SQLITE_FULL, most likely now): the blobs stay, usable, in their place.
+                lock (_lruLock)
+                {
+                    for (var i = removed.Count - 1; i >= 0; i--)
+                    {
+                        removed[i].UnmarkEvicted();
+                        LruAddTailLocked(removed[i]);
+                    }
+                }
+                throw;
+            }
             foreach (var blob in removed)
             {
                 deleteFile?.Invoke(blob);

@@ -58,8 +58,16 @@ public sealed partial class CacheIndex
     /// Whether the blob's file is there, as the index says. Until the start-up reconciliation is done, checked on
     /// disk (one stat per hit, for those seconds only): a blob whose file is gone is dropped, and the request is a miss.
     /// </summary>
-    public bool HasFile(BlobRecord blob, ContentStore store) =>
-        Reconciled || File.Exists(store.BlobPath(blob.Digest)) || !DropIfFileMissing(blob, store); // the lock only when it looks missing
+    public bool HasFile(BlobRecord blob, ContentStore store)
+    {
+        if (Reconciled || File.Exists(store.BlobPath(blob.Digest)))
+        {
+            return true;
+        }
+        // Missing as far as this request is concerned (a miss), whether this drops the row or another caller did.
+        DropIfFileMissing(blob, store); // the lock only when it looks missing
+        return false;
+    }
 
     private bool DropIfFileMissing(BlobRecord blob, ContentStore store)
     {

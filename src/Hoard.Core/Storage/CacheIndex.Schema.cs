@@ -63,7 +63,15 @@ public sealed partial class CacheIndex
         }
         if (oldLayout)
         {
-            Execute("VACUUM");
+            try
+            {
+                Execute("VACUUM");
+            }
+            catch (SqliteException e)
+            {
+                // It needs about the database's size in free space; the upgrade itself is done either way.
+                LogVacuumFailed(_logger, e.Message);
+            }
             LogUpgraded(_logger, Scalar("SELECT COUNT(*) FROM blobs"), Scalar("SELECT COUNT(*) FROM entries"));
         }
     }
@@ -73,7 +81,8 @@ public sealed partial class CacheIndex
         var hasPublic = Scalar("SELECT COUNT(*) FROM pragma_table_info('blobs_v1') WHERE name = 'public'") > 0;
         Execute($"""
             INSERT INTO blobs(digest, size, created, last_access, public)
-            SELECT unhex(digest), size, created, last_access, {(hasPublic ? "public" : "0")} FROM blobs_v1 WHERE length(digest) = 64
+            SELECT unhex(digest), size, created, last_access, {(hasPublic ? "public" : "0")} FROM blobs_v1
+            WHERE length(digest) = 64 AND unhex(digest) IS NOT NULL
             """);
         using var read = _db.CreateCommand();
         read.CommandText = "SELECT key, digest, content_type, etag, last_modified, fetched_at FROM entries_v1";
@@ -273,6 +282,9 @@ public sealed partial class CacheIndex
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Loaded the index: {Blobs} blobs ({BlobsMs:0} ms) and {Keys} keys, {Ms:0} ms in all")]
     private static partial void LogLoaded(ILogger logger, int blobs, int keys, double blobsMs, double ms);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Index upgraded, but VACUUM failed ({Error}): the old layout's pages stay free in index.db until a VACUUM succeeds")]
+    private static partial void LogVacuumFailed(ILogger logger, string error);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Upgraded the index to the compact layout: {Blobs} blobs, {Keys} keys")]
     private static partial void LogUpgraded(ILogger logger, long blobs, long keys);

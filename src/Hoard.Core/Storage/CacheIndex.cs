@@ -180,7 +180,6 @@ public sealed partial class CacheIndex : IDisposable
     /// </summary>
     private void SetKey(KeyHash hash, BlobRecord blob, string? contentType, long fetchedAtMs, uint lastModified, bool knownNew = false)
     {
-        blob.ContentType ??= contentType;
         var previous = knownNew ? null : _keys.Get(hash);
         if (previous is BlobRecord { HasKey: false })
         {
@@ -193,8 +192,11 @@ public sealed partial class CacheIndex : IDisposable
             return;
         }
         KeyedRecord record;
-        if (!blob.HasKey && contentType == blob.ContentType)
+        // The blob's own key takes the blob's Content-Type (the first key's, set once): a key with another one is an
+        // alias, so adding a key never changes what an existing key is served as.
+        if (!blob.HasKey && (blob.ContentType is null || contentType == blob.ContentType))
         {
+            blob.ContentType ??= contentType;
             blob.KeyHash = hash;
             blob.FetchedAtMs = fetchedAtMs;
             blob.LastModifiedSeconds = lastModified;
@@ -233,12 +235,20 @@ public sealed partial class CacheIndex : IDisposable
     {
         lock (_writeLock)
         {
+            var record = entry.Record;
+            if (!ReferenceEquals(_keys.Get(record.KeyHash), record) || record is BlobRecord { HasKey: false })
+            {
+                // The key was re-pointed (or its blob took another key) since the lookup: the 304 was about content
+                // the key no longer names, so nothing is confirmed.
+                return;
+            }
             using var cmd = _db.CreateCommand();
-            cmd.CommandText = "UPDATE entries SET fetched_at = $f WHERE hash = $h";
+            cmd.CommandText = "UPDATE entries SET fetched_at = $f WHERE hash = $h AND digest = $d";
             cmd.Parameters.AddWithValue("$f", nowMs);
-            cmd.Parameters.AddWithValue("$h", entry.Record.KeyHash.ToBytes());
+            cmd.Parameters.AddWithValue("$h", record.KeyHash.ToBytes());
+            cmd.Parameters.AddWithValue("$d", entry.Blob.DigestValue.ToBytes());
             cmd.ExecuteNonQuery();
-            entry.Record.FetchedAtMs = nowMs;
+            record.FetchedAtMs = nowMs;
         }
     }
 
@@ -290,12 +300,19 @@ public sealed partial class CacheIndex : IDisposable
         return keys.Count(RemoveEntry);
     }
 
+    /// <summary>Tests make the next evictions' transactions fail as a full disk would.</summary>
+    internal Func<Exception?>? RemoveFault { get; set; }
+
     /// <summary>Deletes blobs' rows (and their keys' rows) in one transaction, then forgets them and their keys in memory.</summary>
     private void RemoveBlobs(List<BlobRecord> blobs)
     {
         if (blobs.Count == 0)
         {
             return;
+        }
+        if (RemoveFault?.Invoke() is { } fault)
+        {
+            throw fault;
         }
         lock (_writeLock)
         {

@@ -144,8 +144,11 @@ internal sealed class RecordTable<TKey, TRecord>(Func<TRecord, TKey> keyOf) wher
         Volatile.Write(ref _slots, slots);
     }
 
-    /// <summary>The first slot to look at: the hash scaled to the length (multiply and shift, no division).</summary>
-    private static int Home(TKey key, int length) => (int)((uint)key.GetHashCode() * (ulong)(uint)length >> 32);
+    /// <summary>
+    /// The first slot to look at: the hash scaled to the length (multiply and shift, no division). The scaling reads
+    /// the hash's high bits, so the hash is mixed first (a key type whose hash is a small number would all land at 0).
+    /// </summary>
+    private static int Home(TKey key, int length) => (int)((uint)(key.GetHashCode() * -1640531535) * (ulong)(uint)length >> 32);
 
     private static int Next(int i, int length) => i + 1 == length ? 0 : i + 1;
 }

@@ -128,6 +128,45 @@ public sealed class CompactIndexTests
     }
 
     [Fact]
+    public void An_eviction_whose_transaction_fails_leaves_every_blob_usable_counted_once_and_in_its_place()
+    {
+        using var temp = new TempDir();
+        using var index = new CacheIndex(temp.Path, NullLogger.Instance);
+        var digests = Enumerable.Range(0, 4).Select(DigestOf).ToArray();
+        for (var i = 0; i < digests.Length; i++)
+        {
+            index.Commit(digests[i], 100, 1000 + i, [new EntryTemplate("k" + i, null, null, null)]);
+        }
+        index.RemoveFault = () => new Microsoft.Data.Sqlite.SqliteException("database or disk is full", 13);
+        Assert.Throws<Microsoft.Data.Sqlite.SqliteException>(() => index.EvictTo(200));
+        index.RemoveFault = null;
+
+        Assert.Equal(400, index.TotalBytes);
+        Assert.All(digests, (d, i) =>
+        {
+            Assert.True(index.TryGetEntry("k" + i, out var entry));
+            Assert.True(entry.Blob.TryAcquire(1000 + i), "a blob whose eviction failed is still served");
+            entry.Blob.Release();
+        });
+        // Still in least-recently-used order: the two oldest go when the disk has room again.
+        Assert.Equal(digests[..2], index.EvictTo(200).Select(b => b.Digest));
+        Assert.Equal(200, index.TotalBytes);
+    }
+
+    [Fact]
+    public void Adding_a_key_with_a_content_type_does_not_change_what_an_existing_key_is_served_as()
+    {
+        using var temp = new TempDir();
+        using var index = new CacheIndex(temp.Path, NullLogger.Instance);
+        index.Commit(DigestOf(1), 10, 1000, [new EntryTemplate("untyped", null, null, null)]);
+        index.Commit(DigestOf(1), 10, 1001, [new EntryTemplate("typed", "application/json", null, null)]);
+        Assert.True(index.TryGetEntry("untyped", out var untyped));
+        Assert.Null(untyped.ContentType);
+        Assert.True(index.TryGetEntry("typed", out var typed));
+        Assert.Equal("application/json", typed.ContentType);
+    }
+
+    [Fact]
     public void The_record_table_agrees_with_a_dictionary_through_inserts_replacements_and_removals()
     {
         var table = new RecordTable<int, Box>(b => b.Key);
