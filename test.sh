@@ -24,6 +24,7 @@ command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 # kubectl renders deploy/kubernetes (kubectl kustomize); Debian's is old (1.20, kustomize 2.0.3) and renders it too.
 command -v kubectl >/dev/null 2>&1 || need+=(kubernetes-client)
 command -v buildah >/dev/null 2>&1 || need+=(buildah)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

@@ -73,4 +73,38 @@ public sealed partial class FetchEngine
         }
         return blob.Hot;
     }
+
+    /// <summary>Downloads running now, with their progress (the dashboard and `hoard status`).</summary>
+    public List<DownloadProgress> Downloads() => _flights.Values
+        .Select(f => new DownloadProgress(f.Request.Key, f.Request.Protocol, f.Request.UpstreamName, f.Written,
+            f.Started.IsCompletedSuccessfully ? f.Started.Result.Length : null, f.Clients, f.Elapsed.TotalSeconds, f.FromPeer))
+        .OrderByDescending(d => d.Bytes).ToList();
+
+    private (long AtMs, StoredArtifacts Artifacts)? _topArtifacts;
+
+    /// <summary>
+    /// The largest and the most recently used stored artifacts, by key. Keys are in SQLite only: read there (on a
+    /// connection of its own, not blocking commits), at most every 30 seconds.
+    /// </summary>
+    public StoredArtifacts TopArtifacts(int count)
+    {
+        var now = NowMs;
+        if (_topArtifacts is { } cached && now - cached.AtMs < 30_000)
+        {
+            return cached.Artifacts;
+        }
+        var (largest, recent) = _index.TopKeys(count);
+        var artifacts = new StoredArtifacts(
+            largest.Select(k => new StoredArtifact(k.Key, k.Size, k.LastAccessMs)).ToList(),
+            recent.Select(k => new StoredArtifact(k.Key, k.Size, k.LastAccessMs)).ToList());
+        _topArtifacts = (now, artifacts);
+        return artifacts;
+    }
 }
+
+/// <summary>A download running now: how far it is, how many clients it serves.</summary>
+public sealed record DownloadProgress(string Key, string Protocol, string Upstream, long Bytes, long? Length, int Clients, double Seconds, bool FromPeer);
+
+public sealed record StoredArtifact(string Key, long Size, long LastUsedMs);
+
+public sealed record StoredArtifacts(List<StoredArtifact> Largest, List<StoredArtifact> RecentlyUsed);

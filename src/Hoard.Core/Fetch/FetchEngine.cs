@@ -206,6 +206,7 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
         var created = new Fill(request, stale, _store.BlobPath);
         var fill = _flights.GetOrAdd(request.FlightKey, created);
         var joined = !ReferenceEquals(fill, created);
+        fill.AddClient();
         if (!joined)
         {
             Interlocked.Increment(ref _running);

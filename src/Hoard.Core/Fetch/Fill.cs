@@ -38,6 +38,8 @@ public sealed class Fill
     private readonly List<EntryTemplate> _aliases = [];
     private long _written;
     private long _verified = -1;
+    private int _clients;
+    private readonly long _startedTicks = Environment.TickCount64;
     private bool _committed;
 
     internal Fill(ArtifactRequest request, EntryRecord? stale, Func<string, string> blobPathOf)
@@ -49,6 +51,14 @@ public sealed class Fill
     }
 
     public ArtifactRequest Request { get; }
+
+    /// <summary>Requests served by this download: the one that started it and every one that joined.</summary>
+    public int Clients => Volatile.Read(ref _clients);
+
+    internal void AddClient() => Interlocked.Increment(ref _clients);
+
+    /// <summary>How long this download has been running.</summary>
+    public TimeSpan Elapsed => TimeSpan.FromMilliseconds(Environment.TickCount64 - _startedTicks);
 
     /// <summary>The entry being revalidated, if any: served again on 304 or when upstream fails.</summary>
     public EntryRecord? Stale { get; }

@@ -26,6 +26,11 @@ public sealed partial class AdminAuth
         _logger = logger;
     }
 
+    /// <summary>Whether the request carries the admin token (for optional extras: nothing is written, nothing logged).</summary>
+    public bool Presents(HttpContext ctx) =>
+        _tokenDigest is not null && BearerToken(ctx.Request.Headers.Authorization.ToString()) is { } presented
+        && CryptographicOperations.FixedTimeEquals(SHA256.HashData(Encoding.UTF8.GetBytes(presented)), _tokenDigest);
+
     /// <summary>True when the request may go on; otherwise its 403 or 401 answer has been written.</summary>
     public async Task<bool> AuthorizeAsync(HttpContext ctx)
     {

@@ -14,7 +14,8 @@ namespace Hoard.Core.Hosting;
 /// <summary>
 /// GET /_hoard/status: this node's state as JSON, for `hoard status --url` (and the dashboard to come): version and
 /// uptime, store fill, hit ratios and bytes saved since start, downloads in flight, each upstream's requests and
-/// failures, cluster size. Aggregates only, as /metrics shows them: no artifact names.
+/// failures, cluster size, the downloads running now, recent problems; with ?artifacts=1 and the admin token also the
+/// largest and most recently used artifacts by name (the dashboard asks for them when opened as /#token=...).
 /// </summary>
 public static class StatusEndpoint
 {
@@ -26,16 +27,19 @@ public static class StatusEndpoint
     /// <summary>Outcomes that are not cacheable requests at all (discovery always asks upstream, bypass is by design).</summary>
     private static readonly HashSet<string> NotCacheable = new(StringComparer.Ordinal) { "discovery", "bypass" };
 
-    public static void Map(IEndpointRouteBuilder app, HoardOptions options, FetchEngine engine, HoardMetrics metrics)
+    public static void Map(IEndpointRouteBuilder app, HoardOptions options, FetchEngine engine, HoardMetrics metrics, AdminAuth admin)
     {
         app.MapGet(Path, (HttpContext ctx) =>
         {
             ctx.Response.Headers.CacheControl = "no-store";
-            return Results.Json(Describe(options, engine, metrics), StatusJson.Default.NodeStatus);
+            // Artifact names (keys name packages, images and repositories, private ones too) only with the admin token.
+            var withArtifacts = ctx.Request.Query["artifacts"] == "1" && admin.Presents(ctx);
+            return Results.Json(Describe(options, engine, metrics, withArtifacts), StatusJson.Default.NodeStatus);
         });
     }
 
-    public static NodeStatus Describe(HoardOptions options, FetchEngine engine, HoardMetrics metrics)
+    /// <param name="withArtifacts">Also the largest and most recently used artifacts by name (read from SQLite).</param>
+    public static NodeStatus Describe(HoardOptions options, FetchEngine engine, HoardMetrics metrics, bool withArtifacts = false)
     {
         var informational = typeof(StatusEndpoint).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0.0.0";
         var plus = informational.IndexOf('+', StringComparison.Ordinal);
@@ -63,20 +67,30 @@ public static class StatusEndpoint
             requests,
             cacheable == 0 ? null : (double)answered / cacheable,
             served == 0 ? null : (double)(store + coalesced + peer) / served,
-            new BytesStatus(store, upstream, coalesced, peer, fetched, Math.Max(0, served - fetched)),
+            new BytesStatus(store, upstream, coalesced, peer, fetched, store + coalesced + peer),
             engine.InFlight,
             metrics.UpstreamTotals().Select(u => new UpstreamStatus(u.Upstream, u.Requests, u.Failed, u.Bytes)).ToList(),
-            metrics.ClusterSize > 0 ? metrics.ClusterSize : null);
+            metrics.ClusterSize > 0 ? metrics.ClusterSize : null,
+            engine.Downloads(),
+            withArtifacts ? engine.TopArtifacts(10) : null,
+            metrics.RecentProblems().Select(p => new ProblemStatus(p.At, p.What)).ToList());
     }
 }
 
 public sealed record NodeStatus(
     string Version, string? Commit, long UptimeSeconds, StoreStatus Store, Dictionary<string, Dictionary<string, long>> Requests,
-    double? HitRatio, double? ByteHitRatio, BytesStatus Bytes, int DownloadsInFlight, List<UpstreamStatus> Upstreams, int? ClusterNodes);
+    double? HitRatio, double? ByteHitRatio, BytesStatus Bytes, int DownloadsInFlight, List<UpstreamStatus> Upstreams, int? ClusterNodes,
+    List<DownloadProgress> Downloads, StoredArtifacts? Artifacts, List<ProblemStatus> Problems);
+
+public sealed record ProblemStatus(DateTimeOffset At, string What);
 
 public sealed record StoreStatus(long Bytes, long MaxBytes, int Blobs, int Keys, long GitMirrorBytes, int GitMirrors);
 
-/// <summary>Bytes served by source, bytes fetched from upstreams, and their difference: what upstream did not have to send.</summary>
+/// <summary>
+/// Bytes served by source and bytes fetched from upstreams. Saved: bytes a client got without an upstream transfer
+/// of its own (from the store, a download another client started, or a peer). Served minus fetched says the same once
+/// no download is running, but counts a download in flight against the savings until its clients have it.
+/// </summary>
 public sealed record BytesStatus(long ServedFromStore, long ServedFromUpstream, long ServedCoalesced, long ServedFromPeers, long FetchedFromUpstream, long Saved);
 
 public sealed record UpstreamStatus(string Name, long Requests, long Failed, long Bytes);

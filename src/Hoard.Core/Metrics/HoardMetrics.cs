@@ -120,7 +120,24 @@ public sealed class HoardMetrics
         _latency.GetOrAdd(upstream, static _ => new Histogram()).Observe(latency.TotalSeconds);
     }
 
-    public void UpstreamError(string upstream, string reason) => Add($"hoard_upstream_errors_total{{upstream=\"{upstream}\",reason=\"{reason}\"}}", 1);
+    public void UpstreamError(string upstream, string reason)
+    {
+        Add($"hoard_upstream_errors_total{{upstream=\"{upstream}\",reason=\"{reason}\"}}", 1);
+        Remember($"upstream {upstream}: {reason.Replace('_', ' ')}");
+    }
+
+    private readonly ConcurrentQueue<(DateTimeOffset At, string What)> _recent = new();
+
+    /// <summary>The last 20 problems (upstream errors, stale serves), newest first, for the dashboard.</summary>
+    public List<(DateTimeOffset At, string What)> RecentProblems() => _recent.Reverse().ToList();
+
+    private void Remember(string what)
+    {
+        _recent.Enqueue((DateTimeOffset.UtcNow, what));
+        while (_recent.Count > 20 && _recent.TryDequeue(out _))
+        {
+        }
+    }
 
     /// <summary>
     /// hoard_upstream_bytes_total of one upstream, kept by upstream name: a download looks it up once and adds each
@@ -155,7 +172,11 @@ public sealed class HoardMetrics
     /// <summary>The node holding a digest's download lock was unreachable: its lock was released for another.</summary>
     public void LockTakenOver() => Add("hoard_cluster_lock_takeovers_total", 1);
 
-    public void StaleServed(string protocol) => Add($"hoard_stale_served_total{{protocol=\"{protocol}\"}}", 1);
+    public void StaleServed(string protocol)
+    {
+        Add($"hoard_stale_served_total{{protocol=\"{protocol}\"}}", 1);
+        Remember($"{protocol}: served a stale copy (upstream could not answer)");
+    }
 
     public void DigestMismatch(string protocol) => Add($"hoard_digest_mismatch_total{{protocol=\"{protocol}\"}}", 1);
 

@@ -282,6 +282,30 @@ public sealed partial class CacheIndex : IDisposable
         }
     }
 
+    /// <summary>
+    /// The largest and the most recently used keys with their blobs' sizes and access times (as last flushed), read
+    /// on a connection of its own: WAL readers do not wait for the writer, nor it for them.
+    /// </summary>
+    public (List<(string Key, long Size, long LastAccessMs)> Largest, List<(string Key, long Size, long LastAccessMs)> Recent) TopKeys(int count)
+    {
+        using var db = new SqliteConnection(_db.ConnectionString);
+        db.Open();
+        List<(string, long, long)> Query(string order)
+        {
+            using var cmd = db.CreateCommand();
+            cmd.CommandText = $"SELECT e.key, b.size, b.last_access FROM entries e JOIN blobs b ON b.digest = e.digest ORDER BY {order} LIMIT $n";
+            cmd.Parameters.AddWithValue("$n", count);
+            using var r = cmd.ExecuteReader();
+            var rows = new List<(string, long, long)>();
+            while (r.Read())
+            {
+                rows.Add((r.GetString(0), r.GetInt64(1), r.GetInt64(2)));
+            }
+            return rows;
+        }
+        return (Query("b.size DESC"), Query("b.last_access DESC"));
+    }
+
     /// <summary>Removes keys starting with a prefix (a project's pages in every format). Reads every key's row: rare, admin only.</summary>
     public int RemoveEntriesWithPrefix(string prefix)
     {
