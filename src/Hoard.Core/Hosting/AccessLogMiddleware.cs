@@ -44,7 +44,7 @@ public sealed class AccessLogMiddleware(RequestDelegate next, HoardMetrics metri
                 // An upstream's 5xx relayed as it came (git discovery, pushes) is a failure like Hoard's own 502.
                 info.Outcome = CacheOutcome.Error;
             }
-            metrics.Request(info.Protocol, info.Outcome);
+            metrics.Request(info.Protocol, info.Outcome, Stopwatch.GetElapsedTime(started).TotalSeconds);
             if (accessLog.Enabled)
             {
                 accessLog.Write(new AccessLog.Entry(time.GetUtcNow().ToUnixTimeMilliseconds(), ctx.Request.Method, LoggedPath(ctx),

@@ -102,6 +102,16 @@ public sealed class HoardMetrics
 
     public void Request(int protocol, CacheOutcome outcome) => Interlocked.Increment(ref _requests[protocol * OutcomeCount + (int)outcome]);
 
+    /// <summary>A request answered: counted, and its duration (to the last byte) observed by protocol and outcome.</summary>
+    public void Request(int protocol, CacheOutcome outcome, double seconds)
+    {
+        var i = protocol * OutcomeCount + (int)outcome;
+        Interlocked.Increment(ref _requests[i]);
+        _durations[i].Observe(seconds);
+    }
+
+    private readonly Histogram[] _durations = Enumerable.Range(0, Protocols.Length * OutcomeCount).Select(_ => new Histogram()).ToArray();
+
     public void ServedFromCache(long bytes) => Interlocked.Add(ref _bytesFromCache, bytes);
 
     public void ServedFromUpstream(long bytes) => Interlocked.Add(ref _bytesFromUpstream, bytes);
@@ -347,6 +357,17 @@ public sealed class HoardMetrics
             sb.Append("# HELP hoard_downloads_in_flight Downloads running now, one per artifact however many clients share it.\n# TYPE hoard_downloads_in_flight gauge\n");
             sb.Append(CultureInfo.InvariantCulture, $"hoard_downloads_in_flight {inFlight()}\n");
         }
+        sb.Append("# HELP hoard_request_duration_seconds Time from a request's arrival to its last byte sent, by protocol and cache outcome.\n# TYPE hoard_request_duration_seconds histogram\n");
+        for (var p = 0; p < Protocols.Length; p++)
+        {
+            for (var o = 1; o < OutcomeCount; o++)
+            {
+                if (_durations[p * OutcomeCount + o] is { Count: > 0 } h)
+                {
+                    h.Render(sb, "hoard_request_duration_seconds", $"protocol=\"{Protocols[p]}\",outcome=\"{((CacheOutcome)o).ToString().ToLowerInvariant()}\"");
+                }
+            }
+        }
         sb.Append("# HELP hoard_upstream_latency_seconds Time from upstream request to response headers.\n# TYPE hoard_upstream_latency_seconds histogram\n");
         foreach (var (upstream, h) in _latency.OrderBy(kv => kv.Key, StringComparer.Ordinal))
         {
@@ -378,6 +399,8 @@ public sealed class HoardMetrics
         private static readonly double[] Bounds = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
         private readonly long[] _counts = new long[Bounds.Length + 1];
         private long _sumMicros;
+
+        public long Count => _counts.Sum();
 
         public void Observe(double seconds)
         {

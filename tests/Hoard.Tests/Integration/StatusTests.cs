@@ -38,6 +38,11 @@ public sealed class StatusTests
         Assert.Equal(new Dictionary<string, long> { ["hit"] = 2, ["miss"] = 1 }, status.Requests["files"]);
         Assert.Contains(status.Upstreams, u => u.Name == "up" && u.Requests == 1 && u.Failed == 0 && u.Bytes == file.Length);
 
+        // Each answered request's duration, by protocol and outcome.
+        var metrics = hoard.Metrics.Render();
+        Assert.Contains("hoard_request_duration_seconds_count{protocol=\"files\",outcome=\"hit\"} 2\n", metrics, StringComparison.Ordinal);
+        Assert.Contains("hoard_request_duration_seconds_bucket{protocol=\"files\",outcome=\"miss\",le=\"+Inf\"} 1\n", metrics, StringComparison.Ordinal);
+
         var (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "status", "--url", hoard.BaseUrl]);
         Assert.True(code == 0, output);
         Assert.Matches(@"^hoard \d+\.\d+\.\d+ \(commit [0-9a-f]{12}\) at http://127\.0\.0\.1:\d+/, up 0d 0h \d+m\n", output);
