@@ -278,6 +278,7 @@ public sealed class HoardMetrics
             sb.Append("# HELP process_cpu_seconds_total User and system CPU time spent.\n# TYPE process_cpu_seconds_total counter\n");
             sb.Append(CultureInfo.InvariantCulture, $"process_cpu_seconds_total {self.TotalProcessorTime.TotalSeconds}\n");
         }
+        RenderRuntime(sb);
         sb.Append("# HELP hoard_requests_total Client requests by protocol and cache outcome.\n# TYPE hoard_requests_total counter\n");
         for (var p = 0; p < Protocols.Length; p++)
         {
@@ -374,6 +375,29 @@ public sealed class HoardMetrics
             h.Render(sb, "hoard_upstream_latency_seconds", $"upstream=\"{upstream}\"");
         }
         return sb.ToString();
+    }
+
+    /// <summary>.NET runtime figures an operator looks at when memory or latency goes wrong: GC and thread pool.</summary>
+    private static void RenderRuntime(StringBuilder sb)
+    {
+        sb.Append("# HELP dotnet_gc_collections_total Garbage collections by generation.\n# TYPE dotnet_gc_collections_total counter\n");
+        for (var gen = 0; gen <= GC.MaxGeneration; gen++)
+        {
+            sb.Append(CultureInfo.InvariantCulture, $"dotnet_gc_collections_total{{generation=\"{gen}\"}} {GC.CollectionCount(gen)}\n");
+        }
+        var info = GC.GetGCMemoryInfo();
+        sb.Append("# HELP dotnet_gc_heap_size_bytes Managed heap size after the last collection.\n# TYPE dotnet_gc_heap_size_bytes gauge\n");
+        sb.Append(CultureInfo.InvariantCulture, $"dotnet_gc_heap_size_bytes {info.HeapSizeBytes}\n");
+        sb.Append("# HELP dotnet_gc_pause_seconds_total Time the process has spent paused for garbage collection.\n# TYPE dotnet_gc_pause_seconds_total counter\n");
+        sb.Append(CultureInfo.InvariantCulture, $"dotnet_gc_pause_seconds_total {GC.GetTotalPauseDuration().TotalSeconds}\n");
+        sb.Append("# HELP dotnet_gc_allocated_bytes_total Bytes allocated on the managed heap.\n# TYPE dotnet_gc_allocated_bytes_total counter\n");
+        sb.Append(CultureInfo.InvariantCulture, $"dotnet_gc_allocated_bytes_total {GC.GetTotalAllocatedBytes()}\n");
+        sb.Append("# HELP dotnet_threadpool_threads Thread-pool threads now.\n# TYPE dotnet_threadpool_threads gauge\n");
+        sb.Append(CultureInfo.InvariantCulture, $"dotnet_threadpool_threads {ThreadPool.ThreadCount}\n");
+        sb.Append("# HELP dotnet_threadpool_queue_length Work items waiting for a thread-pool thread.\n# TYPE dotnet_threadpool_queue_length gauge\n");
+        sb.Append(CultureInfo.InvariantCulture, $"dotnet_threadpool_queue_length {ThreadPool.PendingWorkItemCount}\n");
+        sb.Append("# HELP dotnet_threadpool_completed_items_total Work items the thread pool has run.\n# TYPE dotnet_threadpool_completed_items_total counter\n");
+        sb.Append(CultureInfo.InvariantCulture, $"dotnet_threadpool_completed_items_total {ThreadPool.CompletedWorkItemCount}\n");
     }
 
     /// <summary>Families whose counters hold microseconds and are exposed in seconds.</summary>

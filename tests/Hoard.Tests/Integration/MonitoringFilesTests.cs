@@ -46,6 +46,10 @@ public sealed partial class MonitoringFilesTests
         // Which build answers, and since when (uptime on the dashboard).
         Assert.Matches("\nhoard_build_info\\{version=\"[0-9.]+\",commit=\"[0-9a-f]{40}\"\\} 1\n", exposition);
         Assert.Matches("\nprocess_start_time_seconds [0-9]+\n", exposition);
+        // .NET runtime figures (GC, thread pool) for when memory or latency goes wrong.
+        Assert.Matches("\ndotnet_gc_collections_total\\{generation=\"2\"\\} [0-9]+\n", exposition);
+        Assert.Matches("\ndotnet_gc_heap_size_bytes [0-9]+\n", exposition);
+        Assert.Matches("\ndotnet_threadpool_threads [0-9]+\n", exposition);
 
         var families = TypeLine().Matches(exposition).Select(m => (Name: m.Groups[1].Value, Type: m.Groups[2].Value)).ToDictionary(f => f.Name, f => f.Type);
         var dashboard = JsonDocument.Parse(await File.ReadAllTextAsync(RepoFiles.PathOf("deploy/grafana/hoard.json")));
