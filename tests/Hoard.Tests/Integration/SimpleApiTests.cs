@@ -107,6 +107,8 @@ public sealed class SimpleApiTests
         using var again = await http.GetAsync(url);
         Assert.Equal("MISS", again.Headers.GetValues("X-Hoard-Cache").Single());
         Assert.Equal(second.Sha256, Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(await again.Content.ReadAsByteArrayAsync())));
+        // nginx writes its log line after the last byte is sent, which may be a moment after the client has it.
+        await FetchEngineTests.WaitUntil(() => nginx.Count("/packages/" + first.Filename) >= 2, TimeSpan.FromSeconds(5));
         Assert.Equal(2, nginx.Count("/packages/" + first.Filename));
     }
 
