@@ -1,4 +1,3 @@
-using System.Reflection;
 using System.CommandLine;
 using System.Collections;
 using Hoard.Core.Configuration;
@@ -24,14 +23,8 @@ public static class Cli
     }
 
     /// <summary>"hoard 1.0.0 (commit 0123456789ab)": the version and the git commit it was built from (the SDK records it).</summary>
-    public static string VersionText()
-    {
-        var informational = typeof(Cli).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0.0.0";
-        var plus = informational.IndexOf('+', StringComparison.Ordinal);
-        return plus < 0
-            ? "hoard " + informational
-            : $"hoard {informational[..plus]} (commit {informational[(plus + 1)..Math.Min(informational.Length, plus + 13)]})";
-    }
+    public static string VersionText() =>
+        BuildVersion.Commit is { } commit ? $"hoard {BuildVersion.Version} (commit {commit[..Math.Min(12, commit.Length)]})" : "hoard " + BuildVersion.Version;
 
     public static Option<string> ConfigOption() => new("--config")
     {

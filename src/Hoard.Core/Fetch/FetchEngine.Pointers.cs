@@ -19,7 +19,7 @@ public sealed partial class FetchEngine
     public bool RecordPointer(string pointerKey, string targetKey)
     {
         if (!_index.TryGetEntry(targetKey, out var target)
-            || (_index.TryGetEntry(pointerKey, out var current) && current.Blob.Digest == target.Blob.Digest)
+            || (_index.TryGetEntry(pointerKey, out var current) && ReferenceEquals(current.Blob, target.Blob))
             // Pinned while it is recorded: a blob evicted meanwhile must not come back as a row with no file.
             || !target.Blob.TryAcquire(NowMs))
         {

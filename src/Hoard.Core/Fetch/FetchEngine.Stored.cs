@@ -80,7 +80,10 @@ public sealed partial class FetchEngine
             f.Started.IsCompletedSuccessfully ? f.Started.Result.Length : null, f.Clients, f.Elapsed.TotalSeconds, f.FromPeer))
         .OrderByDescending(d => d.Bytes).ToList();
 
-    private (long AtMs, StoredArtifacts Artifacts)? _topArtifacts;
+    /// <summary>The last answer and when it was read: one reference, so a reader never sees half of an update.</summary>
+    private sealed record TopArtifactsRead(long AtMs, StoredArtifacts Artifacts);
+
+    private TopArtifactsRead? _topArtifacts;
 
     /// <summary>
     /// The largest and the most recently used stored artifacts, by key. Keys are in SQLite only: read there (on a
@@ -89,7 +92,7 @@ public sealed partial class FetchEngine
     public StoredArtifacts TopArtifacts(int count)
     {
         var now = NowMs;
-        if (_topArtifacts is { } cached && now - cached.AtMs < 30_000)
+        if (Volatile.Read(ref _topArtifacts) is { } cached && now - cached.AtMs < 30_000)
         {
             return cached.Artifacts;
         }
@@ -97,7 +100,7 @@ public sealed partial class FetchEngine
         var artifacts = new StoredArtifacts(
             largest.Select(k => new StoredArtifact(k.Key, k.Size, k.LastAccessMs)).ToList(),
             recent.Select(k => new StoredArtifact(k.Key, k.Size, k.LastAccessMs)).ToList());
-        _topArtifacts = (now, artifacts);
+        Volatile.Write(ref _topArtifacts, new TopArtifactsRead(now, artifacts));
         return artifacts;
     }
 }

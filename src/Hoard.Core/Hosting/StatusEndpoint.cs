@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Reflection;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Hoard.Core.Configuration;
@@ -41,8 +40,6 @@ public static class StatusEndpoint
     /// <param name="withArtifacts">Also the largest and most recently used artifacts by name (read from SQLite).</param>
     public static NodeStatus Describe(HoardOptions options, FetchEngine engine, HoardMetrics metrics, bool withArtifacts = false)
     {
-        var informational = typeof(StatusEndpoint).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0.0.0";
-        var plus = informational.IndexOf('+', StringComparison.Ordinal);
         var stats = engine.Stats;
         var mirrors = metrics.GitMirrorGauge?.Invoke() ?? (0, 0);
         var requests = metrics.RequestCounts();
@@ -57,11 +54,12 @@ public static class StatusEndpoint
         }
         var (store, upstream, coalesced, peer) = metrics.ServedBytes();
         var served = store + upstream + coalesced + peer;
-        var fetched = metrics.UpstreamTotals().Sum(u => u.Bytes);
+        var upstreams = metrics.UpstreamTotals();
+        var fetched = upstreams.Sum(u => u.Bytes);
         using var self = Process.GetCurrentProcess();
         return new NodeStatus(
-            plus < 0 ? informational : informational[..plus],
-            plus < 0 ? null : informational[(plus + 1)..],
+            BuildVersion.Version,
+            BuildVersion.Commit,
             (long)(DateTime.Now - self.StartTime).TotalSeconds,
             new StoreStatus(stats.Bytes + mirrors.Bytes, options.MaxSizeBytes, stats.Blobs, stats.Keys, mirrors.Bytes, mirrors.Mirrors),
             requests,
@@ -69,7 +67,7 @@ public static class StatusEndpoint
             served == 0 ? null : (double)(store + coalesced + peer) / served,
             new BytesStatus(store, upstream, coalesced, peer, fetched, store + coalesced + peer),
             engine.InFlight,
-            metrics.UpstreamTotals().Select(u => new UpstreamStatus(u.Upstream, u.Requests, u.Failed, u.Bytes)).ToList(),
+            upstreams.Select(u => new UpstreamStatus(u.Upstream, u.Requests, u.Failed, u.Bytes)).ToList(),
             metrics.ClusterSize > 0 ? metrics.ClusterSize : null,
             engine.Downloads(),
             withArtifacts ? engine.TopArtifacts(10) : null,

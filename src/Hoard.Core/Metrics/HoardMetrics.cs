@@ -40,16 +40,10 @@ public sealed class HoardMetrics
     /// <summary>hoard_build_info{version,commit} 1: which build answers (the commit the SDK recorded at build time).</summary>
     private static readonly string BuildInfo = MakeBuildInfo();
 
-    private static string MakeBuildInfo()
-    {
-        var informational = typeof(HoardMetrics).Assembly
-            .GetCustomAttributes(typeof(System.Reflection.AssemblyInformationalVersionAttribute), false)
-            .OfType<System.Reflection.AssemblyInformationalVersionAttribute>().FirstOrDefault()?.InformationalVersion ?? "0.0.0";
-        var plus = informational.IndexOf('+', StringComparison.Ordinal);
-        var (version, commit) = plus < 0 ? (informational, "unknown") : (informational[..plus], informational[(plus + 1)..]);
-        return "# HELP hoard_build_info The running build: its version and the git commit it was built from.\n# TYPE hoard_build_info gauge\n"
-            + $"hoard_build_info{{version=\"{version}\",commit=\"{commit}\"}} 1\n";
-    }
+    private static string MakeBuildInfo() =>
+        "# HELP hoard_build_info The running build: its version and the git commit it was built from.\n# TYPE hoard_build_info gauge\n"
+        + $"hoard_build_info{{version=\"{Hosting.BuildVersion.Version}\",commit=\"{Hosting.BuildVersion.Commit ?? "unknown"}\"}} 1\n";
+
     private static readonly int OutcomeCount = Enum.GetValues<CacheOutcome>().Length;
 
     private readonly long[] _requests = new long[Protocols.Length * OutcomeCount];
@@ -271,12 +265,9 @@ public sealed class HoardMetrics
         sb.Append(BuildInfo);
         using (var self = System.Diagnostics.Process.GetCurrentProcess())
         {
-            sb.Append("# HELP process_start_time_seconds Start time of the process since the Unix epoch.\n# TYPE process_start_time_seconds gauge\n");
-            sb.Append(CultureInfo.InvariantCulture, $"process_start_time_seconds {new DateTimeOffset(self.StartTime.ToUniversalTime()).ToUnixTimeSeconds()}\n");
-            sb.Append("# HELP process_resident_memory_bytes Resident memory size.\n# TYPE process_resident_memory_bytes gauge\n");
-            sb.Append(CultureInfo.InvariantCulture, $"process_resident_memory_bytes {self.WorkingSet64}\n");
-            sb.Append("# HELP process_cpu_seconds_total User and system CPU time spent.\n# TYPE process_cpu_seconds_total counter\n");
-            sb.Append(CultureInfo.InvariantCulture, $"process_cpu_seconds_total {self.TotalProcessorTime.TotalSeconds}\n");
+            Single(sb, "process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch.", new DateTimeOffset(self.StartTime.ToUniversalTime()).ToUnixTimeSeconds());
+            Single(sb, "process_resident_memory_bytes", "gauge", "Resident memory size.", self.WorkingSet64);
+            Single(sb, "process_cpu_seconds_total", "counter", "User and system CPU time spent.", self.TotalProcessorTime.TotalSeconds);
         }
         RenderRuntime(sb);
         sb.Append("# HELP hoard_requests_total Client requests by protocol and cache outcome.\n# TYPE hoard_requests_total counter\n");
@@ -299,30 +290,23 @@ public sealed class HoardMetrics
         if (StoreGauge is { } gauge)
         {
             var (bytes, blobs, entries) = gauge();
-            sb.Append("# HELP hoard_store_bytes Bytes of committed blobs.\n# TYPE hoard_store_bytes gauge\n");
-            sb.Append(CultureInfo.InvariantCulture, $"hoard_store_bytes {bytes}\n");
-            sb.Append("# HELP hoard_store_blobs Committed blobs.\n# TYPE hoard_store_blobs gauge\n");
-            sb.Append(CultureInfo.InvariantCulture, $"hoard_store_blobs {blobs}\n");
-            sb.Append("# HELP hoard_store_entries Keys naming committed blobs.\n# TYPE hoard_store_entries gauge\n");
-            sb.Append(CultureInfo.InvariantCulture, $"hoard_store_entries {entries}\n");
+            Single(sb, "hoard_store_bytes", "gauge", "Bytes of committed blobs.", bytes);
+            Single(sb, "hoard_store_blobs", "gauge", "Committed blobs.", blobs);
+            Single(sb, "hoard_store_entries", "gauge", "Keys naming committed blobs.", entries);
         }
         if (GitMirrorGauge is { } git)
         {
             var (bytes, count) = git();
-            sb.Append("# HELP hoard_git_mirror_bytes Bytes of git mirrors on disk (counted toward --max-size with hoard_store_bytes).\n# TYPE hoard_git_mirror_bytes gauge\n");
-            sb.Append(CultureInfo.InvariantCulture, $"hoard_git_mirror_bytes {bytes}\n");
-            sb.Append("# HELP hoard_git_mirrors Git mirrors on disk.\n# TYPE hoard_git_mirrors gauge\n");
-            sb.Append(CultureInfo.InvariantCulture, $"hoard_git_mirrors {count}\n");
+            Single(sb, "hoard_git_mirror_bytes", "gauge", "Bytes of git mirrors on disk (counted toward --max-size with hoard_store_bytes).", bytes);
+            Single(sb, "hoard_git_mirrors", "gauge", "Git mirrors on disk.", count);
         }
         if (ClusterSize > 0)
         {
-            sb.Append("# HELP hoard_cluster_nodes Live cluster nodes at the last heartbeat.\n# TYPE hoard_cluster_nodes gauge\n");
-            sb.Append(CultureInfo.InvariantCulture, $"hoard_cluster_nodes {ClusterSize}\n");
+            Single(sb, "hoard_cluster_nodes", "gauge", "Live cluster nodes at the last heartbeat.", ClusterSize);
         }
         if (AccessLogDropped is { } dropped)
         {
-            sb.Append("# HELP hoard_access_log_dropped_total Access-log lines dropped because the output could not keep up.\n# TYPE hoard_access_log_dropped_total counter\n");
-            sb.Append(CultureInfo.InvariantCulture, $"hoard_access_log_dropped_total {dropped()}\n");
+            Single(sb, "hoard_access_log_dropped_total", "counter", "Access-log lines dropped because the output could not keep up.", dropped());
         }
         var families = _labelled.OrderBy(kv => kv.Key, StringComparer.Ordinal).GroupBy(kv => Family(kv.Key)).ToDictionary(g => g.Key, g => g.ToList(), StringComparer.Ordinal);
         foreach (var (name, help, labelled) in CounterFamilies)
@@ -330,10 +314,7 @@ public sealed class HoardMetrics
             sb.Append(CultureInfo.InvariantCulture, $"# HELP {name} {help}\n# TYPE {name} counter\n");
             if (families.Remove(name, out var series))
             {
-                foreach (var (line, counter) in series)
-                {
-                    sb.Append(CultureInfo.InvariantCulture, $"{line} {Exposed(name, counter.Value)}\n");
-                }
+                Series(sb, name, series);
             }
             else if (!labelled)
             {
@@ -343,20 +324,15 @@ public sealed class HoardMetrics
         foreach (var (name, series) in families)
         {
             sb.Append(CultureInfo.InvariantCulture, $"# HELP {name} (not described)\n# TYPE {name} counter\n");
-            foreach (var (line, counter) in series)
-            {
-                sb.Append(CultureInfo.InvariantCulture, $"{line} {counter.Value}\n");
-            }
+            Series(sb, name, series);
         }
         if (StoreMaxBytes > 0)
         {
-            sb.Append("# HELP hoard_store_max_bytes The store's size limit (--max-size), for blobs and git mirrors together.\n# TYPE hoard_store_max_bytes gauge\n");
-            sb.Append(CultureInfo.InvariantCulture, $"hoard_store_max_bytes {StoreMaxBytes}\n");
+            Single(sb, "hoard_store_max_bytes", "gauge", "The store's size limit (--max-size), for blobs and git mirrors together.", StoreMaxBytes);
         }
         if (InFlightGauge is { } inFlight)
         {
-            sb.Append("# HELP hoard_downloads_in_flight Downloads running now, one per artifact however many clients share it.\n# TYPE hoard_downloads_in_flight gauge\n");
-            sb.Append(CultureInfo.InvariantCulture, $"hoard_downloads_in_flight {inFlight()}\n");
+            Single(sb, "hoard_downloads_in_flight", "gauge", "Downloads running now, one per artifact however many clients share it.", inFlight());
         }
         sb.Append("# HELP hoard_request_duration_seconds Time from a request's arrival to its last byte sent, by protocol and cache outcome.\n# TYPE hoard_request_duration_seconds histogram\n");
         for (var p = 0; p < Protocols.Length; p++)
@@ -377,6 +353,18 @@ public sealed class HoardMetrics
         return sb.ToString();
     }
 
+    /// <summary>A family of one unlabelled series: HELP, TYPE and its value.</summary>
+    private static void Single(StringBuilder sb, string name, string type, string help, object value) =>
+        sb.Append(CultureInfo.InvariantCulture, $"# HELP {name} {help}\n# TYPE {name} {type}\n{name} {value}\n");
+
+    private static void Series(StringBuilder sb, string family, List<KeyValuePair<string, Counter>> series)
+    {
+        foreach (var (line, counter) in series)
+        {
+            sb.Append(CultureInfo.InvariantCulture, $"{line} {Exposed(family, counter.Value)}\n");
+        }
+    }
+
     /// <summary>.NET runtime figures an operator looks at when memory or latency goes wrong: GC and thread pool.</summary>
     private static void RenderRuntime(StringBuilder sb)
     {
@@ -386,18 +374,12 @@ public sealed class HoardMetrics
             sb.Append(CultureInfo.InvariantCulture, $"dotnet_gc_collections_total{{generation=\"{gen}\"}} {GC.CollectionCount(gen)}\n");
         }
         var info = GC.GetGCMemoryInfo();
-        sb.Append("# HELP dotnet_gc_heap_size_bytes Managed heap size after the last collection.\n# TYPE dotnet_gc_heap_size_bytes gauge\n");
-        sb.Append(CultureInfo.InvariantCulture, $"dotnet_gc_heap_size_bytes {info.HeapSizeBytes}\n");
-        sb.Append("# HELP dotnet_gc_pause_seconds_total Time the process has spent paused for garbage collection.\n# TYPE dotnet_gc_pause_seconds_total counter\n");
-        sb.Append(CultureInfo.InvariantCulture, $"dotnet_gc_pause_seconds_total {GC.GetTotalPauseDuration().TotalSeconds}\n");
-        sb.Append("# HELP dotnet_gc_allocated_bytes_total Bytes allocated on the managed heap.\n# TYPE dotnet_gc_allocated_bytes_total counter\n");
-        sb.Append(CultureInfo.InvariantCulture, $"dotnet_gc_allocated_bytes_total {GC.GetTotalAllocatedBytes()}\n");
-        sb.Append("# HELP dotnet_threadpool_threads Thread-pool threads now.\n# TYPE dotnet_threadpool_threads gauge\n");
-        sb.Append(CultureInfo.InvariantCulture, $"dotnet_threadpool_threads {ThreadPool.ThreadCount}\n");
-        sb.Append("# HELP dotnet_threadpool_queue_length Work items waiting for a thread-pool thread.\n# TYPE dotnet_threadpool_queue_length gauge\n");
-        sb.Append(CultureInfo.InvariantCulture, $"dotnet_threadpool_queue_length {ThreadPool.PendingWorkItemCount}\n");
-        sb.Append("# HELP dotnet_threadpool_completed_items_total Work items the thread pool has run.\n# TYPE dotnet_threadpool_completed_items_total counter\n");
-        sb.Append(CultureInfo.InvariantCulture, $"dotnet_threadpool_completed_items_total {ThreadPool.CompletedWorkItemCount}\n");
+        Single(sb, "dotnet_gc_heap_size_bytes", "gauge", "Managed heap size after the last collection.", info.HeapSizeBytes);
+        Single(sb, "dotnet_gc_pause_seconds_total", "counter", "Time the process has spent paused for garbage collection.", GC.GetTotalPauseDuration().TotalSeconds);
+        Single(sb, "dotnet_gc_allocated_bytes_total", "counter", "Bytes allocated on the managed heap.", GC.GetTotalAllocatedBytes());
+        Single(sb, "dotnet_threadpool_threads", "gauge", "Thread-pool threads now.", ThreadPool.ThreadCount);
+        Single(sb, "dotnet_threadpool_queue_length", "gauge", "Work items waiting for a thread-pool thread.", ThreadPool.PendingWorkItemCount);
+        Single(sb, "dotnet_threadpool_completed_items_total", "counter", "Work items the thread pool has run.", ThreadPool.CompletedWorkItemCount);
     }
 
     /// <summary>Families whose counters hold microseconds and are exposed in seconds.</summary>
