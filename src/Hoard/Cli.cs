@@ -16,6 +16,7 @@ public static class Cli
         root.Subcommands.Add(ConfigCommands.Build());
         root.Subcommands.Add(StatusCommand.Build());
         root.Subcommands.Add(HealthCommand.Build());
+        root.Subcommands.Add(WarmCommand.Build());
         var version = new Command("version", "Print Hoard's version.");
         version.SetAction(_ => Console.WriteLine(VersionText()));
         root.Subcommands.Add(version);

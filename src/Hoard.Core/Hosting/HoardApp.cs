@@ -102,6 +102,7 @@ public static partial class HoardApp
         services.AddSingleton<Git.GitMirror>();
         services.AddSingleton<Git.LfsProxy>();
         services.AddSingleton<Git.GitFrontEnd>();
+        services.AddSingleton(sp => new Warm.SelfClient(sp.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>(), sp.GetRequiredService<ServerCertificate>));
         services.AddHostedService<Maintenance>();
         if (options.ClusterRedis is not null)
         {
@@ -130,6 +131,8 @@ public static partial class HoardApp
         app.Services.GetRequiredService<FilesFrontEnd>().Map(app);
         app.Services.GetRequiredService<Oci.OciFrontEnd>().Map(app);
         app.Services.GetRequiredService<Git.GitFrontEnd>().Map(app);
+        Warm.WarmEndpoint.Map(app, options, app.Services.GetRequiredService<AdminAuth>(), app.Services.GetRequiredService<RequestBodyReader>(),
+            app.Services.GetRequiredService<Warm.SelfClient>(), app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Hoard.Warm"));
         if (options.ClusterRedis is not null)
         {
             app.Services.GetRequiredService<Cluster.ClusterNode>().Map(app);

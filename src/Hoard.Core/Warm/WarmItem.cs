@@ -1,0 +1,78 @@
+namespace Hoard.Core.Warm;
+
+/// <summary>
+/// One warm item's running tally (a package version, an image, a repository), updated by the warmer as its artifacts
+/// come back and read by the progress writer. Artifacts are counted once each: fetched (brought in now, from upstream
+/// or a peer), cached (already held) or failed.
+/// </summary>
+public sealed class WarmItem(int id, WarmKind kind, string name)
+{
+    private long _bytes;
+    private long _total;
+    private long _fetchedBytes;
+    private int _fetched;
+    private int _cached;
+    private int _failed;
+    private string? _error;
+
+    public int Id { get; } = id;
+    public WarmKind Kind { get; } = kind;
+    public string Name { get; } = name;
+    public long Bytes => Interlocked.Read(ref _bytes);
+    public bool Failed => Volatile.Read(ref _failed) > 0;
+
+    /// <summary>Adds to the bytes the item's artifacts are known to add up to.</summary>
+    public void AddTotal(long bytes) => Interlocked.Add(ref _total, bytes);
+
+    /// <summary>Bytes of an artifact as they arrive.</summary>
+    public void Received(long bytes) => Interlocked.Add(ref _bytes, bytes);
+
+    /// <summary>An artifact's answer: counted as fetched, cached or failed.</summary>
+    public void Count(SelfAnswer answer, string what)
+    {
+        if (!answer.Ok)
+        {
+            Fail($"{what}: {answer.Error}");
+        }
+        else if (answer.WasCached)
+        {
+            Interlocked.Increment(ref _cached);
+            if (answer.Outcome == "HIT")
+            {
+                Interlocked.Add(ref _bytes, answer.Bytes); // a hit's body is not read: its size is all there is to count
+            }
+        }
+        else
+        {
+            Interlocked.Increment(ref _fetched);
+            Interlocked.Add(ref _fetchedBytes, answer.Bytes);
+        }
+    }
+
+    /// <summary>Something of this item could not be warmed; the first reason is the one shown.</summary>
+    public void Fail(string error)
+    {
+        Interlocked.Increment(ref _failed);
+        Interlocked.CompareExchange(ref _error, error, null);
+    }
+
+    public WarmEvent Started() => new("item") { Id = Id, Kind = Kind, Name = Name };
+
+    public WarmEvent Progress() => new("progress") { Id = Id, Bytes = Bytes, Total = NullIfZero(Interlocked.Read(ref _total)) };
+
+    public WarmEvent Done() => new("done")
+    {
+        Id = Id,
+        Kind = Kind,
+        Name = Name,
+        Bytes = Bytes,
+        Total = NullIfZero(Interlocked.Read(ref _total)),
+        Fetched = _fetched,
+        Cached = _cached,
+        Failed = _failed,
+        FetchedBytes = Interlocked.Read(ref _fetchedBytes),
+        Error = _error,
+    };
+
+    private static long? NullIfZero(long n) => n == 0 ? null : n;
+}
