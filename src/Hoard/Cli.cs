@@ -17,6 +17,8 @@ public static class Cli
         root.Subcommands.Add(StatusCommand.Build());
         root.Subcommands.Add(HealthCommand.Build());
         root.Subcommands.Add(WarmCommand.Build());
+        root.Subcommands.Add(WarmCommand.Build(pin: true));
+        root.Subcommands.Add(WarmCommand.BuildUnpin());
         var version = new Command("version", "Print Hoard's version.");
         version.SetAction(_ => Console.WriteLine(VersionText()));
         root.Subcommands.Add(version);

@@ -14,9 +14,11 @@ namespace Hoard;
 /// </summary>
 public static class WarmCommand
 {
-    public static Command Build()
+    public static Command Build(bool pin = false)
     {
-        var command = new Command("warm", "Fetch into a node's cache, before anyone asks, the exact files a requirements file or lock pins, images (every platform's manifest and layer) and git repositories (mirror and clone bundle). Run again after an interruption: only what is missing is fetched.");
+        var command = pin
+            ? new Command("pin", "Keep packages, images or repositories in a node's cache for good: what is missing is fetched first (as hoard warm does), then each item becomes a pin of its name that eviction never takes. Pinned bytes count toward --max-size; a pin that does not fit is refused with the reason. hoard status lists pins; hoard unpin NAME removes one.")
+            : new Command("warm", "Fetch into a node's cache, before anyone asks, the exact files a requirements file or lock pins, images (every platform's manifest and layer) and git repositories (mirror and clone bundle). Run again after an interruption: only what is missing is fetched.");
         var url = AdminClient.UrlOption();
         var tokenFile = AdminClient.TokenFileOption();
         var requirements = new Option<string[]>("--requirement", "-r") { Description = "a requirements file of == pins (pip-compile, uv pip compile; --hash lines pick exact files); repeatable" };
@@ -26,9 +28,10 @@ public static class WarmCommand
         var git = new Option<string[]>("--git") { Description = "a git repository by its upstream URL (under a --git upstream of the node); repeatable" };
         var python = new Option<string[]>("--python-version") { Description = "only wheels for this Python, as pip download's (3.12); repeatable" };
         var platform = new Option<string[]>("--platform") { Description = "wheels for this platform tag (manylinux_2_17_x86_64), or, with a slash, image platforms (linux/arm64); repeatable" };
+        var packageOption = new Option<string[]>("--package") { Description = "a package version, NAME==VERSION; repeatable" };
         var index = new Option<string>("--index") { Description = "the node's PyPI index (its --pypi NAME) requirements come from; default its first" };
         var allNodes = new Option<bool>("--all-nodes") { Description = "warm every live node of the cluster --url belongs to, one after another: the first fetches from upstream, the rest from peers" };
-        foreach (var o in new Option[] { url, tokenFile, requirements, pylock, images, imagesFile, git, python, platform, index, allNodes })
+        foreach (var o in new Option[] { url, tokenFile, requirements, pylock, packageOption, images, imagesFile, git, python, platform, index, allNodes })
         {
             command.Options.Add(o);
         }
@@ -42,6 +45,7 @@ public static class WarmCommand
                 Platforms = [.. platforms.Where(p => !p.Contains('/', StringComparison.Ordinal))],
                 ImagePlatforms = [.. platforms.Where(p => p.Contains('/', StringComparison.Ordinal))],
                 Git = [.. parse.GetValue(git) ?? []],
+                Pin = pin,
             };
             try
             {
@@ -52,6 +56,16 @@ public static class WarmCommand
                 foreach (var file in parse.GetValue(pylock) ?? [])
                 {
                     request.Packages.AddRange(WarmSources.Lock(file, problems));
+                }
+                foreach (var p in parse.GetValue(packageOption) ?? [])
+                {
+                    var at = p.IndexOf("==", StringComparison.Ordinal);
+                    if (at <= 0 || at + 2 >= p.Length)
+                    {
+                        await Console.Error.WriteLineAsync($"hoard: --package '{p}': expected NAME==VERSION");
+                        return 2;
+                    }
+                    request.Packages.Add(new WarmPackage(p[..at].Trim(), p[(at + 2)..].Trim()));
                 }
                 request.Images.AddRange(parse.GetValue(images) ?? []);
                 foreach (var file in parse.GetValue(imagesFile) ?? [])
@@ -74,7 +88,7 @@ public static class WarmCommand
             }
             if (request.Packages.Count + request.Images.Count + request.Git.Count == 0)
             {
-                await Console.Error.WriteLineAsync("hoard: nothing to warm: give -r FILE, --pylock FILE, --image REF, --images-file FILE or --git URL");
+                await Console.Error.WriteLineAsync($"hoard: nothing to {command.Name}: give -r FILE, --pylock FILE, --package NAME==VERSION, --image REF, --images-file FILE or --git URL");
                 return 2;
             }
             var (client, error) = AdminClient.Create(parse.GetValue(url), parse.GetValue(tokenFile));
@@ -103,6 +117,56 @@ public static class WarmCommand
                     failed |= summary is null || summary.Failed > 0;
                 }
                 return failed ? 1 : 0;
+            }
+        });
+        return command;
+    }
+
+    /// <summary>`hoard unpin NAME…`: removes pins by the names hoard status lists.</summary>
+    public static Command BuildUnpin()
+    {
+        var command = new Command("unpin", "Remove pins by name (as hoard status lists them): their blobs are evicted again in their turn.");
+        var url = AdminClient.UrlOption();
+        var tokenFile = AdminClient.TokenFileOption();
+        var names = new Argument<string[]>("name") { Description = "a pin's name: NAME==VERSION, an image reference or a repository URL, as it was pinned", Arity = ArgumentArity.OneOrMore };
+        command.Options.Add(url);
+        command.Options.Add(tokenFile);
+        command.Arguments.Add(names);
+        command.SetAction(async (parse, ct) =>
+        {
+            var (client, error) = AdminClient.Create(parse.GetValue(url), parse.GetValue(tokenFile));
+            if (client is null)
+            {
+                await Console.Error.WriteLineAsync("hoard: " + error);
+                return 2;
+            }
+            using (client)
+            {
+                var code = 0;
+                foreach (var name in parse.GetValue(names) ?? [])
+                {
+                    using var message = new HttpRequestMessage(HttpMethod.Delete, new Uri(client.Node, PinEndpoint.Path + "?name=" + Uri.EscapeDataString(name)));
+                    message.Headers.Authorization = client.Authorization;
+                    try
+                    {
+                        using var response = await client.Http.SendAsync(message, ct);
+                        if (response.IsSuccessStatusCode)
+                        {
+                            Console.WriteLine($"unpinned {name}");
+                        }
+                        else
+                        {
+                            await Console.Error.WriteLineAsync($"hoard: {name}: {(int)response.StatusCode} {(await response.Content.ReadAsStringAsync(ct)).Trim()}");
+                            code = 1;
+                        }
+                    }
+                    catch (HttpRequestException e)
+                    {
+                        await Console.Error.WriteLineAsync($"hoard: {client.Node}: {e.Message}");
+                        return 1;
+                    }
+                }
+                return code;
             }
         });
         return command;

@@ -52,7 +52,7 @@ public sealed class WarmDisplay
                                 break;
                             case "done" when tasks.TryGetValue(e.Id, out var task):
                                 task.MaxValue(Math.Max(1, e.Bytes)).Value(Math.Max(1, e.Bytes)).IsIndeterminate(false);
-                                task.Description = Markup.Escape(Prefix + e.Name) + (e.Error is null ? " [green]done[/]" : " [red]failed[/]");
+                                task.Description = Markup.Escape(Prefix + e.Name) + (e.Error is not null ? " [red]failed[/]" : e.Pinned == true ? " [green]pinned[/]" : " [green]done[/]");
                                 task.StopTask();
                                 if (e.Error is not null)
                                 {
@@ -89,7 +89,7 @@ public sealed class WarmDisplay
     }
 
     private string Line(WarmEvent e) => e.Error is null
-        ? $"{Prefix}{e.Name}: {Counts(e)}"
+        ? $"{Prefix}{e.Name}: {Counts(e)}{(e.Pinned == true ? "; pinned" : "")}"
         : $"{Prefix}{e.Name}: FAILED: {e.Error} ({Counts(e)})";
 
     private static string Counts(WarmEvent e) =>

@@ -131,8 +131,9 @@ public static partial class HoardApp
         app.Services.GetRequiredService<FilesFrontEnd>().Map(app);
         app.Services.GetRequiredService<Oci.OciFrontEnd>().Map(app);
         app.Services.GetRequiredService<Git.GitFrontEnd>().Map(app);
-        Warm.WarmEndpoint.Map(app, options, app.Services.GetRequiredService<AdminAuth>(), app.Services.GetRequiredService<RequestBodyReader>(),
+        Warm.WarmEndpoint.Map(app, options, app.Services.GetRequiredService<FetchEngine>(), app.Services.GetRequiredService<AdminAuth>(), app.Services.GetRequiredService<RequestBodyReader>(),
             app.Services.GetRequiredService<Warm.SelfClient>(), app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Hoard.Warm"));
+        Warm.PinEndpoint.Map(app, app.Services.GetRequiredService<FetchEngine>(), app.Services.GetRequiredService<AdminAuth>());
         if (options.ClusterRedis is not null)
         {
             app.Services.GetRequiredService<Cluster.ClusterNode>().Map(app);

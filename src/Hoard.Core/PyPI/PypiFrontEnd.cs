@@ -238,6 +238,8 @@ public sealed partial class PypiFrontEnd
         var etag = $"\"{digest[..32]}-{(chosen.Format == SimpleFormat.Json ? 'j' : 'h')}1\"";
         CacheStatusHeader.Apply(response, outcome);
         response.Headers.ETag = etag;
+        // The stored upstream page this was rendered from, whole (the ETag holds half): `hoard pin` keeps that blob.
+        response.Headers["X-Hoard-Digest"] = "sha256:" + digest;
         response.Headers.Vary = "Accept";
         response.Headers.CacheControl = _pageCacheControl;
         response.ContentType = chosen.ContentType;

@@ -38,7 +38,7 @@ public abstract class KeyedRecord
 public sealed class BlobRecord : KeyedRecord
 {
     private const int EvictedMark = int.MinValue / 2;
-    private const ushort ReferencedFlag = 1, InLruFlag = 2, HasKeyFlag = 4, PublicFlag = 8, DirtyFlag = 16;
+    private const ushort ReferencedFlag = 1, InLruFlag = 2, HasKeyFlag = 4, PublicFlag = 8, DirtyFlag = 16, PinnedFlag = 32;
     private readonly uint _createdUnixSeconds;
     private uint _lastModifiedSeconds;
     private long _lastAccessMs;
@@ -143,6 +143,13 @@ public sealed class BlobRecord : KeyedRecord
         set => SetFlags(InLruFlag, value);
     }
 
+    /// <summary>An operator pinned it (`hoard pin`): kept off the LRU list, so eviction never takes it.</summary>
+    public bool Pinned
+    {
+        get => Has(PinnedFlag);
+        internal set => SetFlags(PinnedFlag, value);
+    }
+
     /// <summary>Whether <see cref="KeyedRecord.KeyHash"/> is a key of this blob (its first key; others are aliases).</summary>
     internal bool HasKey
     {
@@ -150,7 +157,7 @@ public sealed class BlobRecord : KeyedRecord
         set => SetFlags(HasKeyFlag, value);
     }
 
-    // Five flags in two bytes (one bool each would cost a word of padding per blob). Each is written under a different
+    // Six flags in two bytes (one bool each would cost a word of padding per blob). Each is written under a different
     // lock or none (a hit sets Referenced and Dirty), so every change is a compare-exchange of the whole set.
     private bool Has(ushort flag) => (Volatile.Read(ref _flags) & flag) != 0;
 

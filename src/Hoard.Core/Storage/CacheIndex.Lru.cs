@@ -30,7 +30,7 @@ public sealed partial class CacheIndex
 
     private void LruAddLocked(BlobRecord blob)
     {
-        if (blob.InLru)
+        if (blob.InLru || blob.Pinned)
         {
             return;
         }
@@ -49,7 +49,7 @@ public sealed partial class CacheIndex
     /// <summary>Puts a blob back at the tail, where it was taken from (it is still the least recently used).</summary>
     private void LruAddTailLocked(BlobRecord blob)
     {
-        if (blob.InLru)
+        if (blob.InLru || blob.Pinned)
         {
             return;
         }
@@ -116,7 +116,7 @@ public sealed partial class CacheIndex
 
     /// <summary>
     /// Evicts least recently used blobs until the store holds at most <paramref name="targetBytes"/>, in batches.
-    /// Blobs being read are skipped (their pin makes TryMarkEvicted fail) and keep their place; blobs being written
+    /// Blobs being read are skipped (their readers make TryMarkEvicted fail) and keep their place; blobs being written
     /// are not indexed yet. Only blobs last used before <paramref name="usedBeforeMs"/> go (what else counts toward
     /// the limit, a git mirror used at that time, goes before the rest). <paramref name="deleteFile"/> runs for each
     /// evicted blob under its digest's lock, after its rows are gone.
@@ -125,21 +125,21 @@ public sealed partial class CacheIndex
     {
         var evicted = new List<BlobRecord>();
         // Blobs being read are passed over for this pass and put back where they were, oldest at the tail, after it.
-        var pinned = new List<BlobRecord>();
+        var inUse = new List<BlobRecord>();
         try
         {
-            EvictBatches(targetBytes, usedBeforeMs, deleteFile, evicted, pinned);
+            EvictBatches(targetBytes, usedBeforeMs, deleteFile, evicted, inUse);
         }
         finally
         {
-            // Also when a batch failed (the disk full at this very moment): pinned blobs must not fall off the list.
+            // Also when a batch failed (the disk full at this very moment): blobs in use must not fall off the list.
             lock (_lruLock)
             {
-                for (var i = pinned.Count - 1; i >= 0; i--)
+                for (var i = inUse.Count - 1; i >= 0; i--)
                 {
-                    if (ReferenceEquals(_blobs.Get(pinned[i].DigestValue), pinned[i]))
+                    if (ReferenceEquals(_blobs.Get(inUse[i].DigestValue), inUse[i]))
                     {
-                        LruAddTailLocked(pinned[i]);
+                        LruAddTailLocked(inUse[i]);
                     }
                 }
             }
@@ -147,7 +147,7 @@ public sealed partial class CacheIndex
         return evicted;
     }
 
-    private void EvictBatches(long targetBytes, long usedBeforeMs, Action<BlobRecord>? deleteFile, List<BlobRecord> evicted, List<BlobRecord> pinned)
+    private void EvictBatches(long targetBytes, long usedBeforeMs, Action<BlobRecord>? deleteFile, List<BlobRecord> evicted, List<BlobRecord> inUse)
     {
         while (TotalBytes > targetBytes)
         {
@@ -165,7 +165,7 @@ public sealed partial class CacheIndex
             {
                 break;
             }
-            evicted.AddRange(EvictBatch(batch, deleteFile, pinned));
+            evicted.AddRange(EvictBatch(batch, deleteFile, inUse));
         }
     }
 
@@ -173,7 +173,7 @@ public sealed partial class CacheIndex
     /// Removes a batch: takes the digests' locks in stripe order (no deadlock with another batch or a commit), marks
     /// each blob evicted unless a reader holds it, deletes the rows of all in one transaction, then the files.
     /// </summary>
-    private List<BlobRecord> EvictBatch(List<BlobRecord> batch, Action<BlobRecord>? deleteFile, List<BlobRecord> pinned)
+    private List<BlobRecord> EvictBatch(List<BlobRecord> batch, Action<BlobRecord>? deleteFile, List<BlobRecord> inUse)
     {
         var stripes = batch.Select(b => b.DigestValue.FirstByte).Distinct().Order().Select(i => _digestLocks[i]).ToList();
         foreach (var stripe in stripes)
@@ -191,13 +191,17 @@ public sealed partial class CacheIndex
                     // new record since: that one is not this eviction's to remove.
                     continue;
                 }
+                if (blob.Pinned)
+                {
+                    continue; // pinned after it was taken off the list (under this same digest lock): it stays, off the list
+                }
                 if (blob.TryMarkEvicted())
                 {
                     removed.Add(blob);
                 }
                 else if (!blob.IsEvicted)
                 {
-                    pinned.Add(blob);
+                    inUse.Add(blob);
                 }
             }
             try

@@ -44,6 +44,7 @@ public sealed partial class CacheIndex : IDisposable
             Execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;");
             OpenSchema();
             Load();
+            OpenPins();
         }
         catch
         {
@@ -163,6 +164,7 @@ public sealed partial class CacheIndex : IDisposable
                 }
                 _blobs.Set(blob);
                 Interlocked.Add(ref _totalBytes, size);
+                blob.Pinned = IsPinnedDigest(value); // a pinned blob fetched again (it was missing): kept off the list
                 LruAdd(blob);
             }
             foreach (var row in rows)

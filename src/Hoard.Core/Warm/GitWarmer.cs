@@ -28,7 +28,7 @@ public sealed class GitWarmer(SelfClient self, HoardOptions options)
             item.Fail("clone bundles are turned off (--git-bundle-interval 0): nothing to warm but discovery");
             return;
         }
-        item.Count(await self.GetAsync(path + "/-/bundle", null, item.Received, ct), "the clone bundle");
+        item.Count(await self.GetAsync(path + "/-/bundle", null, item.Received, ct), "the clone bundle", path + "/-/bundle");
     }
 
     /// <summary>The configured upstream a repository URL lies under, and the repository's path below it.</summary>

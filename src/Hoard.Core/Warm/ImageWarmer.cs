@@ -58,8 +58,9 @@ public sealed class ImageWarmer(SelfClient self)
 
     private async Task<JsonDocument?> ManifestAsync(ImageReference image, string reference, WarmItem item, CancellationToken ct)
     {
-        var (answer, body) = await self.GetDocumentAsync($"/v2/{image.Name}/manifests/{reference}", ManifestAccept, ManifestLimit, ct);
-        item.Count(answer, "manifest " + reference);
+        var path = $"/v2/{image.Name}/manifests/{reference}";
+        var (answer, body) = await self.GetDocumentAsync(path, ManifestAccept, ManifestLimit, ct);
+        item.Count(answer, "manifest " + reference, path, ManifestAccept);
         if (body is null)
         {
             return null;
@@ -99,7 +100,8 @@ public sealed class ImageWarmer(SelfClient self)
         foreach (var (digest, _) in blobs)
         {
             ct.ThrowIfCancellationRequested();
-            item.Count(await self.GetAsync($"/v2/{image.Name}/blobs/{digest}", null, item.Received, ct), "blob " + digest);
+            var path = $"/v2/{image.Name}/blobs/{digest}";
+            item.Count(await self.GetAsync(path, null, item.Received, ct), "blob " + digest, path);
         }
     }
 

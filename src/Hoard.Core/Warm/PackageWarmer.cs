@@ -28,6 +28,7 @@ public sealed class PackageWarmer(SelfClient self, HoardOptions options)
         }
         var prefix = $"/pypi/{index.Name}/simple/{PypiNames.Normalize(package.Project)}/";
         var (answer, page) = await self.GetDocumentAsync(prefix, SimpleNegotiation.JsonType, PageLimit, ct);
+        item.Keep(answer, prefix, SimpleNegotiation.JsonType);
         if (page is null)
         {
             item.Fail($"the project page: {answer.Error}");
@@ -60,12 +61,13 @@ public sealed class PackageWarmer(SelfClient self, HoardOptions options)
             if (file.HasMetadata)
             {
                 var (metadata, _) = await self.GetDocumentAsync(prefix + file.Href + ".metadata", null, PageLimit, ct);
+                item.Keep(metadata, prefix + file.Href + ".metadata");
                 if (!metadata.Ok)
                 {
                     item.Fail($"{file.Filename}.metadata: {metadata.Error}");
                 }
             }
-            item.Count(await self.GetAsync(prefix + file.Href, null, item.Received, ct), file.Filename);
+            item.Count(await self.GetAsync(prefix + file.Href, null, item.Received, ct), file.Filename, prefix + file.Href);
         }
     }
 

@@ -7,7 +7,9 @@ namespace Hoard.Core.Warm;
 
 /// <summary>What one warm request came back with.</summary>
 /// <param name="Outcome">X-Hoard-Cache: HIT, MISS, COALESCED, PEER, STALE, …; null when the answer had none.</param>
-public readonly record struct SelfAnswer(int Status, string? Outcome, long Bytes, string? Error)
+/// <param name="Digest">The stored blob behind the answer (hex), when the answer names it: X-Hoard-Digest, an ETag that is
+/// a sha256, or Docker-Content-Digest. A download whose digest was not known in advance names it only once stored.</param>
+public readonly record struct SelfAnswer(int Status, string? Outcome, long Bytes, string? Error, string? Digest = null)
 {
     public bool Ok => Status is >= 200 and < 300 && Error is null;
 
@@ -83,9 +85,10 @@ public sealed class SelfClient : IDisposable
                 var text = await ReadErrorAsync(response, ct);
                 return new SelfAnswer(status, outcome, 0, $"{status}: {text}");
             }
+            var digest = DigestOf(response);
             if (outcome is "HIT")
             {
-                return new SelfAnswer(status, outcome, response.Content.Headers.ContentLength ?? 0, null);
+                return new SelfAnswer(status, outcome, response.Content.Headers.ContentLength ?? 0, null, digest);
             }
             await using var body = await response.Content.ReadAsStreamAsync(ct);
             var buffer = new byte[81_920];
@@ -96,7 +99,7 @@ public sealed class SelfClient : IDisposable
                 total += n;
                 progress?.Invoke(n);
             }
-            return new SelfAnswer(status, outcome, total, null);
+            return new SelfAnswer(status, outcome, total, null, digest);
         }
         catch (HttpRequestException e)
         {
@@ -142,12 +145,50 @@ public sealed class SelfClient : IDisposable
                 }
                 copy.Write(buffer, 0, n);
             }
-            return (new SelfAnswer(status, outcome, copy.Length, null), copy.ToArray());
+            return (new SelfAnswer(status, outcome, copy.Length, null, DigestOf(response)), copy.ToArray());
         }
         catch (Exception e) when (e is HttpRequestException or IOException)
         {
             return (new SelfAnswer(502, null, 0, "the request failed: " + e.Message), null);
         }
+    }
+
+    /// <summary>
+    /// The digest of what a path is stored as, asked after it was warmed: a download whose digest was unknown in advance
+    /// (a file without a hash, a clone bundle) names it only once committed, which follows its last byte closely.
+    /// </summary>
+    public async Task<string?> StoredDigestAsync(string pathAndQuery, string? accept, CancellationToken ct)
+    {
+        for (var attempt = 0; attempt < 50; attempt++)
+        {
+            var answer = await GetAsync(pathAndQuery, accept, null, ct);
+            if (!answer.Ok)
+            {
+                return null;
+            }
+            if (answer.Digest is { } digest && answer.WasCached)
+            {
+                return digest;
+            }
+            await Task.Delay(100, ct);
+        }
+        return null;
+    }
+
+    private static string? DigestOf(HttpResponseMessage response)
+    {
+        static string? Hex(string? value)
+        {
+            value = value?.Trim('"', ' ');
+            if (value is not null && value.StartsWith("sha256:", StringComparison.Ordinal))
+            {
+                value = value[7..];
+            }
+            return value is { Length: 64 } && value.All(char.IsAsciiHexDigitLower) ? value : null;
+        }
+        return (response.Headers.TryGetValues("X-Hoard-Digest", out var own) ? Hex(own.FirstOrDefault()) : null)
+            ?? Hex(response.Headers.ETag?.Tag)
+            ?? (response.Headers.TryGetValues("Docker-Content-Digest", out var oci) ? Hex(oci.FirstOrDefault()) : null);
     }
 
     /// <summary>The first line of an error answer (Hoard's errors are one line of text or an OCI error document).</summary>

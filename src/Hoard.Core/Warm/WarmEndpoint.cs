@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Threading.Channels;
 using Hoard.Core.Configuration;
+using Hoard.Core.Fetch;
 using Hoard.Core.Hosting;
 using Hoard.Core.Http;
 using Microsoft.AspNetCore.Builder;
@@ -31,7 +32,7 @@ public static partial class WarmEndpoint
     private static readonly ReadOnlyMemory<byte> Newline = "\n"u8.ToArray();
     private static readonly TimeSpan ProgressEvery = TimeSpan.FromMilliseconds(250);
 
-    public static void Map(IEndpointRouteBuilder app, HoardOptions options, AdminAuth admin, RequestBodyReader reader, SelfClient self, ILogger logger)
+    public static void Map(IEndpointRouteBuilder app, HoardOptions options, FetchEngine engine, AdminAuth admin, RequestBodyReader reader, SelfClient self, ILogger logger)
     {
         app.MapPost(Path, async (HttpContext ctx) =>
         {
@@ -63,11 +64,29 @@ public static partial class WarmEndpoint
             LogWarm(logger, request.Packages.Count, request.Images.Count, request.Git.Count, ctx.Connection.RemoteIpAddress?.ToString() ?? "-");
             ctx.Response.ContentType = "application/x-ndjson";
             ctx.Response.Headers.CacheControl = "no-store";
-            await RunAsync(ctx.Response.Body, request, new PackageWarmer(self, options), new ImageWarmer(self), new GitWarmer(self, options), ctx.RequestAborted);
+            var pin = request.Pin ? new Func<WarmItem, Task>(item => PinAsync(item, self, engine, ctx.RequestAborted)) : null;
+            await RunAsync(ctx.Response.Body, request, new PackageWarmer(self, options), new ImageWarmer(self), new GitWarmer(self, options), pin, ctx.RequestAborted);
         });
     }
 
-    private static async Task RunAsync(Stream output, WarmRequest request, PackageWarmer packages, ImageWarmer images, GitWarmer git, CancellationToken ct)
+    /// <summary>A warmed item becomes a pin of its name, unless any of it failed (a pin of part of it would mislead).</summary>
+    private static async Task PinAsync(WarmItem item, SelfClient self, FetchEngine engine, CancellationToken ct)
+    {
+        if (item.Failed || !await item.NameDigestsAsync(self, ct))
+        {
+            return;
+        }
+        if (engine.Pin(item.Name, item.Kind.ToString().ToLowerInvariant(), item.Digests, out var refusal, out _))
+        {
+            item.Pinned = true;
+        }
+        else
+        {
+            item.Fail("not pinned: " + refusal);
+        }
+    }
+
+    private static async Task RunAsync(Stream output, WarmRequest request, PackageWarmer packages, ImageWarmer images, GitWarmer git, Func<WarmItem, Task>? pin, CancellationToken ct)
     {
         var work = new List<(WarmItem Item, Func<WarmItem, Task> Run)>();
         foreach (var p in request.Packages)
@@ -95,6 +114,10 @@ public static partial class WarmEndpoint
                     try
                     {
                         await w.Run(w.Item);
+                        if (pin is not null)
+                        {
+                            await pin(w.Item);
+                        }
                     }
                     catch (Exception e) when (e is not OperationCanceledException)
                     {

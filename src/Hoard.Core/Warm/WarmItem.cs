@@ -27,9 +27,51 @@ public sealed class WarmItem(int id, WarmKind kind, string name)
     /// <summary>Bytes of an artifact as they arrive.</summary>
     public void Received(long bytes) => Interlocked.Add(ref _bytes, bytes);
 
-    /// <summary>An artifact's answer: counted as fetched, cached or failed.</summary>
-    public void Count(SelfAnswer answer, string what)
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, bool> _digests = new(StringComparer.Ordinal);
+    private readonly System.Collections.Concurrent.ConcurrentQueue<(string Path, string? Accept)> _unnamed = new();
+
+    /// <summary>The stored digests of everything this item warmed (what a pin keeps).</summary>
+    public IReadOnlyCollection<string> Digests => _digests.Keys.ToList();
+
+    /// <summary>Notes the blob behind an answer (a page, a metadata file) for a pin, without counting it as an artifact.</summary>
+    public void Keep(SelfAnswer answer, string path, string? accept = null)
     {
+        if (!answer.Ok)
+        {
+            return;
+        }
+        if (answer.Digest is { } digest)
+        {
+            _digests.TryAdd(digest, true);
+        }
+        else
+        {
+            _unnamed.Enqueue((path, accept));
+        }
+    }
+
+    /// <summary>For a pin: asks for the digests answers did not name (downloads whose digest was unknown in advance).</summary>
+    public async Task<bool> NameDigestsAsync(SelfClient self, CancellationToken ct)
+    {
+        while (_unnamed.TryDequeue(out var unnamed))
+        {
+            if (await self.StoredDigestAsync(unnamed.Path, unnamed.Accept, ct) is not { } digest)
+            {
+                Fail($"{unnamed.Path}: not stored after it was fetched");
+                return false;
+            }
+            _digests.TryAdd(digest, true);
+        }
+        return true;
+    }
+
+    /// <summary>The pin this item became, or why it was refused (set by the warm after the item's artifacts are in).</summary>
+    public bool Pinned { get; set; }
+
+    /// <summary>An artifact's answer: counted as fetched, cached or failed (and noted for a pin).</summary>
+    public void Count(SelfAnswer answer, string what, string path, string? accept = null)
+    {
+        Keep(answer, path, accept);
         if (!answer.Ok)
         {
             Fail($"{what}: {answer.Error}");
@@ -72,6 +114,7 @@ public sealed class WarmItem(int id, WarmKind kind, string name)
         Failed = _failed,
         FetchedBytes = Interlocked.Read(ref _fetchedBytes),
         Error = _error,
+        Pinned = Pinned ? true : null,
     };
 
     private static long? NullIfZero(long n) => n == 0 ? null : n;

@@ -25,6 +25,12 @@ public sealed record WarmRequest
 
     /// <summary>Image platforms "os/arch[/variant]"; empty: every platform of an index.</summary>
     public List<string> ImagePlatforms { get; set; } = [];
+
+    /// <summary>
+    /// `hoard pin`: each item, once warmed whole, becomes a pin of its name (replacing one of that name): its blobs are
+    /// never evicted. An item that failed, or would not fit, is not pinned (the reason is the item's error).
+    /// </summary>
+    public bool Pin { get; set; }
 }
 
 /// <summary>
@@ -75,6 +81,9 @@ public sealed record WarmEvent(string Type)
     public long FetchedBytes { get; init; }
 
     public string? Error { get; init; }
+
+    /// <summary>With <see cref="WarmRequest.Pin"/>: the item is now pinned.</summary>
+    public bool? Pinned { get; init; }
 }
 
 [JsonSourceGenerationOptions(JsonSerializerDefaults.Web, UseStringEnumConverter = true, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]

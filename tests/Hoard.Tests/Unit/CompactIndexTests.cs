@@ -231,3 +231,48 @@ public sealed class CompactIndexTests
 
     private sealed record Box(int Key);
 }
+
+/// <summary>Pins in the index: eviction passes them over, they survive a restart, and an unpin puts them back in line.</summary>
+public sealed class PinIndexTests
+{
+    private static string Digest(int i) => Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(BitConverter.GetBytes(i)));
+
+    [Fact]
+    public void Pinned_blobs_are_never_evicted_survive_a_restart_and_return_to_the_lru_when_unpinned()
+    {
+        using var temp = new TempDir();
+        using (var index = new CacheIndex(temp.Path, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance))
+        {
+            for (var i = 0; i < 10; i++)
+            {
+                index.Commit(Digest(i), 100, 1000 + i, [new EntryTemplate("k" + i, null, null, null)]);
+            }
+            // The two oldest are pinned: eviction down to 300 bytes takes the next oldest instead.
+            Assert.True(index.TryPin("keep", "package", [Digest(0), Digest(1)], 1000, 5000, out var refusal, out var bytes), refusal);
+            Assert.Equal(200, bytes);
+            Assert.Equal(200, index.PinnedBytes);
+            var evicted = index.EvictTo(300);
+            Assert.Equal(7, evicted.Count);
+            Assert.Equal(3, index.BlobCount);
+            Assert.DoesNotContain(evicted, b => b.Digest == Digest(0) || b.Digest == Digest(1));
+            Assert.Contains(index.Blobs, b => b.Digest == Digest(0) && b.Pinned);
+
+            // A pin past the allowance is refused with the reason; one naming a blob not stored too.
+            Assert.False(index.TryPin("big", "image", [Digest(9)], 250, 5000, out refusal, out _));
+            Assert.Contains("may hold at most", refusal, StringComparison.Ordinal);
+            Assert.False(index.TryPin("gone", "image", [Digest(2)], 1000, 5000, out refusal, out _));
+            Assert.Contains("not stored", refusal, StringComparison.Ordinal);
+        }
+        using (var index = new CacheIndex(temp.Path, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance))
+        {
+            var pin = Assert.Single(index.Pins());
+            Assert.Equal(new PinInfo("keep", "package", 5, 2, 0, 200), pin);
+            Assert.DoesNotContain(index.EvictTo(0), b => b.Pinned);
+            Assert.Equal(200, index.TotalBytes);
+            Assert.True(index.Unpin("keep"));
+            Assert.False(index.Unpin("keep"));
+            Assert.Equal(2, index.EvictTo(0).Count);
+            Assert.Equal(0, index.TotalBytes);
+        }
+    }
+}

@@ -1,0 +1,181 @@
+using Microsoft.Data.Sqlite;
+
+namespace Hoard.Core.Storage;
+
+/// <summary>A named pin: the blobs it keeps, how many of them are stored, and their bytes.</summary>
+public sealed record PinInfo(string Name, string Kind, long CreatedUnixSeconds, int Blobs, int Missing, long Bytes);
+
+/// <summary>
+/// Pins: named sets of blobs an operator asked to keep (`hoard pin`), kept in SQLite (table pins, which layout 2
+/// databases gain on open) and applied to the blobs in memory. A pinned blob is off the LRU list, so eviction never
+/// looks at it; a blob stays pinned while any pin names it. Pinned bytes count toward --max-size like any, and
+/// <see cref="TryPin"/> refuses a pin that would take the pinned total past what it is allowed.
+/// </summary>
+public sealed partial class CacheIndex
+{
+    private readonly Lock _pinLock = new();
+    private readonly Dictionary<string, (string Kind, long Created, Sha256Digest[] Digests)> _pins = new(StringComparer.Ordinal);
+    /// <summary>Pins naming each digest; written under _pinLock, read without it by a commit (which holds locks a pin takes after _pinLock).</summary>
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<Sha256Digest, int> _pinCounts = new();
+
+    private void OpenPins()
+    {
+        Execute("CREATE TABLE IF NOT EXISTS pins(name TEXT PRIMARY KEY, kind TEXT NOT NULL, created INTEGER NOT NULL, digests BLOB NOT NULL) WITHOUT ROWID");
+        using var cmd = _db.CreateCommand();
+        cmd.CommandText = "SELECT name, kind, created, digests FROM pins";
+        using var r = cmd.ExecuteReader();
+        while (r.Read())
+        {
+            var bytes = (byte[])r.GetValue(3);
+            var digests = new Sha256Digest[bytes.Length / 32];
+            for (var i = 0; i < digests.Length; i++)
+            {
+                digests[i] = Sha256Digest.FromBytes(bytes.AsSpan(i * 32, 32));
+            }
+            ApplyPinLocked(r.GetString(0), r.GetString(1), r.GetInt64(2), digests);
+        }
+    }
+
+    /// <summary>Bytes of the distinct stored blobs some pin keeps.</summary>
+    public long PinnedBytes
+    {
+        get
+        {
+            lock (_pinLock)
+            {
+                return _pinCounts.Keys.Sum(d => _blobs.Get(d) is { IsEvicted: false } b ? b.Size : 0);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Pins these digests under <paramref name="name"/> (replacing a pin of that name). Refused, with the reason, when
+    /// one is not stored, or when the pinned total would pass <paramref name="maxPinnedBytes"/>.
+    /// </summary>
+    public bool TryPin(string name, string kind, IReadOnlyCollection<string> digests, long maxPinnedBytes, long nowMs, out string? refusal, out long bytes)
+    {
+        var values = digests.Select(Sha256Digest.Parse).Distinct().ToArray();
+        lock (_pinLock)
+        {
+            var missing = values.Count(d => _blobs.Get(d) is not { IsEvicted: false });
+            bytes = values.Sum(d => _blobs.Get(d) is { IsEvicted: false } b ? b.Size : 0);
+            if (missing > 0)
+            {
+                refusal = $"{missing} of its {values.Length} blobs are not stored (evicted while it was fetched?): run it again";
+                return false;
+            }
+            var previous = _pins.TryGetValue(name, out var old) ? old.Digests : [];
+            var added = values.Except(previous).Where(d => !_pinCounts.ContainsKey(d)).Sum(d => _blobs.Get(d)!.Size);
+            var released = previous.Except(values).Where(d => _pinCounts.GetValueOrDefault(d) == 1).Sum(d => _blobs.Get(d) is { IsEvicted: false } b ? b.Size : 0);
+            var total = _pinCounts.Keys.Sum(d => _blobs.Get(d) is { IsEvicted: false } b ? b.Size : 0);
+            if (total - released + added > maxPinnedBytes)
+            {
+                refusal = $"it needs {Configuration.ValueParsers.FormatSize(added)} more pinned space; pins hold {Configuration.ValueParsers.FormatSize(total)} and may hold at most {Configuration.ValueParsers.FormatSize(maxPinnedBytes)} (raise --max-size, or unpin something)";
+                return false;
+            }
+            var packed = new byte[values.Length * 32];
+            for (var i = 0; i < values.Length; i++)
+            {
+                values[i].WriteTo(packed.AsSpan(i * 32, 32));
+            }
+            lock (_writeLock)
+            {
+                using var cmd = _db.CreateCommand();
+                cmd.CommandText = "INSERT OR REPLACE INTO pins(name, kind, created, digests) VALUES ($n, $k, $c, $d)";
+                cmd.Parameters.AddWithValue("$n", name);
+                cmd.Parameters.AddWithValue("$k", kind);
+                cmd.Parameters.AddWithValue("$c", nowMs / 1000);
+                cmd.Parameters.Add("$d", SqliteType.Blob).Value = packed;
+                cmd.ExecuteNonQuery();
+            }
+            RemovePinLocked(name);
+            ApplyPinLocked(name, kind, nowMs / 1000, values);
+            refusal = null;
+            return true;
+        }
+    }
+
+    /// <summary>Removes a pin; its blobs no other pin names go back to the LRU list as most recently used.</summary>
+    public bool Unpin(string name)
+    {
+        lock (_pinLock)
+        {
+            if (!_pins.ContainsKey(name))
+            {
+                return false;
+            }
+            lock (_writeLock)
+            {
+                using var cmd = _db.CreateCommand();
+                cmd.CommandText = "DELETE FROM pins WHERE name = $n";
+                cmd.Parameters.AddWithValue("$n", name);
+                cmd.ExecuteNonQuery();
+            }
+            RemovePinLocked(name);
+            return true;
+        }
+    }
+
+    public List<PinInfo> Pins()
+    {
+        lock (_pinLock)
+        {
+            return _pins.Select(p =>
+            {
+                var stored = p.Value.Digests.Select(d => _blobs.Get(d)).Where(b => b is { IsEvicted: false }).ToList();
+                return new PinInfo(p.Key, p.Value.Kind, p.Value.Created, p.Value.Digests.Length, p.Value.Digests.Length - stored.Count, stored.Sum(b => b!.Size));
+            }).OrderBy(p => p.Name, StringComparer.Ordinal).ToList();
+        }
+    }
+
+    /// <summary>A blob committed (again) whose digest a pin names: pinned before it joins the LRU list.</summary>
+    private bool IsPinnedDigest(Sha256Digest digest) => _pinCounts.ContainsKey(digest);
+
+    private void ApplyPinLocked(string name, string kind, long created, Sha256Digest[] digests)
+    {
+        _pins[name] = (kind, created, digests);
+        foreach (var d in digests)
+        {
+            _pinCounts[d] = _pinCounts.GetValueOrDefault(d) + 1;
+            if (_blobs.Get(d) is { } blob)
+            {
+                // Under the digest's lock: an eviction of this blob is wholly before (it is gone) or after (it sees the flag).
+                lock (LockFor(blob))
+                {
+                    blob.Pinned = true;
+                }
+                lock (_lruLock)
+                {
+                    LruRemoveLocked(blob);
+                }
+            }
+        }
+    }
+
+    private void RemovePinLocked(string name)
+    {
+        if (!_pins.Remove(name, out var pin))
+        {
+            return;
+        }
+        foreach (var d in pin.Digests)
+        {
+            if (_pinCounts.GetValueOrDefault(d) <= 1)
+            {
+                _pinCounts.TryRemove(d, out _);
+                if (_blobs.Get(d) is { } blob)
+                {
+                    blob.Pinned = false;
+                    if (!blob.IsEvicted)
+                    {
+                        LruAdd(blob);
+                    }
+                }
+            }
+            else
+            {
+                _pinCounts[d]--;
+            }
+        }
+    }
+}
