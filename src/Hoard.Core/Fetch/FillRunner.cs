@@ -120,7 +120,7 @@ internal sealed partial class FillRunner(
                 metrics.DigestMismatch(request.Protocol);
                 var message = request.ExpectedSha256 is null
                     ? $"sha256 of {request.Key} from a peer node is {digest}, the cluster recorded {sha} for it; not stored"
-                    : $"sha256 of {request.Key} from upstream '{request.UpstreamName}' is {digest}, the index says {sha}; not stored";
+                    : $"sha256 of {request.Key} from upstream '{request.UpstreamName}' is {digest}, {(request.Protocol == "pypi" ? "the index says" : "it was asked for as")} {sha}; not stored";
                 host.RememberFailure(request.FlightKey, 502, message, TimeSpan.FromMinutes(1));
                 Fail(fill, "digest_mismatch", message);
                 return;
