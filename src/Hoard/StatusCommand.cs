@@ -91,7 +91,7 @@ public static class StatusCommand
         lines.Add($"downloads in flight: {s.DownloadsInFlight}");
         foreach (var u in s.Upstreams)
         {
-            lines.Add($"upstream {u.Name}: {u.Requests} requests, {u.Failed} failed, {Size(u.Bytes)} downloaded{(u.Requests > 0 && u.Failed * 2 > u.Requests ? "  <- failing" : "")}");
+            lines.Add($"upstream {u.Name} ({u.Protocol}): {u.Requests} requests, {u.Failed} failed, {Size(u.Bytes)} downloaded{(u.Requests > 0 && u.Failed * 2 > u.Requests ? "  <- failing" : "")}");
         }
         if (s.ClusterNodes is { } nodes)
         {

@@ -132,7 +132,7 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
                         using var buffer = new MemoryStream();
                         if (!await UpstreamClient.TryCopyBoundedAsync(body, buffer, _options.MaxPageSizeBytes, ct))
                         {
-                            _metrics.UpstreamError(request.UpstreamName, "too_large");
+                            _metrics.UpstreamError(request.Protocol, request.UpstreamName, "too_large");
                             return (null, null, null, 502, FillRunner.PageTooLarge(request, _options));
                         }
                         var bytes = buffer.ToArray();
@@ -199,7 +199,7 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
             using var lease = _perClient.AttemptAcquire(client.ToString());
             if (!lease.IsAcquired)
             {
-                _metrics.UpstreamError(request.UpstreamName, "client_rate_limited");
+                _metrics.UpstreamError(request.Protocol, request.UpstreamName, "client_rate_limited");
                 return CacheLookup.Failed(429, $"this client started more than {_options.MaxUpstreamFetchesPerClient} upstream fetches in the last minute; try again shortly");
             }
         }
@@ -270,7 +270,7 @@ public sealed partial class FetchEngine : IDisposable, IAsyncDisposable
     {
         var response = request.Producer is { } produce
             ? await produce(ct)
-            : await _upstream.SendAsync(new UpstreamCall(request.UpstreamName, request.UpstreamUrl)
+            : await _upstream.SendAsync(new UpstreamCall(request.Protocol, request.UpstreamName, request.UpstreamUrl)
             {
                 Decompress = request.Decompress,
                 Accept = request.Accept,

@@ -34,6 +34,7 @@ public sealed class Fill
 {
     private readonly TaskCompletionSource<FillStart> _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource<FillResult> _completed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource<FillResult?> _checked = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly ProgressSignal _progress = new();
     private readonly List<EntryTemplate> _aliases = [];
     private long _written;
@@ -76,6 +77,13 @@ public sealed class Fill
 
     public Task<FillStart> Started => _started.Task;
     public Task<FillResult> Completed => _completed.Task;
+
+    /// <summary>
+    /// Completes once the body's fate is known: null when it was whole and verified (every byte may go out, the
+    /// commit may still be under way), else the result that ended it unverified (upstream failed or sent the wrong
+    /// bytes; or the store failed, and the rest comes straight from upstream).
+    /// </summary>
+    public Task<FillResult?> Checked => _checked.Task;
     public long Written => Volatile.Read(ref _written);
 
     internal void SetStarted(FillStart start) => _started.TrySetResult(start);
@@ -99,6 +107,7 @@ public sealed class Fill
     internal void Verified(long written)
     {
         Volatile.Write(ref _verified, written);
+        _checked.TrySetResult(null);
         WakeReaders();
     }
 
@@ -106,6 +115,7 @@ public sealed class Fill
     {
         _started.TrySetResult(new FillStart(FillStartKind.Failed, null, null, null, null, result.Error));
         _completed.TrySetResult(result);
+        _checked.TrySetResult(result.End == FillEnd.Committed ? null : result);
         WakeReaders();
     }
 

@@ -35,7 +35,7 @@ internal sealed partial class FillRunner(
         {
             // :: Step 1 — the upstream request, conditional when revalidating (the ETag is kept in SQLite only).
             var staleETag = fill.Stale is null ? null : host.StaleETag(request.Key);
-            var call = new UpstreamCall(request.UpstreamName, request.UpstreamUrl)
+            var call = new UpstreamCall(request.Protocol, request.UpstreamName, request.UpstreamUrl)
             {
                 Decompress = request.Decompress,
                 Accept = request.Accept,
@@ -120,7 +120,7 @@ internal sealed partial class FillRunner(
                 metrics.DigestMismatch(request.Protocol);
                 var message = request.ExpectedSha256 is null
                     ? $"sha256 of {request.Key} from a peer node is {digest}, the cluster recorded {sha} for it; not stored"
-                    : $"sha256 of {request.Key} from upstream '{request.UpstreamName}' is {digest}, the index says {sha}; not stored";
+                    : $"sha256 of {request.Key} from upstream '{request.UpstreamName}' is {digest}, {(request.Protocol == "pypi" ? "the index says" : "it was asked for as")} {sha}; not stored";
                 host.RememberFailure(request.FlightKey, 502, message, TimeSpan.FromMinutes(1));
                 Fail(fill, "digest_mismatch", message);
                 return;
@@ -222,7 +222,7 @@ internal sealed partial class FillRunner(
                 catch (Exception e) when (!ct.IsCancellationRequested && e is IOException or HttpRequestException or OperationCanceledException)
                 {
                     var reason = e is OperationCanceledException ? $"no data for {options.IdleTimeout.TotalSeconds:0.#}s" : e.Message;
-                    metrics.UpstreamError(request.UpstreamName, "body");
+                    metrics.UpstreamError(request.Protocol, request.UpstreamName, "body");
                     LogBodyBroken(logger, request.UpstreamName, request.Key, written, reason);
                     var brokenFrom = current.RequestMessage?.RequestUri;
                     current.Dispose();
@@ -234,7 +234,7 @@ internal sealed partial class FillRunner(
                     }
                     if (!fromAnotherPeer)
                     {
-                        metrics.Resumed(request.UpstreamName);
+                        metrics.Resumed(request.Protocol, request.UpstreamName);
                     }
                     current = resumed;
                     body = await current.Content.ReadAsStreamAsync(ct);
@@ -247,7 +247,7 @@ internal sealed partial class FillRunner(
                 if (TooLarge(request, written + n) is { } tooLarge)
                 {
                     current.Dispose();
-                    metrics.UpstreamError(request.UpstreamName, "too_large");
+                    metrics.UpstreamError(request.Protocol, request.UpstreamName, "too_large");
                     LogVerificationFailed(logger, tooLarge);
                     return (new FillResult(FillEnd.UpstreamFailed, written, null, new UpstreamException("too_large", 502, tooLarge)), written, "");
                 }
@@ -272,7 +272,7 @@ internal sealed partial class FillRunner(
                 }
                 hash.AppendData(buffer, 0, n);
                 written += n;
-                (upstreamBytes ??= metrics.UpstreamBytes(request.UpstreamName)).Add(n);
+                (upstreamBytes ??= metrics.UpstreamBytes(request.Protocol, request.UpstreamName)).Add(n);
                 fill.Advance(written);
             }
             current.Dispose();
@@ -286,7 +286,7 @@ internal sealed partial class FillRunner(
 
     private void Fail(Fill fill, string reason, string message)
     {
-        metrics.UpstreamError(fill.Request.UpstreamName, reason);
+        metrics.UpstreamError(fill.Request.Protocol, fill.Request.UpstreamName, reason);
         LogVerificationFailed(logger, message);
         fill.Complete(new FillResult(FillEnd.UpstreamFailed, fill.Written, null, new UpstreamException(reason, 502, message)));
     }

@@ -122,7 +122,7 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
         var info = RequestInfo.For(ctx);
         try
         {
-            using var response = await upstream.SendUncheckedAsync(new UpstreamCall(spec.Name, UpstreamUrl(spec, repository + "/info/refs?service=git-upload-pack"))
+            using var response = await upstream.SendUncheckedAsync(new UpstreamCall("git", spec.Name, UpstreamUrl(spec, repository + "/info/refs?service=git-upload-pack"))
             {
                 Headers = ForwardHeaders(ctx, spec),
             }, ctx.RequestAborted);
@@ -245,7 +245,7 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
         content.Headers.TryAddWithoutValidation("Content-Type", "application/x-git-upload-pack-request");
         try
         {
-            using var response = await upstream.SendUncheckedAsync(new UpstreamCall(spec.Name, UpstreamUrl(spec, repository + "/git-upload-pack"))
+            using var response = await upstream.SendUncheckedAsync(new UpstreamCall("git", spec.Name, UpstreamUrl(spec, repository + "/git-upload-pack"))
             {
                 Method = HttpMethod.Post,
                 Headers = ForwardHeaders(ctx, spec),
@@ -288,7 +288,7 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
             headers.Add(new("Git-Protocol", "version=2"));
             try
             {
-                using var response = await upstream.SendUncheckedAsync(new UpstreamCall(spec.Name, UpstreamUrl(spec, repository + "/info/refs?service=git-upload-pack")) { Headers = headers }, ct);
+                using var response = await upstream.SendUncheckedAsync(new UpstreamCall("git", spec.Name, UpstreamUrl(spec, repository + "/info/refs?service=git-upload-pack")) { Headers = headers }, ct);
                 return Evidence(response);
             }
             catch (UpstreamException)
@@ -322,7 +322,7 @@ public sealed partial class GitFrontEnd(GitMirror mirrors, UpstreamClient upstre
         var query = ctx.Request.QueryString.Value ?? "";
         try
         {
-            using var response = await upstream.SendUncheckedAsync(new UpstreamCall(spec.Name, UpstreamUrl(spec, pathAndService + query))
+            using var response = await upstream.SendUncheckedAsync(new UpstreamCall("git", spec.Name, UpstreamUrl(spec, pathAndService + query))
             {
                 Method = isPost ? HttpMethod.Post : HttpMethod.Get,
                 Headers = headers,

@@ -53,17 +53,18 @@ public sealed class LfsProxy(UpstreamClient upstream, ArtifactResponder responde
     {
         var content = new ByteArrayContent(body);
         content.Headers.TryAddWithoutValidation("Content-Type", "application/vnd.git-lfs+json");
-        using var response = await upstream.SendUncheckedAsync(new UpstreamCall(spec.Name, batchUrl)
+        var call = new UpstreamCall("git", spec.Name, batchUrl)
         {
             Method = HttpMethod.Post,
             Accept = "application/vnd.git-lfs+json",
             Headers = headers,
             Body = content,
-        }, ctx.RequestAborted);
+        };
+        using var response = await upstream.SendUncheckedAsync(call, ctx.RequestAborted);
         byte[] answer;
         try
         {
-            answer = await upstream.ReadBoundedAsync(spec.Name, response, MaxBatchResponseBytes, "an LFS batch answer", ctx.RequestAborted);
+            answer = await upstream.ReadBoundedAsync(call, response, MaxBatchResponseBytes, "an LFS batch answer", ctx.RequestAborted);
         }
         catch (UpstreamException e)
         {

@@ -81,7 +81,7 @@ public static class Dashboard
         </div>
         <h2>Downloads in flight</h2><table id="downloads"><tr><th>artifact</th><th>progress</th><th>rate</th><th>clients</th><th>from</th></tr></table>
         <h2>Requests</h2><table id="requests"></table>
-        <h2>Upstreams</h2><table id="upstreams"><tr><th>upstream</th><th>requests</th><th>failed</th><th>downloaded</th></tr></table>
+        <h2>Upstreams</h2><table id="upstreams"><tr><th>upstream</th><th>protocol</th><th>requests</th><th>failed</th><th>downloaded</th></tr></table>
         <h2>Largest and most recently used</h2><p id="artifacts-note" class="muted"></p>
         <table id="largest"><tr><th>largest artifacts</th><th>size</th><th>last used</th></tr></table>
         <table id="recent"><tr><th>recently used</th><th>size</th><th>last used</th></tr></table>
@@ -130,7 +130,7 @@ public static class Dashboard
           const req = $('requests'); while (req.rows.length) req.deleteRow(0);
           const head = req.insertRow(); for (const h of ['protocol', ...outcomes]) { const th = document.createElement('th'); th.textContent = h; head.appendChild(th); }
           for (const [p, o] of Object.entries(s.requests)) { const tr = req.insertRow(); tr.insertCell().textContent = p; for (const k of outcomes) { const td = tr.insertCell(); td.className = 'n'; td.textContent = o[k] || 0; } }
-          rows($('upstreams'), s.upstreams, u => [u.name, u.requests, u.failed, size(u.bytes)]);
+          rows($('upstreams'), s.upstreams, u => [u.name, u.protocol, u.requests, u.failed, size(u.bytes)]);
           $('artifacts-note').textContent = s.artifacts ? '' : 'Artifact names are shown with the admin token: open this page as /#token=<the token in --admin-token-file>.';
           rows($('largest'), s.artifacts ? s.artifacts.largest : [], a => [a.key, size(a.size), ago(a.lastUsedMs)]);
           rows($('recent'), s.artifacts ? s.artifacts.recentlyUsed : [], a => [a.key, size(a.size), ago(a.lastUsedMs)]);

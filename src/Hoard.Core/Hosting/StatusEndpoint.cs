@@ -67,7 +67,7 @@ public static class StatusEndpoint
             served == 0 ? null : (double)(store + coalesced + peer) / served,
             new BytesStatus(store, upstream, coalesced, peer, fetched, store + coalesced + peer),
             engine.InFlight,
-            upstreams.Select(u => new UpstreamStatus(u.Upstream, u.Requests, u.Failed, u.Bytes)).ToList(),
+            upstreams.Select(u => new UpstreamStatus(u.Upstream, u.Protocol, u.Requests, u.Failed, u.Bytes)).ToList(),
             metrics.ClusterSize > 0 ? metrics.ClusterSize : null,
             engine.Downloads(),
             withArtifacts ? engine.TopArtifacts(10) : null,
@@ -91,7 +91,8 @@ public sealed record StoreStatus(long Bytes, long MaxBytes, int Blobs, int Keys,
 /// </summary>
 public sealed record BytesStatus(long ServedFromStore, long ServedFromUpstream, long ServedCoalesced, long ServedFromPeers, long FetchedFromUpstream, long Saved);
 
-public sealed record UpstreamStatus(string Name, long Requests, long Failed, long Bytes);
+/// <summary>One upstream: a name and its protocol, since the same name may be configured for two protocols.</summary>
+public sealed record UpstreamStatus(string Name, string Protocol, long Requests, long Failed, long Bytes);
 
 [JsonSourceGenerationOptions(JsonSerializerDefaults.Web)]
 [JsonSerializable(typeof(NodeStatus))]

@@ -40,6 +40,25 @@ public sealed record ResponseShape(string? ContentType, string CacheControl)
 /// </summary>
 public sealed partial class ArtifactResponder(FetchEngine engine, HoardMetrics metrics, ILogger<ArtifactResponder> logger)
 {
+    /// <summary>
+    /// A download with a known digest and a Content-Length up to this is verified before the status line goes out, so
+    /// a mismatch reaches the client as a 502 with its reason instead of a connection cut off mid-body (which pip
+    /// reports as a broken connection or as its own hash error, with nothing about why). Most wheels, sdists, metadata
+    /// files, LFS objects and image configs are well under it, and at LAN or data-centre speeds it arrives in a second
+    /// or two, so holding it back costs little: the client waits for the last byte anyway, and that byte is held back
+    /// until the check passes in every case. Above it the first byte goes out as it arrives, as before: holding a
+    /// 2 GB wheel or a large layer back would delay the start of a download clients stream (and show progress for) by
+    /// the whole transfer, and a mismatch still cuts that body off before its last byte.
+    /// </summary>
+    public const long MaxVerifiedFirstBytes = 16L * 1024 * 1024;
+
+    /// <summary>
+    /// How long a response is held back waiting for that check at most: a slow upstream must not make the client's
+    /// own read timeout fire (pip gives up after 15 s without a byte by default). Past it the body streams as a larger
+    /// one does.
+    /// </summary>
+    public static readonly TimeSpan MaxVerifyFirstWait = TimeSpan.FromSeconds(5);
+
     public async Task RespondAsync(HttpContext ctx, ArtifactRequest request, ResponseShape shape)
     {
         var info = RequestInfo.For(ctx);
@@ -59,13 +78,14 @@ public sealed partial class ArtifactResponder(FetchEngine engine, HoardMetrics m
                 await ServeStoredAsync(ctx, lookup, shape);
                 break;
             case CacheOutcome.Miss or CacheOutcome.Coalesced or CacheOutcome.Peer:
-                await ServeFillAsync(ctx, request, lookup.Fill!, shape, lookup.Outcome);
+                await ServeFillAsync(ctx, request, lookup.Fill!, shape, lookup.Outcome, verifyFirst: true);
                 break;
             case CacheOutcome.Bypass:
                 await ServePassthroughAsync(ctx, request, shape);
                 break;
             default:
-                await shape.Error(ctx, lookup.ErrorStatus, lookup.ErrorMessage ?? "upstream failed");
+                // Also the answer for a minute after a download failed its check (remembered, not fetched again).
+                await RefuseAsync(ctx, shape, lookup.ErrorStatus, lookup.ErrorMessage ?? "upstream failed");
                 break;
         }
     }
@@ -181,9 +201,37 @@ public sealed partial class ArtifactResponder(FetchEngine engine, HoardMetrics m
         metrics.ServedFromCache(pos - start);
     }
 
-    private async Task ServeFillAsync(HttpContext ctx, ArtifactRequest request, Fill fill, ResponseShape shape, CacheOutcome outcome)
+    /// <param name="verifyFirst">
+    /// Hold a small download with a known digest back until it is verified (<see cref="MaxVerifiedFirstBytes"/>); not
+    /// for a peer node streaming this node's download, which verifies it itself and wants the bytes as they come.
+    /// </param>
+    private async Task ServeFillAsync(HttpContext ctx, ArtifactRequest request, Fill fill, ResponseShape shape, CacheOutcome outcome, bool verifyFirst)
     {
         var start = fill.Started.Result;
+        if (verifyFirst && fill.ExpectedSha256 is not null && start.Length is <= MaxVerifiedFirstBytes && !HttpMethods.IsHead(ctx.Request.Method))
+        {
+            FillResult? unverified;
+            try
+            {
+                unverified = await fill.Checked.WaitAsync(MaxVerifyFirstWait, ctx.RequestAborted);
+            }
+            catch (TimeoutException)
+            {
+                unverified = null; // still arriving: streamed as it comes, and cut off if it fails its check
+            }
+            catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested)
+            {
+                return;
+            }
+            if (unverified is { End: FillEnd.UpstreamFailed })
+            {
+                var error = unverified.Error;
+                LogRefused(logger, error?.ClientStatus ?? 502, request.Key, error?.Message ?? "upstream failed");
+                await RefuseAsync(ctx, shape, error?.ClientStatus ?? 502, error?.Message ?? "upstream failed");
+                return;
+            }
+            // Verified, or the store failed and the rest passes through from upstream as before.
+        }
         var response = ctx.Response;
         CacheStatusHeader.Apply(response, outcome);
         shape.ApplyHeaders(response);
@@ -249,7 +297,7 @@ public sealed partial class ArtifactResponder(FetchEngine engine, HoardMetrics m
             await HttpErrors.WriteAsync(ctx, 404, "this node's download of that blob failed");
             return;
         }
-        await ServeFillAsync(ctx, fill.Request, fill, ResponseShape.Immutable, CacheOutcome.Coalesced);
+        await ServeFillAsync(ctx, fill.Request, fill, ResponseShape.Immutable, CacheOutcome.Coalesced, verifyFirst: false);
     }
 
     private async Task<Stream> OpenPassthroughBodyAsync(ArtifactRequest request, long pos, CancellationToken ct)
@@ -291,6 +339,31 @@ public sealed partial class ArtifactResponder(FetchEngine engine, HoardMetrics m
         }
     }
 
+    /// <summary>
+    /// An artifact that cannot be served, said before any byte went out: its status, and its reason both in the body
+    /// (plain text, or the front-end's error format) and in the HTTP/1.x reason phrase, which is what pip shows of a
+    /// failed download ("502 Server Error: REASON for url: ...").
+    /// </summary>
+    private static Task RefuseAsync(HttpContext ctx, ResponseShape shape, int status, string message)
+    {
+        if (ctx.Request.Protocol is "HTTP/1.1" or "HTTP/1.0" && ctx.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpResponseFeature>() is { } feature)
+        {
+            feature.ReasonPhrase = ReasonPhrase(status, message);
+        }
+        return shape.Error(ctx, status, message);
+    }
+
+    /// <summary>
+    /// The status's usual phrase and the reason, printable ASCII only (the message names a key and an upstream, and a
+    /// control character there must not split the status line), and short enough for one line of a client's output.
+    /// </summary>
+    internal static string ReasonPhrase(int status, string message)
+    {
+        var text = $"{Microsoft.AspNetCore.WebUtilities.ReasonPhrases.GetReasonPhrase(status)}: {message}";
+        var chars = text.Select(c => c is >= ' ' and <= '~' ? c : '?').Take(400).ToArray();
+        return new string(chars);
+    }
+
     private void Finish(HttpContext ctx, ArtifactRequest request, CopyOutcome result)
     {
         if (result.Kind == CopyKind.UpstreamFailed)
@@ -313,6 +386,9 @@ public sealed partial class ArtifactResponder(FetchEngine engine, HoardMetrics m
         var ifRange = ctx.Request.Headers.IfRange;
         return ifRange.Count == 0 || ifRange.ToString() == etag || !ifRange.ToString().StartsWith('"');
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Answered {Status} for {Key} before its first byte: {Error}")]
+    private static partial void LogRefused(ILogger logger, int status, string key, string error);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Aborted the response for {Key}: {Error}")]
     private static partial void LogAborted(ILogger logger, string key, string error);

@@ -32,8 +32,10 @@ public enum CacheOutcome
 /// <summary>
 /// Prometheus counters kept as plain longs. The per-request counters are fixed arrays indexed by
 /// enum so the hot path does one Interlocked.Add; the rarer labelled series (per upstream) use a dictionary.
+/// Every series that names an upstream also names its protocol: upstream names are unique per protocol only (a
+/// Gitea configured both as registry "gitea" and as git upstream "gitea"), so the name alone would merge the two.
 /// </summary>
-public sealed class HoardMetrics
+public sealed partial class HoardMetrics
 {
     public static readonly string[] Protocols = ["pypi", "files", "oci", "git", "admin"];
 
@@ -52,8 +54,8 @@ public sealed class HoardMetrics
     private long _bytesFromPeers;
     private long _bytesCoalesced;
     private readonly ConcurrentDictionary<string, Counter> _labelled = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, Counter> _upstreamBytes = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, Histogram> _latency = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<(string Protocol, string Upstream), Counter> _upstreamBytes = new();
+    private readonly ConcurrentDictionary<(string Protocol, string Upstream), Histogram> _latency = new();
 
     public Func<(long Bytes, long Blobs, long Entries)>? StoreGauge { get; set; }
 
@@ -69,14 +71,14 @@ public sealed class HoardMetrics
     /// </summary>
     private static readonly (string Name, string Help, bool Labelled)[] CounterFamilies =
     [
-        ("hoard_upstream_requests_total", "Upstream requests by upstream and result.", true),
-        ("hoard_upstream_errors_total", "Upstream failures by upstream and reason (status, connect, timeout, body, too_large, digest_mismatch, ...).", true),
-        ("hoard_upstream_bytes_total", "Bytes downloaded from each upstream.", true),
-        ("hoard_upstream_resumes_total", "Broken upstream bodies resumed with a Range request.", true),
+        ("hoard_upstream_requests_total", "Upstream requests by protocol, upstream and result.", true),
+        ("hoard_upstream_errors_total", "Upstream failures by protocol, upstream and reason (status, connect, timeout, body, too_large, digest_mismatch, ...).", true),
+        ("hoard_upstream_bytes_total", "Bytes downloaded from each upstream, by protocol and upstream.", true),
+        ("hoard_upstream_resumes_total", "Broken upstream bodies resumed with a Range request, by protocol and upstream.", true),
         ("hoard_oci_requests_total", "Image registry requests by registry and cache outcome.", true),
         ("hoard_git_requests_total", "Git requests by kind and result.", true),
         ("hoard_git_mirror_fetches_total", "Git mirror clones and fetches by upstream and result.", true),
-        ("hoard_git_mirror_fetch_seconds_total", "Time spent in git mirror clones and fetches, in seconds.", true),
+        ("hoard_git_mirror_fetch_seconds_total", "Time spent in git mirror clones and fetches, in seconds, by upstream.", true),
         ("hoard_peer_bytes_total", "Bytes fetched from other cluster nodes.", false),
         ("hoard_peer_requests_total", "Requests to other cluster nodes by node and result.", true),
         ("hoard_peer_resumes_total", "Downloads from a peer resumed from another node.", false),
@@ -118,16 +120,17 @@ public sealed class HoardMetrics
 
     public long ServedFromPeerBytes => Interlocked.Read(ref _bytesFromPeers);
 
-    public void UpstreamRequest(string upstream, string result, TimeSpan latency)
+    /// <param name="protocol">The protocol whose upstream this is (pypi, files, oci, git): names are unique per protocol only.</param>
+    public void UpstreamRequest(string protocol, string upstream, string result, TimeSpan latency)
     {
-        Add($"hoard_upstream_requests_total{{upstream=\"{upstream}\",result=\"{result}\"}}", 1);
-        _latency.GetOrAdd(upstream, static _ => new Histogram()).Observe(latency.TotalSeconds);
+        Add($"hoard_upstream_requests_total{{protocol=\"{protocol}\",upstream=\"{upstream}\",result=\"{result}\"}}", 1);
+        _latency.GetOrAdd((protocol, upstream), static _ => new Histogram()).Observe(latency.TotalSeconds);
     }
 
-    public void UpstreamError(string upstream, string reason)
+    public void UpstreamError(string protocol, string upstream, string reason)
     {
-        Add($"hoard_upstream_errors_total{{upstream=\"{upstream}\",reason=\"{reason}\"}}", 1);
-        Remember($"upstream {upstream}: {reason.Replace('_', ' ')}");
+        Add($"hoard_upstream_errors_total{{protocol=\"{protocol}\",upstream=\"{upstream}\",reason=\"{reason}\"}}", 1);
+        Remember($"{protocol} upstream {upstream}: {reason.Replace('_', ' ')}");
     }
 
     private readonly ConcurrentQueue<(DateTimeOffset At, string What)> _recent = new();
@@ -144,11 +147,11 @@ public sealed class HoardMetrics
     }
 
     /// <summary>
-    /// hoard_upstream_bytes_total of one upstream, kept by upstream name: a download looks it up once and adds each
-    /// chunk to it, with no series name built per chunk.
+    /// hoard_upstream_bytes_total of one upstream, kept by protocol and upstream name: a download looks it up once and
+    /// adds each chunk to it, with no series name built per chunk.
     /// </summary>
-    public Counter UpstreamBytes(string upstream) =>
-        _upstreamBytes.GetOrAdd(upstream, static (name, self) => self.Series($"hoard_upstream_bytes_total{{upstream=\"{name}\"}}"), this);
+    public Counter UpstreamBytes(string protocol, string upstream) =>
+        _upstreamBytes.GetOrAdd((protocol, upstream), static (key, self) => self.Series($"hoard_upstream_bytes_total{{protocol=\"{key.Protocol}\",upstream=\"{key.Upstream}\"}}"), this);
 
     /// <summary>Image requests by registry and outcome (the per-protocol counter has no registry label).</summary>
     public void OciRequest(string registry, CacheOutcome outcome) =>
@@ -156,11 +159,15 @@ public sealed class HoardMetrics
 
     public void Git(string kind, string result) => Add($"hoard_git_requests_total{{kind=\"{kind}\",result=\"{result}\"}}", 1);
 
+    /// <summary>
+    /// A git mirror's clone or fetch. Its series carry protocol="git" although the family is git's alone, so every
+    /// series that names an upstream can be matched with the others on (protocol, upstream).
+    /// </summary>
     public void GitMirrorFetch(string upstream, string result, TimeSpan duration)
     {
-        Add($"hoard_git_mirror_fetches_total{{upstream=\"{upstream}\",result=\"{result}\"}}", 1);
+        Add($"hoard_git_mirror_fetches_total{{protocol=\"git\",upstream=\"{upstream}\",result=\"{result}\"}}", 1);
         // Kept in microseconds, shown in seconds (base units): see MicrosecondFamilies.
-        Add($"hoard_git_mirror_fetch_seconds_total{{upstream=\"{upstream}\"}}", (long)(duration.TotalMilliseconds * 1000));
+        Add($"hoard_git_mirror_fetch_seconds_total{{protocol=\"git\",upstream=\"{upstream}\"}}", (long)(duration.TotalMilliseconds * 1000));
     }
 
     /// <summary>Live nodes seen at the last heartbeat (cluster mode), else 0.</summary>
@@ -192,7 +199,7 @@ public sealed class HoardMetrics
         Add("hoard_store_evicted_bytes_total", bytes);
     }
 
-    public void Resumed(string upstream) => Add($"hoard_upstream_resumes_total{{upstream=\"{upstream}\"}}", 1);
+    public void Resumed(string protocol, string upstream) => Add($"hoard_upstream_resumes_total{{protocol=\"{protocol}\",upstream=\"{upstream}\"}}", 1);
 
     /// <summary>Requests by protocol and outcome, those counted so far (for /_hoard/status).</summary>
     public Dictionary<string, Dictionary<string, long>> RequestCounts()
@@ -216,25 +223,30 @@ public sealed class HoardMetrics
     public (long Store, long Upstream, long Coalesced, long Peer) ServedBytes() =>
         (Interlocked.Read(ref _bytesFromCache), Interlocked.Read(ref _bytesFromUpstream), Interlocked.Read(ref _bytesCoalesced), Interlocked.Read(ref _bytesFromPeers));
 
-    /// <summary>Per upstream: requests, failed requests (no answer, a timeout or a 5xx) and bytes downloaded.</summary>
-    public List<(string Upstream, long Requests, long Failed, long Bytes)> UpstreamTotals()
+    /// <summary>
+    /// Per upstream (a protocol and a name: the same name under two protocols is two upstreams): requests, failed
+    /// requests (no answer, a timeout or a 5xx) and bytes downloaded.
+    /// </summary>
+    public List<(string Protocol, string Upstream, long Requests, long Failed, long Bytes)> UpstreamTotals()
     {
-        var totals = new Dictionary<string, (long Requests, long Failed, long Bytes)>(StringComparer.Ordinal);
+        var totals = new Dictionary<(string Protocol, string Upstream), (long Requests, long Failed, long Bytes)>();
         foreach (var (series, counter) in _labelled)
         {
-            if (series.StartsWith("hoard_upstream_requests_total{upstream=\"", StringComparison.Ordinal) && LabelValue(series, "upstream") is { } name)
+            if (series.StartsWith("hoard_upstream_requests_total{", StringComparison.Ordinal)
+                && LabelValue(series, "protocol") is { } protocol && LabelValue(series, "upstream") is { } name)
             {
-                var t = totals.GetValueOrDefault(name);
+                var t = totals.GetValueOrDefault((protocol, name));
                 var failed = LabelValue(series, "result") is "error" or "timeout" or "5xx";
-                totals[name] = (t.Requests + counter.Value, t.Failed + (failed ? counter.Value : 0), t.Bytes);
+                totals[(protocol, name)] = (t.Requests + counter.Value, t.Failed + (failed ? counter.Value : 0), t.Bytes);
             }
         }
-        foreach (var (name, counter) in _upstreamBytes)
+        foreach (var (key, counter) in _upstreamBytes)
         {
-            var t = totals.GetValueOrDefault(name);
-            totals[name] = (t.Requests, t.Failed, t.Bytes + counter.Value);
+            var t = totals.GetValueOrDefault(key);
+            totals[key] = (t.Requests, t.Failed, t.Bytes + counter.Value);
         }
-        return totals.OrderBy(t => t.Key, StringComparer.Ordinal).Select(t => (t.Key, t.Value.Requests, t.Value.Failed, t.Value.Bytes)).ToList();
+        return totals.OrderBy(t => t.Key.Upstream, StringComparer.Ordinal).ThenBy(t => t.Key.Protocol, StringComparer.Ordinal)
+            .Select(t => (t.Key.Protocol, t.Key.Upstream, t.Value.Requests, t.Value.Failed, t.Value.Bytes)).ToList();
     }
 
     private static string? LabelValue(string series, string label)
@@ -345,10 +357,10 @@ public sealed class HoardMetrics
                 }
             }
         }
-        sb.Append("# HELP hoard_upstream_latency_seconds Time from upstream request to response headers.\n# TYPE hoard_upstream_latency_seconds histogram\n");
-        foreach (var (upstream, h) in _latency.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        sb.Append("# HELP hoard_upstream_latency_seconds Time from upstream request to response headers, by protocol and upstream.\n# TYPE hoard_upstream_latency_seconds histogram\n");
+        foreach (var ((protocol, upstream), h) in _latency.OrderBy(kv => kv.Key.Protocol, StringComparer.Ordinal).ThenBy(kv => kv.Key.Upstream, StringComparer.Ordinal))
         {
-            h.Render(sb, "hoard_upstream_latency_seconds", $"upstream=\"{upstream}\"");
+            h.Render(sb, "hoard_upstream_latency_seconds", $"protocol=\"{protocol}\",upstream=\"{upstream}\"");
         }
         return sb.ToString();
     }
@@ -362,75 +374,6 @@ public sealed class HoardMetrics
         foreach (var (line, counter) in series)
         {
             sb.Append(CultureInfo.InvariantCulture, $"{line} {Exposed(family, counter.Value)}\n");
-        }
-    }
-
-    /// <summary>.NET runtime figures an operator looks at when memory or latency goes wrong: GC and thread pool.</summary>
-    private static void RenderRuntime(StringBuilder sb)
-    {
-        sb.Append("# HELP dotnet_gc_collections_total Garbage collections by generation.\n# TYPE dotnet_gc_collections_total counter\n");
-        for (var gen = 0; gen <= GC.MaxGeneration; gen++)
-        {
-            sb.Append(CultureInfo.InvariantCulture, $"dotnet_gc_collections_total{{generation=\"{gen}\"}} {GC.CollectionCount(gen)}\n");
-        }
-        var info = GC.GetGCMemoryInfo();
-        Single(sb, "dotnet_gc_heap_size_bytes", "gauge", "Managed heap size after the last collection.", info.HeapSizeBytes);
-        Single(sb, "dotnet_gc_pause_seconds_total", "counter", "Time the process has spent paused for garbage collection.", GC.GetTotalPauseDuration().TotalSeconds);
-        Single(sb, "dotnet_gc_allocated_bytes_total", "counter", "Bytes allocated on the managed heap.", GC.GetTotalAllocatedBytes());
-        Single(sb, "dotnet_threadpool_threads", "gauge", "Thread-pool threads now.", ThreadPool.ThreadCount);
-        Single(sb, "dotnet_threadpool_queue_length", "gauge", "Work items waiting for a thread-pool thread.", ThreadPool.PendingWorkItemCount);
-        Single(sb, "dotnet_threadpool_completed_items_total", "counter", "Work items the thread pool has run.", ThreadPool.CompletedWorkItemCount);
-    }
-
-    /// <summary>Families whose counters hold microseconds and are exposed in seconds.</summary>
-    private static readonly HashSet<string> MicrosecondFamilies = new(StringComparer.Ordinal) { "hoard_git_mirror_fetch_seconds_total" };
-
-    private static string Exposed(string family, long value) =>
-        MicrosecondFamilies.Contains(family) ? (value / 1e6).ToString("0.######", CultureInfo.InvariantCulture) : value.ToString(CultureInfo.InvariantCulture);
-
-    private static string Family(string series) => series.IndexOf('{', StringComparison.Ordinal) is var i and > 0 ? series[..i] : series;
-
-    /// <summary>One labelled series, as a handle a hot path keeps instead of naming the series on every add.</summary>
-    public sealed class Counter
-    {
-        private long _value;
-
-        public long Value => Interlocked.Read(ref _value);
-
-        public void Add(long value) => Interlocked.Add(ref _value, value);
-    }
-
-    private sealed class Histogram
-    {
-        private static readonly double[] Bounds = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
-        private readonly long[] _counts = new long[Bounds.Length + 1];
-        private long _sumMicros;
-
-        public long Count => _counts.Sum();
-
-        public void Observe(double seconds)
-        {
-            var i = 0;
-            while (i < Bounds.Length && seconds > Bounds[i])
-            {
-                i++;
-            }
-            Interlocked.Increment(ref _counts[i]);
-            Interlocked.Add(ref _sumMicros, (long)(seconds * 1e6));
-        }
-
-        public void Render(StringBuilder sb, string name, string labels)
-        {
-            long cumulative = 0;
-            for (var i = 0; i < Bounds.Length; i++)
-            {
-                cumulative += Interlocked.Read(ref _counts[i]);
-                sb.Append(CultureInfo.InvariantCulture, $"{name}_bucket{{{labels},le=\"{Bounds[i]}\"}} {cumulative}\n");
-            }
-            cumulative += Interlocked.Read(ref _counts[^1]);
-            sb.Append(CultureInfo.InvariantCulture, $"{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}\n");
-            sb.Append(CultureInfo.InvariantCulture, $"{name}_sum{{{labels}}} {Interlocked.Read(ref _sumMicros) / 1e6}\n");
-            sb.Append(CultureInfo.InvariantCulture, $"{name}_count{{{labels}}} {cumulative}\n");
         }
     }
 }

@@ -299,7 +299,7 @@ public sealed partial class OciFrontEnd(
 
     /// <summary>A HEAD with the client's credentials. It decides a pull: one more try if the connection fails.</summary>
     private static UpstreamCall Head(OciTarget target, IUpstreamAuth auth, string path) =>
-        new(target.Registry.Name, ApiUrl(target.Registry, path))
+        new("oci", target.Registry.Name, ApiUrl(target.Registry, path))
         {
             Method = HttpMethod.Head,
             Accept = ManifestAccept,
@@ -349,7 +349,7 @@ public sealed partial class OciFrontEnd(
         var url = new UriBuilder(ApiUrl(target.Registry, $"{target.Repository}/tags/list")) { Query = ctx.Request.QueryString.Value?.TrimStart('?').Replace("ns=", "_ns=", StringComparison.Ordinal) ?? "" }.Uri;
         try
         {
-            using var response = await upstream.SendUncheckedAsync(new UpstreamCall(target.Registry.Name, url) { Auth = auth }, ctx.RequestAborted);
+            using var response = await upstream.SendUncheckedAsync(new UpstreamCall("oci", target.Registry.Name, url) { Auth = auth }, ctx.RequestAborted);
             var status = (int)response.StatusCode;
             if (status != 200)
             {

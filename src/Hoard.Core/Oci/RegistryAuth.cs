@@ -97,7 +97,8 @@ public sealed partial class RegistryAuthenticator(UpstreamClient upstream, TimeP
             var scope = challenge.TryGetValue("scope", out var s) ? s : $"repository:{repository}:pull";
             query.Append(query.Length > 0 ? "&" : "").Append("scope=").Append(Uri.EscapeDataString(scope));
             var url = new UriBuilder(realmUrl) { Query = query.ToString() }.Uri;
-            using var response = await owner._upstream.SendUncheckedAsync(new UpstreamCall(registry, url) { Auth = basic is null ? null : new BasicOnly(basic) }, ct);
+            var call = new UpstreamCall("oci", registry, url) { Auth = basic is null ? null : new BasicOnly(basic) };
+            using var response = await owner._upstream.SendUncheckedAsync(call, ct);
             if ((int)response.StatusCode is >= 500 or 429)
             {
                 // The token server is down, not refusing: an outage (serve what clients were granted), not a denial.
@@ -107,7 +108,7 @@ public sealed partial class RegistryAuthenticator(UpstreamClient upstream, TimeP
             {
                 return false;
             }
-            var body = await owner._upstream.ReadBoundedAsync(registry, response, MaxTokenResponseBytes, "a token response", ct);
+            var body = await owner._upstream.ReadBoundedAsync(call, response, MaxTokenResponseBytes, "a token response", ct);
             JsonDocument doc;
             try
             {

@@ -10,8 +10,12 @@ using Microsoft.Extensions.Logging;
 
 namespace Hoard.Core.Upstream;
 
-/// <summary>One outbound request. Only the fetch engine and the front-ends' index loaders build these.</summary>
-public sealed record UpstreamCall(string UpstreamName, Uri Url)
+/// <summary>
+/// One outbound request. Only the fetch engine and the front-ends' index loaders build these. The protocol (pypi,
+/// files, oci, git, as <see cref="Fetch.ArtifactRequest.Protocol"/>) says which upstream the name is: names are
+/// unique per protocol only, and the metrics keep the two apart.
+/// </summary>
+public sealed record UpstreamCall(string Protocol, string UpstreamName, Uri Url)
 {
     /// <summary>Index pages may arrive compressed; files must arrive as upstream stores them.</summary>
     public bool Decompress { get; init; }
@@ -178,7 +182,7 @@ public sealed partial class UpstreamClient : IDisposable
             return response;
         }
         response.Dispose();
-        _metrics.UpstreamError(call.UpstreamName, "status");
+        _metrics.UpstreamError(call.Protocol, call.UpstreamName, "status");
         var clientStatus = status switch
         {
             404 or 410 => 404,
@@ -234,26 +238,26 @@ public sealed partial class UpstreamClient : IDisposable
         }
         catch (OperationCanceledException) when (!ct.IsCancellationRequested)
         {
-            _metrics.UpstreamRequest(call.UpstreamName, "timeout", Stopwatch.GetElapsedTime(started));
-            _metrics.UpstreamError(call.UpstreamName, "timeout");
+            _metrics.UpstreamRequest(call.Protocol, call.UpstreamName, "timeout", Stopwatch.GetElapsedTime(started));
+            _metrics.UpstreamError(call.Protocol, call.UpstreamName, "timeout");
             throw new UpstreamException("timeout", 504, $"upstream '{call.UpstreamName}' did not answer within {_options.FirstByteTimeout.TotalSeconds:0.#}s");
         }
         catch (HttpRequestException e) when (FindForbidden(e) is { } forbidden)
         {
-            _metrics.UpstreamRequest(call.UpstreamName, "error", Stopwatch.GetElapsedTime(started));
-            _metrics.UpstreamError(call.UpstreamName, "forbidden_host");
+            _metrics.UpstreamRequest(call.Protocol, call.UpstreamName, "error", Stopwatch.GetElapsedTime(started));
+            _metrics.UpstreamError(call.Protocol, call.UpstreamName, "forbidden_host");
             LogForbidden(_logger, call.UpstreamName, Redact(call.Url), forbidden.Message);
             throw new UpstreamException("forbidden_host", 502, $"upstream '{call.UpstreamName}': {forbidden.Message}", e);
         }
         catch (HttpRequestException e)
         {
-            _metrics.UpstreamRequest(call.UpstreamName, "error", Stopwatch.GetElapsedTime(started));
-            _metrics.UpstreamError(call.UpstreamName, "connect");
+            _metrics.UpstreamRequest(call.Protocol, call.UpstreamName, "error", Stopwatch.GetElapsedTime(started));
+            _metrics.UpstreamError(call.Protocol, call.UpstreamName, "connect");
             LogUnreachable(_logger, call.UpstreamName, call.Method.Method, Redact(call.Url), e.InnerException?.Message ?? e.Message);
             throw new UpstreamException("connect", 502, $"upstream '{call.UpstreamName}' is unreachable: {e.Message}", e);
         }
         var status = (int)response.StatusCode;
-        _metrics.UpstreamRequest(call.UpstreamName, status switch { 304 => "304", < 300 => "2xx", < 400 => "3xx", < 500 => "4xx", _ => "5xx" }, Stopwatch.GetElapsedTime(started));
+        _metrics.UpstreamRequest(call.Protocol, call.UpstreamName, status switch { 304 => "304", < 300 => "2xx", < 400 => "3xx", < 500 => "4xx", _ => "5xx" }, Stopwatch.GetElapsedTime(started));
         LogUpstream(_logger, call.UpstreamName, call.Method.Method, Redact(call.Url), status, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         return response;
     }
@@ -310,14 +314,14 @@ public sealed partial class UpstreamClient : IDisposable
     /// Reads a body Hoard must hold whole (JSON it parses), refusing it with a "too_large" <see cref="UpstreamException"/>
     /// once it passes <paramref name="limit"/> bytes, counted after decompression.
     /// </summary>
-    public async Task<byte[]> ReadBoundedAsync(string upstreamName, HttpResponseMessage response, long limit, string what, CancellationToken ct)
+    public async Task<byte[]> ReadBoundedAsync(UpstreamCall call, HttpResponseMessage response, long limit, string what, CancellationToken ct)
     {
         await using var body = await response.Content.ReadAsStreamAsync(ct);
         using var buffer = new MemoryStream();
         if (response.Content.Headers.ContentLength > limit || !await TryCopyBoundedAsync(body, buffer, limit, ct))
         {
-            _metrics.UpstreamError(upstreamName, "too_large");
-            throw new UpstreamException("too_large", 502, $"upstream '{upstreamName}' sent {what} larger than {ValueParsers.FormatSize(limit)}; not read");
+            _metrics.UpstreamError(call.Protocol, call.UpstreamName, "too_large");
+            throw new UpstreamException("too_large", 502, $"upstream '{call.UpstreamName}' sent {what} larger than {ValueParsers.FormatSize(limit)}; not read");
         }
         return buffer.ToArray();
     }

@@ -93,7 +93,7 @@ public sealed class AbuseTests(ITestOutputHelper output)
         await up.CreateRepositoryAsync("repo.git");
         await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o => o.Git.Add(new Hoard.Core.Configuration.UpstreamSpec("up", new Uri($"http://127.0.0.1:{up.Port}/"))));
         await GitUpstream.Git(temp.Path, "clone", "-q", $"{hoard.BaseUrl}/git/up/repo.git", Path.Combine(temp.Path, "clone"));
-        double Fetches() => hoard.Metrics.Get("hoard_git_mirror_fetches_total{upstream=\"up\",result=\"ok\"}");
+        double Fetches() => hoard.Metrics.Get("hoard_git_mirror_fetches_total{protocol=\"git\",upstream=\"up\",result=\"ok\"}");
         using var http = new HttpClient();
 
         async Task WantAsync(string want)

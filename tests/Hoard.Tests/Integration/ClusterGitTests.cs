@@ -29,7 +29,7 @@ public sealed class ClusterGitTests
         Assert.Equal(newHead, (await GitUpstream.Git(second, "rev-parse", "HEAD")).Trim());
         await GitUpstream.Git(second, "fsck", "--no-progress");
         Assert.True(nodes[1].Logs.Contains("started from node"), "the second node did not start from the first node's mirror");
-        Assert.Equal(1, nodes[1].Metrics.Get("hoard_git_mirror_fetches_total{upstream=\"up\",result=\"peer\"}"));
+        Assert.Equal(1, nodes[1].Metrics.Get("hoard_git_mirror_fetches_total{protocol=\"git\",upstream=\"up\",result=\"peer\"}"));
         // Upstream sent the second node (and its client's discovery) the new commit, not the repository again.
         var secondBytes = up.UploadPackBytes() - firstBytes;
         Assert.True(secondBytes < firstBytes / 10, $"the second mirror took {secondBytes} bytes from upstream (the first {firstBytes})");

@@ -117,7 +117,7 @@ public sealed class ClusterKeyedTests
 
         await a.KillAsync();
         Assert.Equal(sha, Convert.ToHexStringLower(SHA256.HashData(await fromB)));
-        Assert.Equal(1, b[0].Metrics.Get("hoard_upstream_resumes_total{upstream=\"dl\"}"));
+        Assert.Equal(1, b[0].Metrics.Get("hoard_upstream_resumes_total{protocol=\"files\",upstream=\"dl\"}"));
         Assert.Contains(nginx.Lines, l => l.Contains("/fragile.bin", StringComparison.Ordinal) && l.Contains("\"bytes=", StringComparison.Ordinal));
     }
 
@@ -145,7 +145,7 @@ public sealed class ClusterKeyedTests
         await Assert.ThrowsAnyAsync<Exception>(() => fromB);
         await b[0].SettledAsync();
         Assert.False(b[0].Service<Hoard.Core.Storage.CacheIndex>().TryGetEntry("files/dl/fragile.bin", out _));
-        Assert.Equal(0, b[0].Metrics.Get("hoard_upstream_resumes_total{upstream=\"dl\"}"));
+        Assert.Equal(0, b[0].Metrics.Get("hoard_upstream_resumes_total{protocol=\"files\",upstream=\"dl\"}"));
     }
 
     [Fact]

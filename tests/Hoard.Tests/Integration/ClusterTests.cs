@@ -193,7 +193,7 @@ public sealed class ClusterTests
         await nodeA.KillAsync();
         var bytes = await fromB;
         Assert.Equal(wheel.Sha256, Convert.ToHexStringLower(SHA256.HashData(bytes)));
-        Assert.Equal(1, nodeB.Metrics.Get("hoard_upstream_resumes_total{upstream=\"127.0.0.1\"}"));
+        Assert.Equal(1, nodeB.Metrics.Get("hoard_upstream_resumes_total{protocol=\"pypi\",upstream=\"127.0.0.1\"}"));
         Assert.Contains(nginx.Lines, l => l.Contains("/packages/" + wheel.Filename, StringComparison.Ordinal) && l.Contains("\"bytes=", StringComparison.Ordinal));
     }
 
@@ -270,7 +270,7 @@ public sealed class ClusterTests
 
         Assert.Equal(wheel.Sha256, Convert.ToHexStringLower(SHA256.HashData(await fromB)));
         Assert.Equal(1, nodeB.Metrics.Get("hoard_peer_resumes_total"));
-        Assert.Equal(0, nodeB.Metrics.Get("hoard_upstream_resumes_total{upstream=\"127.0.0.1\"}"));
+        Assert.Equal(0, nodeB.Metrics.Get("hoard_upstream_resumes_total{protocol=\"pypi\",upstream=\"127.0.0.1\"}"));
         Assert.Equal(1, slow.Count("/packages/" + wheel.Filename)); // A's, and no Range request from B
     }
 

@@ -42,7 +42,7 @@ public sealed class ConnectionPolicyTests
             var reason = await refused.Content.ReadAsStringAsync();
             Assert.Contains($"does not connect to 127.0.0.1 port {internalService.Port}: a loopback address", reason, StringComparison.Ordinal);
             Assert.Equal(0, internalService.Connections);
-            Assert.Equal(1, hoard.Metrics.Get("hoard_upstream_errors_total{upstream=\"up\",reason=\"forbidden_host\"}"));
+            Assert.Equal(1, hoard.Metrics.Get("hoard_upstream_errors_total{protocol=\"files\",upstream=\"up\",reason=\"forbidden_host\"}"));
             Assert.True(hoard.Logs.Contains("refused a connection"));
             // Other spellings of loopback: a name that resolves to it, IPv6, IPv4-mapped IPv6.
             foreach (var (path, shown) in new[] { ("by-name", "localhost ("), ("v6", "::1 port"), ("mapped", "127.0.0.1 port") })

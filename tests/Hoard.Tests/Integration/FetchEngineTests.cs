@@ -56,7 +56,7 @@ public sealed class FetchEngineTests
         await WaitUntil(() => Served(hoard, "store") == size && Served(hoard, "coalesced") == 7 * size, TimeSpan.FromSeconds(5));
         Assert.Equal(size, Served(hoard, "upstream"));
         Assert.Equal(0, Served(hoard, "peer"));
-        Assert.Equal(size, hoard.Metrics.Get("hoard_upstream_bytes_total{upstream=\"up\"}"));
+        Assert.Equal(size, hoard.Metrics.Get("hoard_upstream_bytes_total{protocol=\"files\",upstream=\"up\"}"));
     }
 
     private static long Served(HoardHost hoard, string source)
@@ -133,13 +133,13 @@ public sealed class FetchEngineTests
         buffer.Write(chunk);
         nginx.Kill();
         // Upstream comes back only once Hoard has seen the body break off (and is backing off before resuming).
-        await WaitUntil(() => hoard.Metrics.Get("hoard_upstream_errors_total{upstream=\"up\",reason=\"body\"}") >= 1, TimeSpan.FromSeconds(10));
+        await WaitUntil(() => hoard.Metrics.Get("hoard_upstream_errors_total{protocol=\"files\",upstream=\"up\",reason=\"body\"}") >= 1, TimeSpan.FromSeconds(10));
         await using var restarted = new Nginx(root, "", nginx.Port);
         await restarted.StartAsync();
         await body.CopyToAsync(buffer);
         Assert.Equal(sha, Convert.ToHexStringLower(SHA256.HashData(buffer.ToArray())));
         Assert.Contains(restarted.Lines, l => l.Contains("\"bytes=", StringComparison.Ordinal));
-        Assert.True(hoard.Metrics.Get("hoard_upstream_resumes_total{upstream=\"up\"}") >= 1);
+        Assert.True(hoard.Metrics.Get("hoard_upstream_resumes_total{protocol=\"files\",upstream=\"up\"}") >= 1);
         await hoard.SettledAsync();
         Assert.True(hoard.Service<CacheIndex>().TryGetBlob(sha, out _));
     }
@@ -301,7 +301,7 @@ public sealed class FetchEngineTests
         Assert.Equal(504, (int)response.StatusCode);
         Assert.Contains("did not answer within 1s", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10));
-        Assert.Equal(1, hoard.Metrics.Get("hoard_upstream_errors_total{upstream=\"hung\",reason=\"timeout\"}"));
+        Assert.Equal(1, hoard.Metrics.Get("hoard_upstream_errors_total{protocol=\"files\",upstream=\"hung\",reason=\"timeout\"}"));
         silent.Stop();
     }
 

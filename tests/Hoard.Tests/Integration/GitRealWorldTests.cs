@@ -44,7 +44,7 @@ public sealed class GitRealWorldTests
         await Git(clone, "fetch", "-q", "origin", "refs/pull/7/head");
         Assert.Equal(pulls[7], (await Git(clone, "rev-parse", "FETCH_HEAD")).Trim());
         Assert.True(File.Exists(Path.Combine(clone, "pr7.bin")) || (await Git(clone, "cat-file", "-t", pulls[7] + ":pr7.bin")).Trim() == "blob");
-        Assert.Equal(1, hoard.Metrics.Get("hoard_git_mirror_fetches_total{upstream=\"up\",result=\"on_demand\"}"));
+        Assert.Equal(1, hoard.Metrics.Get("hoard_git_mirror_fetches_total{protocol=\"git\",upstream=\"up\",result=\"on_demand\"}"));
         Assert.Equal(0, hoard.Metrics.Get("hoard_git_requests_total{kind=\"pass_through\",result=\"upstream\"}"));
         Assert.Equal("commit", (await Git(mirror, "cat-file", "-t", pulls[7])).Trim());
         Assert.Equal("", (await Git(mirror, "for-each-ref", "refs/pull")).Trim());
@@ -55,7 +55,7 @@ public sealed class GitRealWorldTests
         await Git(clone, "fetch", "-q", "origin", "refs/pull/100/head");
         Assert.Equal(pulls[100], (await Git(clone, "rev-parse", "FETCH_HEAD")).Trim());
         Assert.Equal(pulls[100], (await Git(mirror, "rev-parse", "refs/pull/100/head")).Trim());
-        Assert.Equal(2, hoard.Metrics.Get("hoard_git_mirror_fetches_total{upstream=\"up\",result=\"on_demand\"}"));
+        Assert.Equal(2, hoard.Metrics.Get("hoard_git_mirror_fetches_total{protocol=\"git\",upstream=\"up\",result=\"on_demand\"}"));
         Assert.Equal(0, hoard.Metrics.Get("hoard_git_requests_total{kind=\"pass_through\",result=\"upstream\"}"));
 
         // The v0 protocol asks for it by object id after the full advertisement: the same.
@@ -98,7 +98,7 @@ public sealed class GitRealWorldTests
             await Git(temp2.Path, "clone", "-q", $"{hoard.BaseUrl}/git/up/partial.git", clone);
             Assert.Equal((await Git(bare, "rev-parse", "main")).Trim(), (await Git(clone, "rev-parse", "HEAD")).Trim());
         }
-        Assert.Equal(1, hoard.Metrics.Get("hoard_git_mirror_fetches_total{upstream=\"up\",result=\"error\"}"));
+        Assert.Equal(1, hoard.Metrics.Get("hoard_git_mirror_fetches_total{protocol=\"git\",upstream=\"up\",result=\"error\"}"));
         Assert.Equal(2, hoard.Metrics.Get("hoard_git_requests_total{kind=\"pass_through\",result=\"upstream\"}"));
         Assert.True(hoard.Logs.Contains("passing the fetch through to upstream"));
         Assert.True(hoard.Logs.Contains("not trying again"));

@@ -44,7 +44,7 @@ public sealed class GitStorageTests
         await GitUpstream.Git(temp.Path, "clone", "-q", $"{hoard.BaseUrl}/git/up/r0.git", Path.Combine(temp.Path, "again"));
         Assert.Equal((await GitUpstream.Git(Path.Combine(up.Root, "r0.git"), "rev-parse", "main")).Trim(), (await GitUpstream.Git(Path.Combine(temp.Path, "again"), "rev-parse", "HEAD")).Trim());
         Assert.True(Directory.Exists(Path.Combine(data, "git", "up", "r0.git")));
-        Assert.Equal(4, hoard.Metrics.Get("hoard_git_mirror_fetches_total{upstream=\"up\",result=\"ok\"}"));
+        Assert.Equal(4, hoard.Metrics.Get("hoard_git_mirror_fetches_total{protocol=\"git\",upstream=\"up\",result=\"ok\"}"));
         await FetchEngineTests.WaitUntil(() => DirectoryBytes(data) <= limit, TimeSpan.FromSeconds(10));
     }
 }

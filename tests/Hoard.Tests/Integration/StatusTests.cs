@@ -36,7 +36,7 @@ public sealed class StatusTests
         Assert.Equal(file.Length, status.Bytes.FetchedFromUpstream);
         Assert.Equal(1, status.Store.Blobs);
         Assert.Equal(new Dictionary<string, long> { ["hit"] = 2, ["miss"] = 1 }, status.Requests["files"]);
-        Assert.Contains(status.Upstreams, u => u.Name == "up" && u.Requests == 1 && u.Failed == 0 && u.Bytes == file.Length);
+        Assert.Contains(status.Upstreams, u => u.Name == "up" && u.Protocol == "files" && u.Requests == 1 && u.Failed == 0 && u.Bytes == file.Length);
 
         // Each answered request's duration, by protocol and outcome.
         var metrics = hoard.Metrics.Render();
@@ -51,7 +51,7 @@ public sealed class StatusTests
         Assert.Contains("hit ratio: 66.7% of requests, 66.7% of bytes; saved ", output, StringComparison.Ordinal);
         Assert.Contains("  files: hit 2, miss 1\n", output, StringComparison.Ordinal);
         Assert.Contains("downloads in flight: 0\n", output, StringComparison.Ordinal);
-        Assert.Contains("upstream up: 1 requests, 0 failed, ", output, StringComparison.Ordinal);
+        Assert.Contains("upstream up (files): 1 requests, 0 failed, ", output, StringComparison.Ordinal);
 
         // With nothing to ask, a clear usage line and exit 2.
         (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "status"], new Dictionary<string, string> { ["HOARD_URL"] = "", ["HOARD_CLUSTER_REDIS"] = "" });
