@@ -82,7 +82,8 @@ public static class Dashboard
         <h2>Downloads in flight</h2><table id="downloads"><tr><th>artifact</th><th>progress</th><th>rate</th><th>clients</th><th>from</th></tr></table>
         <h2>Requests</h2><table id="requests"></table>
         <h2>Upstreams</h2><table id="upstreams"><tr><th>upstream</th><th>requests</th><th>failed</th><th>downloaded</th></tr></table>
-        <h2>Largest and most recently used</h2><p id="artifacts-note" class="muted"></p>
+        <h2>Most requested, largest and most recently used</h2><p id="artifacts-note" class="muted"></p>
+        <table id="requested"><tr><th>most requested</th><th>requests</th><th>size</th><th>last used</th></tr></table>
         <table id="largest"><tr><th>largest artifacts</th><th>size</th><th>last used</th></tr></table>
         <table id="recent"><tr><th>recently used</th><th>size</th><th>last used</th></tr></table>
         <h2>Recent problems</h2><table id="problems"><tr><th>when</th><th>what</th></tr></table>
@@ -132,6 +133,7 @@ public static class Dashboard
           for (const [p, o] of Object.entries(s.requests)) { const tr = req.insertRow(); tr.insertCell().textContent = p; for (const k of outcomes) { const td = tr.insertCell(); td.className = 'n'; td.textContent = o[k] || 0; } }
           rows($('upstreams'), s.upstreams, u => [u.name, u.requests, u.failed, size(u.bytes)]);
           $('artifacts-note').textContent = s.artifacts ? '' : 'Artifact names are shown with the admin token: open this page as /#token=<the token in --admin-token-file>.';
+          rows($('requested'), s.artifacts ? s.artifacts.mostRequested : [], a => [a.key, a.requests, a.size == null ? 'not stored' : size(a.size), ago(a.lastUsedMs)]);
           rows($('largest'), s.artifacts ? s.artifacts.largest : [], a => [a.key, size(a.size), ago(a.lastUsedMs)]);
           rows($('recent'), s.artifacts ? s.artifacts.recentlyUsed : [], a => [a.key, size(a.size), ago(a.lastUsedMs)]);
           rows($('problems'), s.problems, p => [new Date(p.at).toLocaleTimeString(), p.what]);

@@ -49,6 +49,9 @@ public sealed class DashboardTests
         Assert.Matches(@"files/up/big-image-layer\.bin</td><td>[0-9.]+ (KiB|MiB) of 64\.0 MiB \([0-9.]+%\)</td>", dom); // in flight, with progress
         Assert.Contains("id=\"cluster\">alone</b>", dom, StringComparison.Ordinal);
         Assert.Contains("upstream", dom, StringComparison.Ordinal);
+        // Most requested: the file asked for four times, with its size; the big one once, not stored yet.
+        Assert.Contains("<td>files/up/tool-1.2.tar.gz</td><td>4</td><td>195.3 KiB</td>", dom, StringComparison.Ordinal);
+        Assert.Contains("<td>files/up/big-image-layer.bin</td><td>1</td><td>not stored</td>", dom, StringComparison.Ordinal);
 
         // Without the token the names are not shown, and the page says how to see them.
         var anonymous = await ChromiumAsync(temp, "--dump-dom", hoard.BaseUrl + "/");
