@@ -97,6 +97,20 @@ public static class StatusCommand
         {
             lines.Add($"cluster: {nodes} live node(s)");
         }
+        if (s.Cluster is { } cluster)
+        {
+            if (!cluster.RedisReachable)
+            {
+                lines.Add("cluster: Redis cannot be reached; the nodes last seen:");
+            }
+            foreach (var n in cluster.Nodes)
+            {
+                var beat = n.HeartbeatAgeSeconds is { } age ? $", heartbeat {age.ToString("0", CultureInfo.InvariantCulture)} s ago" : "";
+                var store = n.StoreBytes is { } bytes ? $", store {Size(bytes)} ({n.StoreBlobs} blobs)" : "";
+                var traffic = n.Self ? " (this node)" : $", served to it {Size(n.ServedToBytes)}, fetched from it {Size(n.FetchedFromBytes)}";
+                lines.Add($"  node {n.Id}  {n.Url ?? "(no address)"}  {n.State}{beat}{store}{traffic}");
+            }
+        }
         return string.Join('\n', lines) + "\n";
     }
 

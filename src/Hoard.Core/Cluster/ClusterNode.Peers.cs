@@ -215,6 +215,8 @@ public sealed partial class ClusterNode
                 {
                     _metrics.FromPeers(bytes);
                 }
+                // Counted per peer as the body is read, so the dashboard's traffic is what came, not what was promised.
+                response.Content = new CountedContent(response.Content, n => CountTraffic(node, 0, n));
                 return (response, false);
             }
             _metrics.PeerFetch(node, ((int)response.StatusCode).ToString(System.Globalization.CultureInfo.InvariantCulture));

@@ -1,9 +1,11 @@
 using Hoard.Core.Fetch;
+using Hoard.Core.Hosting;
 using Hoard.Core.Http;
 using Hoard.Core.Metrics;
 using Hoard.Core.Storage;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Routing;
 using StackExchange.Redis;
 
@@ -30,7 +32,7 @@ public sealed partial class ClusterNode
     {
         var purpose = ctx.Request.Headers[PeerSignature.ForHeader].ToString();
         var range = ctx.Request.Headers.Range.Count > 0 ? ctx.Request.Headers.Range.ToString() : null;
-        switch (_signature.Verify(ctx.Request.Headers[PeerSignature.Header], "GET", ctx.Request.Path.Value ?? "", range, purpose, Id, out _))
+        switch (_signature.Verify(ctx.Request.Headers[PeerSignature.Header], "GET", ctx.Request.Path.Value ?? "", range, purpose, Id, out var peer))
         {
             case PeerSignature.Check.Malformed:
                 ctx.Response.Headers.WWWAuthenticate = "HoardPeer";
@@ -62,6 +64,9 @@ public sealed partial class ClusterNode
             await HttpErrors.WriteAsync(ctx, 503, "this node is serving this blob to enough peers already: ask another holder");
             return;
         }
+        // The response body as sent (the access log's count): what this peer was given, for the dashboard's traffic.
+        var body = ctx.Features.Get<IHttpResponseBodyFeature>() as CountingResponseBody;
+        var before = body?.Bytes ?? 0;
         try
         {
             var (blob, entry, fill) = byKey ? _engine.FindKeyForPeer(wanted.Key) : WithoutEntry(_engine.FindForPeer(name, wanted.Access, wanted.Key));
@@ -88,6 +93,10 @@ public sealed partial class ClusterNode
         finally
         {
             EndUpload(upload);
+            if (body is not null && ctx.Response.StatusCode is StatusCodes.Status200OK or StatusCodes.Status206PartialContent)
+            {
+                CountTraffic(peer, body.Bytes - before, 0);
+            }
         }
     }
 

@@ -112,6 +112,7 @@ public sealed partial class ClusterNode : IClusterPeers, IHostedService, IAsyncD
         {
             await db.StringSetAsync($"hoard:node:{Id}", _options.Advertise, NodeTtl);
             await db.SetAddAsync("hoard:nodes", Id);
+            await PublishInfoAsync(db);
             var live = 0;
             foreach (var id in await db.SetMembersAsync("hoard:nodes"))
             {

@@ -86,23 +86,40 @@ public sealed partial class FetchEngine
     private TopArtifactsRead? _topArtifacts;
 
     /// <summary>
-    /// The largest and the most recently used stored artifacts, by key. Keys are in SQLite only: read there (on a
-    /// connection of its own, not blocking commits), at most every 30 seconds.
+    /// Requests per key, for the most requested artifacts: a few hundred slots whatever the traffic (see
+    /// <see cref="RequestSketch"/>); enough to rank a top ten, with room for keys on their way up.
+    /// </summary>
+    private readonly RequestSketch _requested = new(256);
+
+    /// <summary>A client was served <paramref name="key"/> (counted for <see cref="TopArtifacts"/>'s most requested).</summary>
+    public void Requested(string key) => _requested.Record(key, NowMs);
+
+    /// <summary>
+    /// The most requested (counted in memory, current), the largest and the most recently used stored artifacts, by
+    /// key. Keys are in SQLite only: the largest and most recent are read there (on a connection of its own, not
+    /// blocking commits), at most every 30 seconds.
     /// </summary>
     public StoredArtifacts TopArtifacts(int count)
     {
         var now = NowMs;
+        var requested = MostRequested(count);
         if (Volatile.Read(ref _topArtifacts) is { } cached && now - cached.AtMs < 30_000)
         {
-            return cached.Artifacts;
+            return cached.Artifacts with { MostRequested = requested };
         }
         var (largest, recent) = _index.TopKeys(count);
         var artifacts = new StoredArtifacts(
+            requested,
             largest.Select(k => new StoredArtifact(k.Key, k.Size, k.LastAccessMs)).ToList(),
             recent.Select(k => new StoredArtifact(k.Key, k.Size, k.LastAccessMs)).ToList());
         Volatile.Write(ref _topArtifacts, new TopArtifactsRead(now, artifacts));
         return artifacts;
     }
+
+    /// <summary>The sketch's top keys, with the size each stores now (none: not stored, e.g. evicted or passed through).</summary>
+    private List<RequestedArtifact> MostRequested(int count) => _requested.Top(count)
+        .Select(k => new RequestedArtifact(k.Key, k.Requests, TryGetStored(k.Key, out var stored) ? stored.Size : null, k.LastMs))
+        .ToList();
 }
 
 /// <summary>A download running now: how far it is, how many clients it serves.</summary>
@@ -110,4 +127,7 @@ public sealed record DownloadProgress(string Key, string Protocol, string Upstre
 
 public sealed record StoredArtifact(string Key, long Size, long LastUsedMs);
 
-public sealed record StoredArtifacts(List<StoredArtifact> Largest, List<StoredArtifact> RecentlyUsed);
+public sealed record StoredArtifacts(List<RequestedArtifact> MostRequested, List<StoredArtifact> Largest, List<StoredArtifact> RecentlyUsed);
+
+/// <summary>A key clients asked for: requests it certainly had since start (<see cref="RequestSketch"/>), its size if stored, its last request.</summary>
+public sealed record RequestedArtifact(string Key, long Requests, long? Size, long LastUsedMs);

@@ -79,10 +79,13 @@ public static class Dashboard
           <div class="card">downloads in flight<b id="in-flight">…</b></div>
           <div class="card">cluster nodes<b id="cluster">…</b><span id="peers" class="muted"></span></div>
         </div>
+        <h2>Cluster</h2><p id="cluster-note" class="muted"></p>
+        <table id="nodes" hidden><tr><th>node</th><th>address</th><th>state</th><th>heartbeat</th><th>store</th><th>served to it</th><th>fetched from it</th></tr></table>
         <h2>Downloads in flight</h2><table id="downloads"><tr><th>artifact</th><th>progress</th><th>rate</th><th>clients</th><th>from</th></tr></table>
         <h2>Requests</h2><table id="requests"></table>
         <h2>Upstreams</h2><table id="upstreams"><tr><th>upstream</th><th>protocol</th><th>requests</th><th>failed</th><th>downloaded</th></tr></table>
-        <h2>Largest and most recently used</h2><p id="artifacts-note" class="muted"></p>
+        <h2>Most requested, largest and most recently used</h2><p id="artifacts-note" class="muted"></p>
+        <table id="requested"><tr><th>most requested</th><th>requests</th><th>size</th><th>last used</th></tr></table>
         <table id="largest"><tr><th>largest artifacts</th><th>size</th><th>last used</th></tr></table>
         <table id="recent"><tr><th>recently used</th><th>size</th><th>last used</th></tr></table>
         <h2>Recent problems</h2><table id="problems"><tr><th>when</th><th>what</th></tr></table>
@@ -124,6 +127,15 @@ public static class Dashboard
           $('in-flight').textContent = s.downloadsInFlight;
           $('cluster').textContent = s.clusterNodes == null ? 'alone' : s.clusterNodes;
           $('peers').textContent = 'from peers ' + size(s.bytes.servedFromPeers);
+          const c = s.cluster;
+          $('nodes').hidden = !c;
+          $('cluster-note').textContent = !c ? 'Single node: not in a cluster.'
+            : (c.redisReachable ? '' : 'Redis cannot be reached: the nodes last seen, their state unknown. ') + 'Traffic is this node\'s with each peer since it started.';
+          rows($('nodes'), c ? c.nodes : [], n => [n.id.slice(0, 8) + (n.self ? ' (this node)' : ''), n.url || '—', n.state,
+            n.heartbeatAgeSeconds == null ? '—' : ago(Date.now() - n.heartbeatAgeSeconds * 1000),
+            n.storeBytes == null ? '—' : size(n.storeBytes) + ', ' + n.storeBlobs + ' blobs',
+            n.self ? '—' : size(n.servedToBytes), n.self ? '—' : size(n.fetchedFromBytes)]);
+          for (const tr of [...$('nodes').rows].slice(1)) if (tr.cells[2].textContent !== 'alive') tr.cells[2].className = 'bad';
           rows($('downloads'), s.downloads, d => [d.key, size(d.bytes) + (d.length ? ' of ' + size(d.length) + ' (' + pct(d.bytes / d.length) + ')' : ''),
             size(d.seconds > 0 ? d.bytes / d.seconds : 0) + '/s', d.clients, d.fromPeer ? 'a peer' : d.upstream]);
           const outcomes = [...new Set(Object.values(s.requests).flatMap(o => Object.keys(o)))];
@@ -132,6 +144,7 @@ public static class Dashboard
           for (const [p, o] of Object.entries(s.requests)) { const tr = req.insertRow(); tr.insertCell().textContent = p; for (const k of outcomes) { const td = tr.insertCell(); td.className = 'n'; td.textContent = o[k] || 0; } }
           rows($('upstreams'), s.upstreams, u => [u.name, u.protocol, u.requests, u.failed, size(u.bytes)]);
           $('artifacts-note').textContent = s.artifacts ? '' : 'Artifact names are shown with the admin token: open this page as /#token=<the token in --admin-token-file>.';
+          rows($('requested'), s.artifacts ? s.artifacts.mostRequested : [], a => [a.key, a.requests, a.size == null ? 'not stored' : size(a.size), ago(a.lastUsedMs)]);
           rows($('largest'), s.artifacts ? s.artifacts.largest : [], a => [a.key, size(a.size), ago(a.lastUsedMs)]);
           rows($('recent'), s.artifacts ? s.artifacts.recentlyUsed : [], a => [a.key, size(a.size), ago(a.lastUsedMs)]);
           rows($('problems'), s.problems, p => [new Date(p.at).toLocaleTimeString(), p.what]);

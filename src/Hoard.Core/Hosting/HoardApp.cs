@@ -125,7 +125,8 @@ public static partial class HoardApp
             : Results.Text("ready\n"));
         app.MapGet("/metrics", () => Results.Text(metrics.Render(), "text/plain; version=0.0.4; charset=utf-8"));
         ClientConfigEndpoint.Map(app, options);
-        StatusEndpoint.Map(app, options, app.Services.GetRequiredService<FetchEngine>(), metrics, app.Services.GetRequiredService<AdminAuth>());
+        StatusEndpoint.Map(app, options, app.Services.GetRequiredService<FetchEngine>(), metrics, app.Services.GetRequiredService<AdminAuth>(),
+            options.ClusterRedis is null ? null : app.Services.GetRequiredService<Cluster.ClusterNode>());
         app.MapGet("/", (HttpContext ctx) => Results.Content(Dashboard.Render(ctx, options, app.Services.GetRequiredService<FetchEngine>()), "text/html; charset=utf-8"));
         app.Services.GetRequiredService<PypiFrontEnd>().Map(app);
         app.Services.GetRequiredService<FilesFrontEnd>().Map(app);

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Hoard.Core.Cluster;
 using Hoard.Core.Configuration;
 using Hoard.Core.Fetch;
 using Hoard.Core.Metrics;
@@ -13,8 +14,9 @@ namespace Hoard.Core.Hosting;
 /// <summary>
 /// GET /_hoard/status: this node's state as JSON, for `hoard status --url` (and the dashboard to come): version and
 /// uptime, store fill, hit ratios and bytes saved since start, downloads in flight, each upstream's requests and
-/// failures, cluster size, the downloads running now, recent problems; with ?artifacts=1 and the admin token also the
-/// largest and most recently used artifacts by name (the dashboard asks for them when opened as /#token=...).
+/// failures, cluster size and (in cluster mode) every node with this node's traffic with it, the downloads running
+/// now, recent problems; with ?artifacts=1 and the admin token also the most requested, largest and most recently used
+/// artifacts by name (the dashboard asks for them when opened as /#token=...).
 /// </summary>
 public static class StatusEndpoint
 {
@@ -26,19 +28,22 @@ public static class StatusEndpoint
     /// <summary>Outcomes that are not cacheable requests at all (discovery always asks upstream, bypass is by design).</summary>
     private static readonly HashSet<string> NotCacheable = new(StringComparer.Ordinal) { "discovery", "bypass" };
 
-    public static void Map(IEndpointRouteBuilder app, HoardOptions options, FetchEngine engine, HoardMetrics metrics, AdminAuth admin)
+    /// <param name="cluster">This node in cluster mode, else null.</param>
+    public static void Map(IEndpointRouteBuilder app, HoardOptions options, FetchEngine engine, HoardMetrics metrics, AdminAuth admin, ClusterNode? cluster)
     {
-        app.MapGet(Path, (HttpContext ctx) =>
+        app.MapGet(Path, async (HttpContext ctx) =>
         {
             ctx.Response.Headers.CacheControl = "no-store";
             // Artifact names (keys name packages, images and repositories, private ones too) only with the admin token.
             var withArtifacts = ctx.Request.Query["artifacts"] == "1" && admin.Presents(ctx);
-            return Results.Json(Describe(options, engine, metrics, withArtifacts), StatusJson.Default.NodeStatus);
+            var nodes = cluster is null ? null : await cluster.NodesAsync();
+            return Results.Json(Describe(options, engine, metrics, withArtifacts, nodes), StatusJson.Default.NodeStatus);
         });
     }
 
-    /// <param name="withArtifacts">Also the largest and most recently used artifacts by name (read from SQLite).</param>
-    public static NodeStatus Describe(HoardOptions options, FetchEngine engine, HoardMetrics metrics, bool withArtifacts = false)
+    /// <param name="withArtifacts">Also the most requested, largest and most recently used artifacts by name.</param>
+    /// <param name="cluster">The cluster's nodes and this node's traffic with each (cluster mode), else null.</param>
+    public static NodeStatus Describe(HoardOptions options, FetchEngine engine, HoardMetrics metrics, bool withArtifacts = false, ClusterStatus? cluster = null)
     {
         var stats = engine.Stats;
         var mirrors = metrics.GitMirrorGauge?.Invoke() ?? (0, 0);
@@ -69,6 +74,7 @@ public static class StatusEndpoint
             engine.InFlight,
             upstreams.Select(u => new UpstreamStatus(u.Upstream, u.Protocol, u.Requests, u.Failed, u.Bytes)).ToList(),
             metrics.ClusterSize > 0 ? metrics.ClusterSize : null,
+            cluster,
             engine.Downloads(),
             withArtifacts ? engine.TopArtifacts(10) : null,
             metrics.RecentProblems().Select(p => new ProblemStatus(p.At, p.What)).ToList());
@@ -78,7 +84,7 @@ public static class StatusEndpoint
 public sealed record NodeStatus(
     string Version, string? Commit, long UptimeSeconds, StoreStatus Store, Dictionary<string, Dictionary<string, long>> Requests,
     double? HitRatio, double? ByteHitRatio, BytesStatus Bytes, int DownloadsInFlight, List<UpstreamStatus> Upstreams, int? ClusterNodes,
-    List<DownloadProgress> Downloads, StoredArtifacts? Artifacts, List<ProblemStatus> Problems);
+    ClusterStatus? Cluster, List<DownloadProgress> Downloads, StoredArtifacts? Artifacts, List<ProblemStatus> Problems);
 
 public sealed record ProblemStatus(DateTimeOffset At, string What);
 

@@ -72,6 +72,10 @@ public sealed partial class ArtifactResponder(FetchEngine engine, HoardMetrics m
             return;
         }
         info.Outcome = lookup.Outcome;
+        if (lookup.Outcome is not (CacheOutcome.None or CacheOutcome.Error))
+        {
+            engine.Requested(request.Key);
+        }
         switch (lookup.Outcome)
         {
             case CacheOutcome.Hit or CacheOutcome.Revalidated or CacheOutcome.Stale:
@@ -90,10 +94,11 @@ public sealed partial class ArtifactResponder(FetchEngine engine, HoardMetrics m
         }
     }
 
-    /// <summary>Serves a hit the front-end found by its key (<see cref="FetchEngine.TryGetHit"/>), and releases it.</summary>
-    public Task ServeHitAsync(HttpContext ctx, CacheLookup hit, ResponseShape shape)
+    /// <summary>Serves a hit the front-end found by its <paramref name="key"/> (<see cref="FetchEngine.TryGetHit"/>), and releases it.</summary>
+    public Task ServeHitAsync(HttpContext ctx, string key, CacheLookup hit, ResponseShape shape)
     {
         RequestInfo.For(ctx).Outcome = hit.Outcome;
+        engine.Requested(key);
         return ServeStoredAsync(ctx, hit, shape);
     }
 

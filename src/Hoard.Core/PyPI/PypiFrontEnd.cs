@@ -86,9 +86,9 @@ public sealed partial class PypiFrontEnd
         // Hot path: a stored file is found by its key alone. Keys hold only validated, normalized names,
         // so an odd request can only miss here and then meets the checks below.
         var split = rest.IndexOf('/', StringComparison.Ordinal);
-        if (!isDelete && split > 0 && split < rest.Length - 1 && _engine.TryGetHit(FileKey(index, rest), out var stored))
+        if (!isDelete && split > 0 && split < rest.Length - 1 && FileKey(index, rest) is var key && _engine.TryGetHit(key, out var stored))
         {
-            return _responder.ServeHitAsync(ctx, stored, FileShape);
+            return _responder.ServeHitAsync(ctx, key, stored, FileShape);
         }
         if (rest.Length == 0)
         {

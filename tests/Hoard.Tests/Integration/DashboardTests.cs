@@ -1,3 +1,7 @@
+using System.Net.Http.Json;
+using System.Text.RegularExpressions;
+using Hoard.Core.Configuration;
+using Hoard.Core.Hosting;
 using Hoard.Tests.Infrastructure;
 
 namespace Hoard.Tests.Integration;
@@ -48,7 +52,11 @@ public sealed class DashboardTests
         Assert.Contains("files/up/tool-1.2.tar.gz", dom, StringComparison.Ordinal);            // a cached artifact by name
         Assert.Matches(@"files/up/big-image-layer\.bin</td><td>[0-9.]+ (KiB|MiB) of 64\.0 MiB \([0-9.]+%\)</td>", dom); // in flight, with progress
         Assert.Contains("id=\"cluster\">alone</b>", dom, StringComparison.Ordinal);
+        Assert.Contains("Single node: not in a cluster.", dom, StringComparison.Ordinal);
         Assert.Contains("upstream", dom, StringComparison.Ordinal);
+        // Most requested: the file asked for four times, with its size; the big one once, not stored yet.
+        Assert.Contains("<td>files/up/tool-1.2.tar.gz</td><td>4</td><td>195.3 KiB</td>", dom, StringComparison.Ordinal);
+        Assert.Contains("<td>files/up/big-image-layer.bin</td><td>1</td><td>not stored</td>", dom, StringComparison.Ordinal);
 
         // Without the token the names are not shown, and the page says how to see them.
         var anonymous = await ChromiumAsync(temp, "--dump-dom", hoard.BaseUrl + "/");
@@ -59,6 +67,70 @@ public sealed class DashboardTests
         File.Delete(png);
         await ChromiumAsync(temp, "--screenshot=" + png, "--window-size=1280,1400", page);
         Assert.True(new FileInfo(png).Length > 10_000, "a screenshot of the page");
+    }
+
+    [Fact]
+    public async Task In_a_cluster_the_dashboard_lists_the_other_node_alive_with_the_bytes_fetched_from_it_and_the_most_requested_file()
+    {
+        using var temp = new TempDir();
+        var root = temp.Sub("up");
+        var shared = new byte[300_000];
+        Random.Shared.NextBytes(shared);
+        await File.WriteAllBytesAsync(Path.Combine(root, "shared-3.1.tar.gz"), shared);
+        await using var nginx = new Nginx(root);
+        await nginx.StartAsync();
+        await using var redis = new RedisServer();
+        await redis.StartAsync();
+        await using var nodes = await ClusterTests.StartNodesAsync(temp, 2, redis, o =>
+        {
+            PipTests.SetFiles(o, "up=" + nginx.BaseUrl + "/");
+            o.AdminToken = Token;
+        });
+        var (id0, id1) = (ClusterTests.NodeId(temp, "node0"), ClusterTests.NodeId(temp, "node1"));
+        using var http = new HttpClient();
+        // Node 1 downloads the file and tells the cluster which digest the key is; node 0 then fetches it from node 1
+        // (a real peer transfer), and is asked for it twice more (hits).
+        const string path = "/files/up/shared-3.1.tar.gz";
+        Assert.Equal(shared, await http.GetByteArrayAsync(nodes[1].BaseUrl + path));
+        var keyDigest = "hoard:keydigest:" + Hoard.Core.Cluster.ClusterRecords.KeyId("files/up/shared-3.1.tar.gz");
+        await FetchEngineTests.WaitUntil(() => redis.CliAsync("EXISTS", keyDigest).Result == "1", TimeSpan.FromSeconds(10));
+        using (var peered = await http.GetAsync(nodes[0].BaseUrl + path))
+        {
+            Assert.Equal("PEER", peered.Headers.GetValues("X-Hoard-Cache").Single());
+            Assert.Equal(shared, await peered.Content.ReadAsByteArrayAsync());
+        }
+        await nodes[0].SettledAsync();
+        for (var i = 0; i < 2; i++)
+        {
+            Assert.Equal(shared, await http.GetByteArrayAsync(nodes[0].BaseUrl + path));
+        }
+        Assert.Equal(1, nginx.Count("/shared-3.1.tar.gz"));
+        // Each node publishes its store with its heartbeat (every 3 s): wait for node 1's to count the file.
+        await FetchEngineTests.WaitUntil(() => redis.CliAsync("HGET", "hoard:nodeinfo:" + id1, "blobs").Result == "1", TimeSpan.FromSeconds(10));
+
+        var dom = await ChromiumAsync(temp, "--dump-dom", $"{nodes[0].BaseUrl}/#token={Token}");
+        // The other node, by id and address, alive, and the 300,000 bytes (293.0 KiB) node 0 fetched from it.
+        Assert.Matches($@"<tr><td>{id1[..8]}</td><td>{Regex.Escape(nodes[1].BaseUrl)}</td><td>alive</td><td>\d+ s ago</td><td>[0-9.]+ [KM]iB, 1 blobs</td><td>0 B</td><td>293\.0 KiB</td></tr>", dom);
+        Assert.Contains($"<td>{id0[..8]} (this node)</td>", dom, StringComparison.Ordinal);
+        Assert.Contains("id=\"cluster\">2</b>", dom, StringComparison.Ordinal);
+        Assert.Contains("<td>files/up/shared-3.1.tar.gz</td><td>3</td><td>293.0 KiB</td>", dom, StringComparison.Ordinal);
+
+        // Node 1 counts the same transfer as served to node 0.
+        var status1 = await http.GetFromJsonAsync(nodes[1].BaseUrl + StatusEndpoint.Path, StatusJson.Default.NodeStatus);
+        Assert.Equal(shared.Length, status1!.Cluster!.Nodes.Single(n => n.Id == id0).ServedToBytes);
+
+        // hoard status --url lists the nodes too.
+        var (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "status", "--url", nodes[0].BaseUrl]);
+        Assert.True(code == 0, output);
+        Assert.True(Regex.IsMatch(output, $@"  node {id1}  {Regex.Escape(nodes[1].BaseUrl)}  alive, heartbeat \d+ s ago, store [0-9.]+ [KM]iB \(1 blobs\), served to it 0 B, fetched from it {Regex.Escape(ValueParsers.FormatSize(shared.Length))}\n"), output);
+        Assert.Contains($"  node {id0}  {nodes[0].BaseUrl}  alive", output, StringComparison.Ordinal);
+
+        // Node 1 stops: once its heartbeat key expires it is listed as stale, its traffic still shown.
+        await nodes[1].DisposeAsync();
+        nodes.RemoveAt(1);
+        var cluster = nodes[0].Service<Hoard.Core.Cluster.ClusterNode>();
+        await FetchEngineTests.WaitUntil(() => cluster.NodesAsync().Result.Nodes.Any(n => n.Id == id1 && n.State == "stale"), TimeSpan.FromSeconds(20));
+        Assert.Equal(shared.Length, (await cluster.NodesAsync()).Nodes.Single(n => n.Id == id1).FetchedFromBytes);
     }
 
     private static async Task<string> ChromiumAsync(TempDir temp, params string[] args)
