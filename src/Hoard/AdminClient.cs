@@ -35,29 +35,31 @@ public sealed class AdminClient : IDisposable
         {
             return (null, "give --url http://NODE:PORT (or HOARD_URL)");
         }
-        string? token;
-        if (!string.IsNullOrWhiteSpace(tokenFile))
+        var (token, error) = ReadToken(tokenFile);
+        if (error is not null)
         {
-            try
-            {
-                token = File.ReadAllText(tokenFile).Trim();
-            }
-            catch (IOException e)
-            {
-                return (null, $"--admin-token-file: {e.Message}");
-            }
-            catch (UnauthorizedAccessException e)
-            {
-                return (null, $"--admin-token-file: {e.Message}");
-            }
-        }
-        else
-        {
-            token = Environment.GetEnvironmentVariable("HOARD_ADMIN_TOKEN")?.Trim();
+            return (null, error);
         }
         return string.IsNullOrEmpty(token)
             ? (null, "an admin command needs the node's admin token: --admin-token-file FILE or HOARD_ADMIN_TOKEN")
             : (new AdminClient(node, token), null);
+    }
+
+    /// <summary>The admin token from the file given, else HOARD_ADMIN_TOKEN; null when neither has one.</summary>
+    public static (string? Token, string? Error) ReadToken(string? tokenFile)
+    {
+        if (string.IsNullOrWhiteSpace(tokenFile))
+        {
+            return (Environment.GetEnvironmentVariable("HOARD_ADMIN_TOKEN")?.Trim() is { Length: > 0 } fromEnvironment ? fromEnvironment : null, null);
+        }
+        try
+        {
+            return (File.ReadAllText(tokenFile).Trim(), null);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return (null, $"--admin-token-file: {e.Message}");
+        }
     }
 
     /// <summary>The URLs of the cluster's live nodes, as the node at --url knows them from its status.</summary>
@@ -66,14 +68,17 @@ public sealed class AdminClient : IDisposable
         try
         {
             using var doc = JsonDocument.Parse(await client.Http.GetStringAsync(new Uri(client.Node, StatusEndpoint.Path), ct));
-            if (!doc.RootElement.TryGetProperty("nodes", out var nodes) || nodes.ValueKind != JsonValueKind.Array)
+            if (!doc.RootElement.TryGetProperty("cluster", out var cluster) || cluster.ValueKind != JsonValueKind.Object
+                || !cluster.TryGetProperty("nodes", out var nodes) || nodes.ValueKind != JsonValueKind.Array)
             {
                 return (null, $"{client.Node} is not in a cluster (it was started without --cluster-redis)");
             }
             var urls = new List<Uri>();
             foreach (var n in nodes.EnumerateArray())
             {
-                if (n.TryGetProperty("url", out var u) && u.ValueKind == JsonValueKind.String && Uri.TryCreate(u.GetString(), UriKind.Absolute, out var uri))
+                // Live nodes only: a stale one (its heartbeat expired) is down or gone.
+                if (n.TryGetProperty("state", out var state) && state.GetString() == "alive"
+                    && n.TryGetProperty("url", out var u) && u.ValueKind == JsonValueKind.String && Uri.TryCreate(u.GetString(), UriKind.Absolute, out var uri))
                 {
                     urls.Add(uri);
                 }

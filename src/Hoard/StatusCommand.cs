@@ -18,8 +18,11 @@ public static class StatusCommand
         var command = new Command("status", "Show a node's store, hit ratio, bytes saved, downloads in flight and upstream health (--url), and the cluster's live nodes (--cluster-redis / HOARD_CLUSTER_REDIS).");
         var url = new Option<string>("--url") { Description = "a Hoard node, e.g. http://hoard.lan:8080 (default HOARD_URL)" };
         var redis = new Option<string>("--cluster-redis") { Description = "redis://[USER:PASSWORD@]HOST:PORT[/DB] or rediss://… (default HOARD_CLUSTER_REDIS)" };
+        var tokenFile = AdminClient.TokenFileOption();
+        tokenFile.Description += "; with a token, pins and artifact names are shown too";
         command.Options.Add(url);
         command.Options.Add(redis);
+        command.Options.Add(tokenFile);
         command.SetAction(async (parse, ct) =>
         {
             var node = NonEmpty(parse.GetValue(url) ?? Environment.GetEnvironmentVariable("HOARD_URL"));
@@ -32,7 +35,13 @@ public static class StatusCommand
             var code = 0;
             if (node is not null)
             {
-                code = Math.Max(code, await NodeAsync(node, ct));
+                var (token, error) = AdminClient.ReadToken(parse.GetValue(tokenFile));
+                if (error is not null)
+                {
+                    await Console.Error.WriteLineAsync("hoard: " + error);
+                    return 2;
+                }
+                code = Math.Max(code, await NodeAsync(node, token, ct));
             }
             if (cluster is not null)
             {
@@ -45,7 +54,7 @@ public static class StatusCommand
 
     private static string? NonEmpty(string? value) => string.IsNullOrWhiteSpace(value) ? null : value;
 
-    private static async Task<int> NodeAsync(string url, CancellationToken ct)
+    private static async Task<int> NodeAsync(string url, string? token, CancellationToken ct)
     {
         if (!Uri.TryCreate(url, UriKind.Absolute, out var baseUrl) || baseUrl.Scheme is not ("http" or "https"))
         {
@@ -56,7 +65,11 @@ public static class StatusCommand
         try
         {
             using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
-            status = await http.GetFromJsonAsync(new Uri(baseUrl, StatusEndpoint.Path), StatusJson.Default.NodeStatus, ct);
+            if (token is not null)
+            {
+                http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
+            }
+            status = await http.GetFromJsonAsync(new Uri(baseUrl, StatusEndpoint.Path + (token is null ? "" : "?artifacts=1")), StatusJson.Default.NodeStatus, ct);
         }
         catch (Exception e) when (e is HttpRequestException or TaskCanceledException or System.Text.Json.JsonException or NotSupportedException)
         {
@@ -89,6 +102,11 @@ public static class StatusCommand
             lines.Add($"  {protocol}: " + string.Join(", ", outcomes.OrderByDescending(o => o.Value).Select(o => $"{o.Key} {o.Value}")));
         }
         lines.Add($"downloads in flight: {s.DownloadsInFlight}");
+        lines.Add($"pins: {s.Pins.Count}, keeping {Size(s.Pins.Bytes)} of at most {Size(s.Pins.MaxBytes)}{(s.Pins.Count > 0 && s.Pins.Pins is null ? " (names with the admin token)" : "")}");
+        foreach (var pin in s.Pins.Pins ?? [])
+        {
+            lines.Add($"  pinned {pin.Kind} {pin.Name}: {Size(pin.Bytes)} in {pin.Blobs - pin.Missing} blobs{(pin.Missing > 0 ? $", {pin.Missing} missing (hoard pin it again)" : "")}");
+        }
         foreach (var u in s.Upstreams)
         {
             lines.Add($"upstream {u.Name} ({u.Protocol}): {u.Requests} requests, {u.Failed} failed, {Size(u.Bytes)} downloaded{(u.Requests > 0 && u.Failed * 2 > u.Requests ? "  <- failing" : "")}");

@@ -6,10 +6,11 @@ namespace Hoard.Core.Fetch;
 public sealed partial class FetchEngine
 {
     /// <summary>
-    /// Pins may hold up to the evictor's low-water mark (90% of --max-size): past it, eviction could never bring the
-    /// store down to its target, and the rest of the cache would have no room to work in.
+    /// Pins may hold up to 80% of --max-size: the rest (above all the 10% below the evictor's low-water mark) stays
+    /// for what clients ask for meanwhile. Pins up to the low-water mark itself would leave eviction nothing to take,
+    /// and a refused pin's blobs (fetched before the refusal) would not fit beside the others.
     /// </summary>
-    public long MaxPinnedBytes => _options.MaxSizeBytes / 100 * 90;
+    public long MaxPinnedBytes => _options.MaxSizeBytes / 100 * 80;
 
     /// <summary>Pins these stored digests under a name; false and the reason when they are not all stored or do not fit.</summary>
     public bool Pin(string name, string kind, IReadOnlyCollection<string> digests, out string? refusal, out long bytes) =>

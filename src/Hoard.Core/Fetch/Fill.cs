@@ -183,7 +183,19 @@ public sealed class Fill
                 }
                 if (pos < readable)
                 {
-                    handle ??= await OpenForReadAsync(ct);
+                    if (handle is null)
+                    {
+                        try
+                        {
+                            handle = await OpenForReadAsync(ct);
+                        }
+                        catch (IOException e) when (e is FileNotFoundException or DirectoryNotFoundException)
+                        {
+                            // Committed and evicted before this reader opened it (a blob that alone filled the room
+                            // pins and newer blobs left): the rest comes straight from upstream, as when storing failed.
+                            return await CopyPassthroughAsync(output, pos, end, offset, passthrough, ct);
+                        }
+                    }
                     var memory = output.GetMemory(StreamCopy.BufferSize);
                     var want = (int)Math.Min(memory.Length, readable - pos);
                     // A synchronous read: these bytes were just written, so they come from the page cache, and

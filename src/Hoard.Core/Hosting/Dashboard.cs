@@ -88,6 +88,8 @@ public static class Dashboard
         <table id="requested"><tr><th>most requested</th><th>requests</th><th>size</th><th>last used</th></tr></table>
         <table id="largest"><tr><th>largest artifacts</th><th>size</th><th>last used</th></tr></table>
         <table id="recent"><tr><th>recently used</th><th>size</th><th>last used</th></tr></table>
+        <h2>Pinned</h2><p id="pins-note" class="muted"></p>
+        <table id="pins"><tr><th>pin</th><th>kind</th><th>size</th><th>blobs</th><th>missing</th></tr></table>
         <h2>Recent problems</h2><table id="problems"><tr><th>when</th><th>what</th></tr></table>
         """;
 
@@ -147,6 +149,8 @@ public static class Dashboard
           rows($('requested'), s.artifacts ? s.artifacts.mostRequested : [], a => [a.key, a.requests, a.size == null ? 'not stored' : size(a.size), ago(a.lastUsedMs)]);
           rows($('largest'), s.artifacts ? s.artifacts.largest : [], a => [a.key, size(a.size), ago(a.lastUsedMs)]);
           rows($('recent'), s.artifacts ? s.artifacts.recentlyUsed : [], a => [a.key, size(a.size), ago(a.lastUsedMs)]);
+          $('pins-note').textContent = `${s.pins.count} pin(s) keeping ${size(s.pins.bytes)} of at most ${size(s.pins.maxBytes)} (never evicted; hoard pin / hoard unpin)`;
+          rows($('pins'), s.pins.pins || [], p => [p.name, p.kind, size(p.bytes), p.blobs, p.missing]);
           rows($('problems'), s.problems, p => [new Date(p.at).toLocaleTimeString(), p.what]);
         }
         refresh(); setInterval(refresh, 5000);

@@ -62,6 +62,7 @@ public static class StatusEndpoint
         var upstreams = metrics.UpstreamTotals();
         var fetched = upstreams.Sum(u => u.Bytes);
         using var self = Process.GetCurrentProcess();
+        var pins = engine.Pins();
         return new NodeStatus(
             BuildVersion.Version,
             BuildVersion.Commit,
@@ -77,14 +78,18 @@ public static class StatusEndpoint
             cluster,
             engine.Downloads(),
             withArtifacts ? engine.TopArtifacts(10) : null,
-            metrics.RecentProblems().Select(p => new ProblemStatus(p.At, p.What)).ToList());
+            metrics.RecentProblems().Select(p => new ProblemStatus(p.At, p.What)).ToList(),
+            new PinsStatus(pins.Count, engine.PinnedBytes, engine.MaxPinnedBytes, withArtifacts ? pins : null));
     }
 }
 
 public sealed record NodeStatus(
     string Version, string? Commit, long UptimeSeconds, StoreStatus Store, Dictionary<string, Dictionary<string, long>> Requests,
     double? HitRatio, double? ByteHitRatio, BytesStatus Bytes, int DownloadsInFlight, List<UpstreamStatus> Upstreams, int? ClusterNodes,
-    ClusterStatus? Cluster, List<DownloadProgress> Downloads, StoredArtifacts? Artifacts, List<ProblemStatus> Problems);
+    ClusterStatus? Cluster, List<DownloadProgress> Downloads, StoredArtifacts? Artifacts, List<ProblemStatus> Problems, PinsStatus Pins);
+
+/// <summary>Pins: how many, the bytes they keep (counted once however many pins share a blob), the most they may keep; names with the admin token.</summary>
+public sealed record PinsStatus(int Count, long Bytes, long MaxBytes, List<Storage.PinInfo>? Pins);
 
 public sealed record ProblemStatus(DateTimeOffset At, string What);
 

@@ -59,18 +59,19 @@ public sealed partial class CacheIndex
         {
             var missing = values.Count(d => _blobs.Get(d) is not { IsEvicted: false });
             bytes = values.Sum(d => _blobs.Get(d) is { IsEvicted: false } b ? b.Size : 0);
-            if (missing > 0)
-            {
-                refusal = $"{missing} of its {values.Length} blobs are not stored (evicted while it was fetched?): run it again";
-                return false;
-            }
             var previous = _pins.TryGetValue(name, out var old) ? old.Digests : [];
-            var added = values.Except(previous).Where(d => !_pinCounts.ContainsKey(d)).Sum(d => _blobs.Get(d)!.Size);
+            var added = values.Except(previous).Where(d => !_pinCounts.ContainsKey(d)).Sum(d => _blobs.Get(d) is { IsEvicted: false } b ? b.Size : 0);
             var released = previous.Except(values).Where(d => _pinCounts.GetValueOrDefault(d) == 1).Sum(d => _blobs.Get(d) is { IsEvicted: false } b ? b.Size : 0);
             var total = _pinCounts.Keys.Sum(d => _blobs.Get(d) is { IsEvicted: false } b ? b.Size : 0);
             if (total - released + added > maxPinnedBytes)
             {
                 refusal = $"it needs {Configuration.ValueParsers.FormatSize(added)} more pinned space; pins hold {Configuration.ValueParsers.FormatSize(total)} and may hold at most {Configuration.ValueParsers.FormatSize(maxPinnedBytes)} (raise --max-size, or unpin something)";
+                return false;
+            }
+            // Checked after the size: a pin too big for the store is also one whose first blobs the last ones evicted.
+            if (missing > 0)
+            {
+                refusal = $"{missing} of its {values.Length} blobs are not stored (evicted while it was fetched?): run it again";
                 return false;
             }
             var packed = new byte[values.Length * 32];

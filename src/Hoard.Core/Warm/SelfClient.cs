@@ -159,6 +159,7 @@ public sealed class SelfClient : IDisposable
     /// </summary>
     public async Task<string?> StoredDigestAsync(string pathAndQuery, string? accept, CancellationToken ct)
     {
+        var downloads = 0;
         for (var attempt = 0; attempt < 50; attempt++)
         {
             var answer = await GetAsync(pathAndQuery, accept, null, ct);
@@ -169,6 +170,12 @@ public sealed class SelfClient : IDisposable
             if (answer.Digest is { } digest && answer.WasCached)
             {
                 return digest;
+            }
+            // Joined the download still committing (cheap: local bytes), or fetched again because it was evicted
+            // meanwhile: a second such fetch means the store cannot keep it, and asking on would only download more.
+            if (answer.Outcome is "MISS" or "PEER" && ++downloads >= 2)
+            {
+                return null;
             }
             await Task.Delay(100, ct);
         }

@@ -28,36 +28,31 @@ public sealed class WarmItem(int id, WarmKind kind, string name)
     public void Received(long bytes) => Interlocked.Add(ref _bytes, bytes);
 
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, bool> _digests = new(StringComparer.Ordinal);
-    private readonly System.Collections.Concurrent.ConcurrentQueue<(string Path, string? Accept)> _unnamed = new();
+    private readonly System.Collections.Concurrent.ConcurrentQueue<(string Path, string? Accept)> _paths = new();
 
     /// <summary>The stored digests of everything this item warmed (what a pin keeps).</summary>
     public IReadOnlyCollection<string> Digests => _digests.Keys.ToList();
 
-    /// <summary>Notes the blob behind an answer (a page, a metadata file) for a pin, without counting it as an artifact.</summary>
+    /// <summary>Notes an answer's path (a page, a metadata file, an artifact) for a pin, without counting it.</summary>
     public void Keep(SelfAnswer answer, string path, string? accept = null)
     {
-        if (!answer.Ok)
+        if (answer.Ok)
         {
-            return;
-        }
-        if (answer.Digest is { } digest)
-        {
-            _digests.TryAdd(digest, true);
-        }
-        else
-        {
-            _unnamed.Enqueue((path, accept));
+            _paths.Enqueue((path, accept));
         }
     }
 
-    /// <summary>For a pin: asks for the digests answers did not name (downloads whose digest was unknown in advance).</summary>
+    /// <summary>
+    /// For a pin: the digest each warmed path is stored as now, asked again until the answer is a hit (a download's
+    /// last byte reaches its client before its commit, and an answer's ETag is no proof it was stored).
+    /// </summary>
     public async Task<bool> NameDigestsAsync(SelfClient self, CancellationToken ct)
     {
-        while (_unnamed.TryDequeue(out var unnamed))
+        while (_paths.TryDequeue(out var kept))
         {
-            if (await self.StoredDigestAsync(unnamed.Path, unnamed.Accept, ct) is not { } digest)
+            if (await self.StoredDigestAsync(kept.Path, kept.Accept, ct) is not { } digest)
             {
-                Fail($"{unnamed.Path}: not stored after it was fetched");
+                Fail($"{kept.Path}: not stored after it was fetched (is --max-size large enough?)");
                 return false;
             }
             _digests.TryAdd(digest, true);

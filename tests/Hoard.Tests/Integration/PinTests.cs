@@ -1,0 +1,79 @@
+using Hoard.Tests.Infrastructure;
+
+namespace Hoard.Tests.Integration;
+
+/// <summary>`hoard pin` and `hoard unpin` against a real package index: eviction under pressure leaves pins alone.</summary>
+public sealed class PinTests
+{
+    private const string Token = "pin-test-token-0123";
+
+    [Fact]
+    public async Task A_pinned_package_survives_eviction_under_pressure_and_serves_pip_with_upstream_stopped()
+    {
+        using var temp = new TempDir();
+        var index = new PackageIndex(temp.Sub("index"));
+        var keep = index.AddWheel("keep", "1.0", extraBytes: 300_000);
+        for (var i = 0; i < 10; i++)
+        {
+            index.AddWheel($"filler{i}", "1.0", extraBytes: 300_000);
+        }
+        index.AddWheel("huge", "1.0", extraBytes: 1_450_000); // fits the store beside the pin, not the pins allowance (80%)
+        index.WriteHtml();
+        await using var nginx = new Nginx(index.Root);
+        await nginx.StartAsync();
+        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o =>
+        {
+            PipTests.SetPypi(o, nginx.BaseUrl + "/simple/");
+            o.AdminToken = Token;
+            o.MaxSizeBytes = 2_000_000;
+        });
+        var env = new Dictionary<string, string> { ["HOARD_ADMIN_TOKEN"] = Token };
+
+        var (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "pin", "--url", hoard.BaseUrl, "--package", "keep==1.0"], env);
+        Assert.True(code == 0, output);
+        Assert.Contains("keep==1.0: 1 fetched", output, StringComparison.Ordinal);
+        Assert.Contains("; pinned", output, StringComparison.Ordinal);
+
+        // Three megabytes of other packages through a two-megabyte store: most of them are evicted, the pin is not.
+        using var http = new HttpClient();
+        for (var i = 0; i < 10; i++)
+        {
+            Assert.NotEmpty(await http.GetStringAsync($"{hoard.BaseUrl}/simple/filler{i}/"));
+            Assert.NotEmpty(await http.GetByteArrayAsync($"{hoard.BaseUrl}/simple/filler{i}/filler{i}-1.0-py3-none-any.whl"));
+            await hoard.SettledAsync();
+        }
+        await FetchEngineTests.WaitUntil(() => hoard.Metrics.Get("hoard_store_evictions_total") >= 4, TimeSpan.FromSeconds(10));
+        using (var kept = await http.GetAsync($"{hoard.BaseUrl}/simple/keep/{keep.Filename}"))
+        {
+            Assert.Equal("HIT", kept.Headers.GetValues("X-Hoard-Cache").Single());
+        }
+
+        // Listed with its size by hoard status (names with the token) and /_hoard/status.
+        (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "status", "--url", hoard.BaseUrl], env);
+        Assert.True(code == 0, output);
+        Assert.Contains("pins: 1, keeping ", output, StringComparison.Ordinal);
+        Assert.Contains("  pinned package keep==1.0: ", output, StringComparison.Ordinal);
+        Assert.Contains(" in 3 blobs", output, StringComparison.Ordinal); // the page, the metadata file, the wheel
+
+        // A pin that cannot fit is refused with the reason, and nothing else loses its pin.
+        (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "pin", "--url", hoard.BaseUrl, "--package", "huge==1.0"], env);
+        Assert.Equal(1, code);
+        var engine = hoard.Service<Hoard.Core.Fetch.FetchEngine>();
+        Assert.True(output.Contains("huge==1.0: FAILED: not pinned: it needs ", StringComparison.Ordinal), $"{output} max {engine.MaxPinnedBytes} pinned {engine.PinnedBytes} " + string.Join(", ", engine.Pins()) + " blobs " + string.Join(", ", engine.StoredDigests()));
+        Assert.Contains("may hold at most 1.5 MiB", output, StringComparison.Ordinal);
+
+        // Upstream gone: pip still installs the pinned package from Hoard (page, metadata and wheel all kept).
+        await nginx.DisposeAsync();
+        var downloads = temp.Sub("pip");
+        (code, output) = await Pip.DownloadAsync(hoard.BaseUrl + "/simple/", downloads, "keep==1.0");
+        Assert.True(code == 0, output);
+        Assert.True(File.Exists(Path.Combine(downloads, keep.Filename)), output);
+
+        // Unpinned: back in line for eviction like anything else.
+        (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "unpin", "--url", hoard.BaseUrl, "keep==1.0", "never-pinned"], env);
+        Assert.Equal(1, code);
+        Assert.Contains("unpinned keep==1.0", output, StringComparison.Ordinal);
+        Assert.Contains("never-pinned: 404", output, StringComparison.Ordinal);
+        Assert.Empty(hoard.Service<Hoard.Core.Fetch.FetchEngine>().Pins());
+    }
+}
