@@ -18,7 +18,10 @@ public sealed partial class FetchEngine
 
     public bool Unpin(string name) => _index.Unpin(name);
 
-    public List<PinInfo> Pins() => _index.Pins();
+    public List<PinInfo> Pins() => _index.Pins().Select(p => new PinInfo(p.Name, p.Kind, p.CreatedUnixSeconds, p.Blobs, p.Missing, p.Bytes)).ToList();
 
     public long PinnedBytes => _index.PinnedBytes;
 }
+
+/// <summary>A pin as the engine reports it: its name and kind, when it was made, its blobs, how many are missing, their bytes.</summary>
+public sealed record PinInfo(string Name, string Kind, long CreatedUnixSeconds, int Blobs, int Missing, long Bytes);

@@ -89,7 +89,7 @@ public sealed record NodeStatus(
     ClusterStatus? Cluster, List<DownloadProgress> Downloads, StoredArtifacts? Artifacts, List<ProblemStatus> Problems, PinsStatus Pins);
 
 /// <summary>Pins: how many, the bytes they keep (counted once however many pins share a blob), the most they may keep; names with the admin token.</summary>
-public sealed record PinsStatus(int Count, long Bytes, long MaxBytes, List<Storage.PinInfo>? Pins);
+public sealed record PinsStatus(int Count, long Bytes, long MaxBytes, List<PinInfo>? Pins);
 
 public sealed record ProblemStatus(DateTimeOffset At, string What);
 

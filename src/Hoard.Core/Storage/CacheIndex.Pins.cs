@@ -3,7 +3,7 @@ using Microsoft.Data.Sqlite;
 namespace Hoard.Core.Storage;
 
 /// <summary>A named pin: the blobs it keeps, how many of them are stored, and their bytes.</summary>
-public sealed record PinInfo(string Name, string Kind, long CreatedUnixSeconds, int Blobs, int Missing, long Bytes);
+public sealed record PinRecord(string Name, string Kind, long CreatedUnixSeconds, int Blobs, int Missing, long Bytes);
 
 /// <summary>
 /// Pins: named sets of blobs an operator asked to keep (`hoard pin`), kept in SQLite (table pins, which layout 2
@@ -117,14 +117,14 @@ public sealed partial class CacheIndex
         }
     }
 
-    public List<PinInfo> Pins()
+    public List<PinRecord> Pins()
     {
         lock (_pinLock)
         {
             return _pins.Select(p =>
             {
                 var stored = p.Value.Digests.Select(d => _blobs.Get(d)).Where(b => b is { IsEvicted: false }).ToList();
-                return new PinInfo(p.Key, p.Value.Kind, p.Value.Created, p.Value.Digests.Length, p.Value.Digests.Length - stored.Count, stored.Sum(b => b!.Size));
+                return new PinRecord(p.Key, p.Value.Kind, p.Value.Created, p.Value.Digests.Length, p.Value.Digests.Length - stored.Count, stored.Sum(b => b!.Size));
             }).OrderBy(p => p.Name, StringComparer.Ordinal).ToList();
         }
     }

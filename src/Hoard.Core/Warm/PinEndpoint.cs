@@ -2,7 +2,6 @@ using System.Text.Json.Serialization;
 using Hoard.Core.Fetch;
 using Hoard.Core.Hosting;
 using Hoard.Core.Http;
-using Hoard.Core.Storage;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;

@@ -266,7 +266,7 @@ public sealed class PinIndexTests
         using (var index = new CacheIndex(temp.Path, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance))
         {
             var pin = Assert.Single(index.Pins());
-            Assert.Equal(new PinInfo("keep", "package", 5, 2, 0, 200), pin);
+            Assert.Equal(new PinRecord("keep", "package", 5, 2, 0, 200), pin);
             Assert.DoesNotContain(index.EvictTo(0), b => b.Pinned);
             Assert.Equal(200, index.TotalBytes);
             Assert.True(index.Unpin("keep"));
