@@ -208,6 +208,9 @@ internal sealed partial class FillRunner(
         // with the first chunk, so an upstream that sent nothing has no series yet, as before).
         using var idle = idleTimeouts.Start(options.IdleTimeout, ct);
         HoardMetrics.Counter? upstreamBytes = null;
+        // hoard_upstream_bytes_total counts what upstream sent: not a peer's copy (counted per peer by the cluster),
+        // nor bytes made here (a git bundle), so "fetched from upstream" is what upstream really served.
+        var fromUpstream = !fill.FromPeer && request.Producer is null;
         try
         {
             var body = await current.Content.ReadAsStreamAsync(ct);
@@ -236,6 +239,7 @@ internal sealed partial class FillRunner(
                     {
                         metrics.Resumed(request.Protocol, request.UpstreamName);
                     }
+                    fromUpstream = !fromAnotherPeer && request.Producer is null;
                     current = resumed;
                     body = await current.Content.ReadAsStreamAsync(ct);
                     continue;
@@ -272,7 +276,10 @@ internal sealed partial class FillRunner(
                 }
                 hash.AppendData(buffer, 0, n);
                 written += n;
-                (upstreamBytes ??= metrics.UpstreamBytes(request.Protocol, request.UpstreamName)).Add(n);
+                if (fromUpstream)
+                {
+                    (upstreamBytes ??= metrics.UpstreamBytes(request.Protocol, request.UpstreamName)).Add(n);
+                }
                 fill.Advance(written);
             }
             current.Dispose();

@@ -115,9 +115,14 @@ public sealed class DashboardTests
         Assert.Contains("id=\"cluster\">2</b>", dom, StringComparison.Ordinal);
         Assert.Contains("<td>files/up/shared-3.1.tar.gz</td><td>3</td><td>293.0 KiB</td>", dom, StringComparison.Ordinal);
 
-        // Node 1 counts the same transfer as served to node 0.
+        // Node 1 counts the same transfer as served to node 0; upstream sent it to node 1 only, and the bytes each node
+        // fetched from upstream say so (a peer's copy is not an upstream download).
         var status1 = await http.GetFromJsonAsync(nodes[1].BaseUrl + StatusEndpoint.Path, StatusJson.Default.NodeStatus);
         Assert.Equal(shared.Length, status1!.Cluster!.Nodes.Single(n => n.Id == id0).ServedToBytes);
+        Assert.Equal(shared.Length, status1.Bytes.FetchedFromUpstream);
+        var status0 = await http.GetFromJsonAsync(nodes[0].BaseUrl + StatusEndpoint.Path, StatusJson.Default.NodeStatus);
+        Assert.Equal(0, status0!.Bytes.FetchedFromUpstream);
+        Assert.Equal(3L * shared.Length, status0.Bytes.Saved);
 
         // hoard status --url lists the nodes too.
         var (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "status", "--url", nodes[0].BaseUrl]);
