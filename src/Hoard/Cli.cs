@@ -9,9 +9,28 @@ namespace Hoard;
 /// <summary>The `hoard` command line: serve, config, status, health, version.</summary>
 public static class Cli
 {
+    /// <summary>What `hoard --help` says before the commands: every protocol, where it is served, and how clients use it.</summary>
+    public const string Description = """
+        Hoard: a caching mirror for PyPI, container images, git and plain files, on one port. The first request goes
+        upstream, every later one is served locally; concurrent misses share one download; everything stored is
+        verified by sha256, and what Hoard holds is served when upstream is down.
+
+          PyPI        /simple/ (the first --pypi index) and /pypi/NAME/simple/: pip, uv and poetry take it as the index
+                      URL; files are checked against the index's sha256.
+          Registries  /v2/: docker (registry-mirrors), containerd (hosts.toml, ?ns=HOST), podman, CRI-O and skopeo
+                      (/v2/HOST/REPO); private registries answer for each client's credentials (--registry).
+          Git         /git/NAME/REPO: clone and fetch over smart HTTP from a local mirror, git-lfs objects, clone
+                      bundles (--git NAME=URL; git config url.<hoard>/git/NAME/.insteadOf URL).
+          Files       /files/NAME/PATH: any HTTP file server (--files NAME=URL): release tarballs, toolchains.
+          Cluster     nodes sharing one Redis (--cluster-redis) fetch from each other before upstream.
+
+        The dashboard is at /, Prometheus metrics at /metrics, status as JSON at /_hoard/status.
+        hoard config prints client settings; hoard warm and hoard pin fill the cache ahead of time.
+        """;
+
     public static RootCommand Build()
     {
-        var root = new RootCommand("Hoard: a caching mirror for PyPI, container images, git and plain files. The first request goes upstream, every later one is served locally; concurrent misses share one download.");
+        var root = new RootCommand(Description);
         root.Subcommands.Add(BuildServe());
         root.Subcommands.Add(ConfigCommands.Build());
         root.Subcommands.Add(StatusCommand.Build());
