@@ -141,4 +141,48 @@ public sealed class WarmTests
         Assert.Equal(2, code);
         Assert.Contains("admin token", output, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task With_all_nodes_every_node_is_warmed_and_upstream_still_sends_each_file_and_blob_once()
+    {
+        using var temp = new TempDir();
+        var index = new PackageIndex(temp.Sub("index"));
+        var alpha = index.AddWheel("alpha", "1.0", extraBytes: 200_000);
+        index.WriteHtml();
+        await using var nginx = new Nginx(index.Root);
+        await nginx.StartAsync();
+        var (images, registry, single, _) = await OciTests.UpstreamWithImagesAsync();
+        using var _ = images;
+        await using var __ = registry;
+        await using var redis = new RedisServer();
+        await redis.StartAsync();
+        await using var nodes = await ClusterTests.StartNodesAsync(temp, 3, redis, o =>
+        {
+            PipTests.SetPypi(o, nginx.BaseUrl + "/simple/");
+            OciTests.SetRegistry(o, registry);
+            o.AdminToken = Token;
+        });
+        var requirements = Path.Combine(temp.Path, "requirements.txt");
+        File.WriteAllText(requirements, "alpha==1.0\n");
+        var env = new Dictionary<string, string> { ["HOARD_ADMIN_TOKEN"] = Token };
+        var (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "warm", "--url", nodes[1].BaseUrl, "--all-nodes", "-r", requirements, "--image", $"{registry.Host}/team/app:v1"], env);
+        Assert.True(code == 0, output);
+        // One summary per node, each named; the node asked first fetches, the others get the bytes from peers.
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.Contains(new Uri(nodes[i].BaseUrl).Authority + ": warm: ", output, StringComparison.Ordinal);
+        }
+        Assert.Equal(1, nginx.Count("/packages/" + alpha.Filename));
+        foreach (var blob in single.Blobs)
+        {
+            Assert.Equal(1, registry.Count("GET", "/blobs/" + blob));
+        }
+        // Every node holds the wheel now: asked directly, each answers from its own store.
+        using var http = new HttpClient();
+        for (var i = 0; i < 3; i++)
+        {
+            using var response = await http.GetAsync($"{nodes[i].BaseUrl}/simple/alpha/{alpha.Filename}");
+            Assert.Equal("HIT", response.Headers.GetValues("X-Hoard-Cache").Single());
+        }
+    }
 }
