@@ -51,7 +51,10 @@ public sealed class WarmDisplay
                                 task.Value(e.Bytes);
                                 break;
                             case "done" when tasks.TryGetValue(e.Id, out var task):
-                                task.MaxValue(Math.Max(1, e.Bytes)).Value(Math.Max(1, e.Bytes)).IsIndeterminate(false);
+                                if (e.Error is null)
+                                {
+                                    task.MaxValue(Math.Max(1, e.Bytes)).Value(Math.Max(1, e.Bytes)).IsIndeterminate(false);
+                                }
                                 task.Description = Markup.Escape(Prefix + e.Name) + (e.Error is not null ? " [red]failed[/]" : e.Pinned == true ? " [green]pinned[/]" : " [green]done[/]");
                                 task.StopTask();
                                 if (e.Error is not null)
