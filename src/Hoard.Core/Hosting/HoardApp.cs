@@ -118,6 +118,7 @@ public static partial class HoardApp
         app.UseMiddleware<AccessLogMiddleware>();
         app.UseRouting();
         var metrics = app.Services.GetRequiredService<HoardMetrics>();
+        metrics.PublishInstruments();
         app.MapGet("/healthz", () => Results.Text("ok\n"));
         // Alive (healthz) is not ready: from the moment a stop begins, load balancers are told to send no more.
         app.MapGet("/readyz", () => app.Lifetime.ApplicationStopping.IsCancellationRequested

@@ -38,6 +38,27 @@ public sealed class StatusTests
         Assert.Equal(new Dictionary<string, long> { ["hit"] = 2, ["miss"] = 1 }, status.Requests["files"]);
         Assert.Contains(status.Upstreams, u => u.Name == "up" && u.Protocol == "files" && u.Requests == 1 && u.Failed == 0 && u.Bytes == file.Length);
 
+        // The same figures as System.Diagnostics.Metrics instruments (meter "Hoard"), read by a MeterListener.
+        var observed = new Dictionary<string, long>();
+        using (var listener = new System.Diagnostics.Metrics.MeterListener())
+        {
+            listener.InstrumentPublished = (instrument, l) =>
+            {
+                if (instrument.Meter == hoard.Metrics.Meter)
+                {
+                    l.EnableMeasurementEvents(instrument);
+                }
+            };
+            listener.SetMeasurementEventCallback<long>((instrument, value, tags, _) =>
+                observed[instrument.Name + "{" + string.Join(",", tags.ToArray().Select(t => $"{t.Key}={t.Value}")) + "}"] = value);
+            listener.Start();
+            listener.RecordObservableInstruments();
+        }
+        Assert.Equal(2, observed["hoard_requests_total{protocol=files,outcome=hit}"]);
+        Assert.Equal(1, observed["hoard_requests_total{protocol=files,outcome=miss}"]);
+        Assert.Equal(2L * file.Length, observed["hoard_served_bytes_total{source=store}"]);
+        Assert.Equal(file.Length, observed["hoard_upstream_bytes_total{protocol=files,upstream=up}"]);
+
         // Each answered request's duration, by protocol and outcome.
         var metrics = hoard.Metrics.Render();
         Assert.Contains("hoard_request_duration_seconds_count{protocol=\"files\",outcome=\"hit\"} 2\n", metrics, StringComparison.Ordinal);
