@@ -45,6 +45,8 @@ public sealed class DashboardTests
         var engine = hoard.Service<Hoard.Core.Fetch.FetchEngine>();
         await FetchEngineTests.WaitUntil(() => engine.Stats.Blobs == 1, TimeSpan.FromSeconds(10));
         engine.FlushAccessTimes();
+        // A pin (hoard pin makes them from warmed items; PinTests drives that): listed with its kind and size.
+        Assert.True(engine.Pin("tools==1.2", "package", [engine.StoredDigests().Single()], out var refusal, out _), refusal);
 
         var page = $"{hoard.BaseUrl}/#token={Token}";
         var dom = await ChromiumAsync(temp, "--dump-dom", page);
@@ -53,6 +55,8 @@ public sealed class DashboardTests
         Assert.Matches(@"files/up/big-image-layer\.bin</td><td>[0-9.]+ (KiB|MiB) of 64\.0 MiB \([0-9.]+%\)</td>", dom); // in flight, with progress
         Assert.Contains("id=\"cluster\">alone</b>", dom, StringComparison.Ordinal);
         Assert.Contains("Single node: not in a cluster.", dom, StringComparison.Ordinal);
+        Assert.Contains("1 pin(s) keeping 195.3 KiB of at most ", dom, StringComparison.Ordinal);
+        Assert.Contains("<td>tools==1.2</td><td>package</td><td>195.3 KiB</td><td>1</td><td>0</td>", dom, StringComparison.Ordinal);
         Assert.Contains("upstream", dom, StringComparison.Ordinal);
         // Most requested: the file asked for four times, with its size; the big one once, not stored yet.
         Assert.Contains("<td>files/up/tool-1.2.tar.gz</td><td>4</td><td>195.3 KiB</td>", dom, StringComparison.Ordinal);
