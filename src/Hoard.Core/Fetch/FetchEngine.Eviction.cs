@@ -11,7 +11,12 @@ public sealed partial class FetchEngine
     public IEvictableSpace? Mirrors
     {
         get => _evictor.Mirrors;
-        set => _evictor.Mirrors = value;
+        set
+        {
+            _evictor.Mirrors = value;
+            _index.UnitBytes = value is null ? null : value.BytesOf;
+            value?.SetPinned(_index.PinnedUnits);
+        }
     }
 
     /// <summary>Tests: called for each evicted blob after its row is gone and before its file is deleted.</summary>

@@ -12,11 +12,29 @@ public sealed partial class FetchEngine
     /// </summary>
     public long MaxPinnedBytes => _options.MaxSizeBytes / 100 * 80;
 
-    /// <summary>Pins these stored digests under a name; false and the reason when they are not all stored or do not fit.</summary>
-    public bool Pin(string name, string kind, IReadOnlyCollection<string> digests, out string? refusal, out long bytes) =>
-        _index.TryPin(name, kind, digests, MaxPinnedBytes, _time.GetUtcNow().ToUnixTimeMilliseconds(), out refusal, out bytes);
+    /// <summary>
+    /// Pins these stored digests (and git mirrors, by their <see cref="Mirrors"/> id) under a name; false and the
+    /// reason when they are not all stored or do not fit.
+    /// </summary>
+    public bool Pin(string name, string kind, IReadOnlyCollection<string> digests, out string? refusal, out long bytes, IReadOnlyCollection<string>? mirrors = null)
+    {
+        if (!_index.TryPin(name, kind, digests, mirrors ?? [], MaxPinnedBytes, _time.GetUtcNow().ToUnixTimeMilliseconds(), out refusal, out bytes))
+        {
+            return false;
+        }
+        Mirrors?.SetPinned(_index.PinnedUnits);
+        return true;
+    }
 
-    public bool Unpin(string name) => _index.Unpin(name);
+    public bool Unpin(string name)
+    {
+        if (!_index.Unpin(name))
+        {
+            return false;
+        }
+        Mirrors?.SetPinned(_index.PinnedUnits);
+        return true;
+    }
 
     public List<PinInfo> Pins() => _index.Pins().Select(p => new PinInfo(p.Name, p.Kind, p.CreatedUnixSeconds, p.Blobs, p.Missing, p.Bytes)).ToList();
 

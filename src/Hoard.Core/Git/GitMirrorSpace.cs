@@ -169,6 +169,25 @@ public sealed partial class GitMirrorSpace(string root, TimeProvider time, ILogg
         }
     }
 
+    /// <summary>Mirrors a pin keeps (`hoard pin --git`): replaced whole by the engine whenever pins change.</summary>
+    private HashSet<string> _pinned = new(StringComparer.Ordinal);
+
+    public void SetPinned(IReadOnlyCollection<string> ids)
+    {
+        lock (_lock)
+        {
+            _pinned = new HashSet<string>(ids, StringComparer.Ordinal);
+        }
+    }
+
+    public long BytesOf(string id)
+    {
+        lock (_lock)
+        {
+            return _mirrors.TryGetValue(id, out var m) ? m.Bytes : 0;
+        }
+    }
+
     public (string Id, long LastUsedMs)? LeastRecentlyUsed()
     {
         lock (_lock)
@@ -176,7 +195,7 @@ public sealed partial class GitMirrorSpace(string root, TimeProvider time, ILogg
             (string, long)? oldest = null;
             foreach (var (path, m) in _mirrors)
             {
-                if (m.Leases == 0 && m.Bytes > 0 && (oldest is null || m.LastUsedMs < oldest.Value.Item2))
+                if (m.Leases == 0 && m.Bytes > 0 && !_pinned.Contains(path) && (oldest is null || m.LastUsedMs < oldest.Value.Item2))
                 {
                     oldest = (path, m.LastUsedMs);
                 }

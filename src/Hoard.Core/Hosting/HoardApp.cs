@@ -134,7 +134,8 @@ public static partial class HoardApp
         app.Services.GetRequiredService<Oci.OciFrontEnd>().Map(app);
         app.Services.GetRequiredService<Git.GitFrontEnd>().Map(app);
         Warm.WarmEndpoint.Map(app, options, app.Services.GetRequiredService<FetchEngine>(), app.Services.GetRequiredService<AdminAuth>(), app.Services.GetRequiredService<RequestBodyReader>(),
-            app.Services.GetRequiredService<Warm.SelfClient>(), app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Hoard.Warm"));
+            app.Services.GetRequiredService<Warm.SelfClient>(), app.Services.GetRequiredService<Git.GitMirror>().PathOf,
+            app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Hoard.Warm"));
         Warm.PinEndpoint.Map(app, app.Services.GetRequiredService<FetchEngine>(), app.Services.GetRequiredService<AdminAuth>());
         if (options.ClusterRedis is not null)
         {

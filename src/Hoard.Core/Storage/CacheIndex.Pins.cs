@@ -14,13 +14,46 @@ public sealed record PinRecord(string Name, string Kind, long CreatedUnixSeconds
 public sealed partial class CacheIndex
 {
     private readonly Lock _pinLock = new();
-    private readonly Dictionary<string, (string Kind, long Created, Sha256Digest[] Digests)> _pins = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, (string Kind, long Created, Sha256Digest[] Digests, string[] Units)> _pins = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// The bytes of a unit outside the blob store a pin may keep (a git mirror, by its id), set by the engine with
+    /// the space that holds them; null: units count as nothing.
+    /// </summary>
+    internal Func<string, long>? UnitBytes { get; set; }
+
+    /// <summary>Every unit some pin keeps (a git mirror's id).</summary>
+    public IReadOnlyCollection<string> PinnedUnits
+    {
+        get
+        {
+            lock (_pinLock)
+            {
+                return _pins.Values.SelectMany(p => p.Units).Distinct(StringComparer.Ordinal).ToList();
+            }
+        }
+    }
+
+    private long UnitsBytesLocked(IEnumerable<string> units) => UnitBytes is { } of ? units.Distinct(StringComparer.Ordinal).Sum(of) : 0;
     /// <summary>Pins naming each digest; written under _pinLock, read without it by a commit (which holds locks a pin takes after _pinLock).</summary>
     private readonly System.Collections.Concurrent.ConcurrentDictionary<Sha256Digest, int> _pinCounts = new();
 
     private void OpenPins()
     {
-        Execute("CREATE TABLE IF NOT EXISTS pins(name TEXT PRIMARY KEY, kind TEXT NOT NULL, created INTEGER NOT NULL, digests BLOB NOT NULL) WITHOUT ROWID");
+        Execute("""
+            CREATE TABLE IF NOT EXISTS pins(name TEXT PRIMARY KEY, kind TEXT NOT NULL, created INTEGER NOT NULL, digests BLOB NOT NULL) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS pin_units(name TEXT NOT NULL, unit TEXT NOT NULL, PRIMARY KEY(name, unit)) WITHOUT ROWID;
+            """);
+        var units = new Dictionary<string, List<string>>(StringComparer.Ordinal);
+        using (var read = _db.CreateCommand())
+        {
+            read.CommandText = "SELECT name, unit FROM pin_units";
+            using var u = read.ExecuteReader();
+            while (u.Read())
+            {
+                (units.TryGetValue(u.GetString(0), out var list) ? list : units[u.GetString(0)] = []).Add(u.GetString(1));
+            }
+        }
         using var cmd = _db.CreateCommand();
         cmd.CommandText = "SELECT name, kind, created, digests FROM pins";
         using var r = cmd.ExecuteReader();
@@ -32,7 +65,7 @@ public sealed partial class CacheIndex
             {
                 digests[i] = Sha256Digest.FromBytes(bytes.AsSpan(i * 32, 32));
             }
-            ApplyPinLocked(r.GetString(0), r.GetString(1), r.GetInt64(2), digests);
+            ApplyPinLocked(r.GetString(0), r.GetString(1), r.GetInt64(2), digests, [.. units.GetValueOrDefault(r.GetString(0)) ?? []]);
         }
     }
 
@@ -43,7 +76,7 @@ public sealed partial class CacheIndex
         {
             lock (_pinLock)
             {
-                return _pinCounts.Keys.Sum(d => _blobs.Get(d) is { IsEvicted: false } b ? b.Size : 0);
+                return _pinCounts.Keys.Sum(d => _blobs.Get(d) is { IsEvicted: false } b ? b.Size : 0) + UnitsBytesLocked(_pins.Values.SelectMany(p => p.Units));
             }
         }
     }
@@ -52,17 +85,23 @@ public sealed partial class CacheIndex
     /// Pins these digests under <paramref name="name"/> (replacing a pin of that name). Refused, with the reason, when
     /// one is not stored, or when the pinned total would pass <paramref name="maxPinnedBytes"/>.
     /// </summary>
-    public bool TryPin(string name, string kind, IReadOnlyCollection<string> digests, long maxPinnedBytes, long nowMs, out string? refusal, out long bytes)
+    public bool TryPin(string name, string kind, IReadOnlyCollection<string> digests, IReadOnlyCollection<string> units, long maxPinnedBytes, long nowMs, out string? refusal, out long bytes)
     {
+        var unitIds = units.Distinct(StringComparer.Ordinal).ToArray();
         var values = digests.Select(Sha256Digest.Parse).Distinct().ToArray();
         lock (_pinLock)
         {
             var missing = values.Count(d => _blobs.Get(d) is not { IsEvicted: false });
             bytes = values.Sum(d => _blobs.Get(d) is { IsEvicted: false } b ? b.Size : 0);
             var previous = _pins.TryGetValue(name, out var old) ? old.Digests : [];
-            var added = values.Except(previous).Where(d => !_pinCounts.ContainsKey(d)).Sum(d => _blobs.Get(d) is { IsEvicted: false } b ? b.Size : 0);
-            var released = previous.Except(values).Where(d => _pinCounts.GetValueOrDefault(d) == 1).Sum(d => _blobs.Get(d) is { IsEvicted: false } b ? b.Size : 0);
-            var total = _pinCounts.Keys.Sum(d => _blobs.Get(d) is { IsEvicted: false } b ? b.Size : 0);
+            var previousUnits = old.Units ?? [];
+            var otherUnits = _pins.Where(p => p.Key != name).SelectMany(p => p.Value.Units).ToHashSet(StringComparer.Ordinal);
+            bytes += UnitsBytesLocked(unitIds);
+            var added = values.Except(previous).Where(d => !_pinCounts.ContainsKey(d)).Sum(d => _blobs.Get(d) is { IsEvicted: false } b ? b.Size : 0)
+                + UnitsBytesLocked(unitIds.Where(u => !otherUnits.Contains(u) && !previousUnits.Contains(u)));
+            var released = previous.Except(values).Where(d => _pinCounts.GetValueOrDefault(d) == 1).Sum(d => _blobs.Get(d) is { IsEvicted: false } b ? b.Size : 0)
+                + UnitsBytesLocked(previousUnits.Where(u => !otherUnits.Contains(u) && !unitIds.Contains(u)));
+            var total = _pinCounts.Keys.Sum(d => _blobs.Get(d) is { IsEvicted: false } b ? b.Size : 0) + UnitsBytesLocked(_pins.Values.SelectMany(p => p.Units));
             if (total - released + added > maxPinnedBytes)
             {
                 refusal = $"it needs {Configuration.ValueParsers.FormatSize(added)} more pinned space; pins hold {Configuration.ValueParsers.FormatSize(total)} and may hold at most {Configuration.ValueParsers.FormatSize(maxPinnedBytes)} (raise --max-size, or unpin something)";
@@ -81,16 +120,30 @@ public sealed partial class CacheIndex
             }
             lock (_writeLock)
             {
-                using var cmd = _db.CreateCommand();
-                cmd.CommandText = "INSERT OR REPLACE INTO pins(name, kind, created, digests) VALUES ($n, $k, $c, $d)";
-                cmd.Parameters.AddWithValue("$n", name);
-                cmd.Parameters.AddWithValue("$k", kind);
-                cmd.Parameters.AddWithValue("$c", nowMs / 1000);
-                cmd.Parameters.Add("$d", SqliteType.Blob).Value = packed;
-                cmd.ExecuteNonQuery();
+                using var tx = _db.BeginTransaction();
+                using (var cmd = _db.CreateCommand())
+                {
+                    cmd.Transaction = tx;
+                    cmd.CommandText = "INSERT OR REPLACE INTO pins(name, kind, created, digests) VALUES ($n, $k, $c, $d); DELETE FROM pin_units WHERE name = $n;";
+                    cmd.Parameters.AddWithValue("$n", name);
+                    cmd.Parameters.AddWithValue("$k", kind);
+                    cmd.Parameters.AddWithValue("$c", nowMs / 1000);
+                    cmd.Parameters.Add("$d", SqliteType.Blob).Value = packed;
+                    cmd.ExecuteNonQuery();
+                }
+                foreach (var unit in unitIds)
+                {
+                    using var cmd = _db.CreateCommand();
+                    cmd.Transaction = tx;
+                    cmd.CommandText = "INSERT INTO pin_units(name, unit) VALUES ($n, $u)";
+                    cmd.Parameters.AddWithValue("$n", name);
+                    cmd.Parameters.AddWithValue("$u", unit);
+                    cmd.ExecuteNonQuery();
+                }
+                tx.Commit();
             }
             RemovePinLocked(name);
-            ApplyPinLocked(name, kind, nowMs / 1000, values);
+            ApplyPinLocked(name, kind, nowMs / 1000, values, unitIds);
             refusal = null;
             return true;
         }
@@ -108,7 +161,7 @@ public sealed partial class CacheIndex
             lock (_writeLock)
             {
                 using var cmd = _db.CreateCommand();
-                cmd.CommandText = "DELETE FROM pins WHERE name = $n";
+                cmd.CommandText = "DELETE FROM pins WHERE name = $n; DELETE FROM pin_units WHERE name = $n;";
                 cmd.Parameters.AddWithValue("$n", name);
                 cmd.ExecuteNonQuery();
             }
@@ -124,7 +177,7 @@ public sealed partial class CacheIndex
             return _pins.Select(p =>
             {
                 var stored = p.Value.Digests.Select(d => _blobs.Get(d)).Where(b => b is { IsEvicted: false }).ToList();
-                return new PinRecord(p.Key, p.Value.Kind, p.Value.Created, p.Value.Digests.Length, p.Value.Digests.Length - stored.Count, stored.Sum(b => b!.Size));
+                return new PinRecord(p.Key, p.Value.Kind, p.Value.Created, p.Value.Digests.Length, p.Value.Digests.Length - stored.Count, stored.Sum(b => b!.Size) + UnitsBytesLocked(p.Value.Units));
             }).OrderBy(p => p.Name, StringComparer.Ordinal).ToList();
         }
     }
@@ -132,9 +185,9 @@ public sealed partial class CacheIndex
     /// <summary>A blob committed (again) whose digest a pin names: pinned before it joins the LRU list.</summary>
     private bool IsPinnedDigest(Sha256Digest digest) => _pinCounts.ContainsKey(digest);
 
-    private void ApplyPinLocked(string name, string kind, long created, Sha256Digest[] digests)
+    private void ApplyPinLocked(string name, string kind, long created, Sha256Digest[] digests, string[] units)
     {
-        _pins[name] = (kind, created, digests);
+        _pins[name] = (kind, created, digests, units);
         foreach (var d in digests)
         {
             _pinCounts[d] = _pinCounts.GetValueOrDefault(d) + 1;

@@ -14,4 +14,10 @@ public interface IEvictableSpace
 
     /// <summary>Removes the unit unless something started using it; false then.</summary>
     bool TryEvict(string id);
+
+    /// <summary>The units pins keep (a pinned repository's mirror): never offered by <see cref="LeastRecentlyUsed"/>.</summary>
+    void SetPinned(IReadOnlyCollection<string> ids);
+
+    /// <summary>The bytes one unit takes (0 when there is no such unit).</summary>
+    long BytesOf(string id);
 }

@@ -7,7 +7,8 @@ namespace Hoard.Core.Warm;
 /// Warms a repository given by its upstream URL: discovery (upstream accepts the request and the mirror learns the
 /// refs), then the clone bundle, which makes or refreshes the local mirror and stores the bundle clones start from.
 /// </summary>
-public sealed class GitWarmer(SelfClient self, HoardOptions options)
+/// <param name="mirrorOf">Where a repository's mirror lives (its id in the mirror space), for a pin to keep it.</param>
+public sealed class GitWarmer(SelfClient self, HoardOptions options, Func<UpstreamSpec, string, string> mirrorOf)
 {
     public async Task WarmAsync(string url, WarmItem item, CancellationToken ct)
     {
@@ -28,7 +29,12 @@ public sealed class GitWarmer(SelfClient self, HoardOptions options)
             item.Fail("clone bundles are turned off (--git-bundle-interval 0): nothing to warm but discovery");
             return;
         }
-        item.Count(await self.GetAsync(path + "/-/bundle", null, item.Received, ct), "the clone bundle", path + "/-/bundle");
+        var bundle = await self.GetAsync(path + "/-/bundle", null, item.Received, ct);
+        item.Count(bundle, "the clone bundle", path + "/-/bundle");
+        if (bundle.Ok)
+        {
+            item.AddMirror(mirrorOf(found.Upstream, found.Repository));
+        }
     }
 
     /// <summary>The configured upstream a repository URL lies under, and the repository's path below it.</summary>

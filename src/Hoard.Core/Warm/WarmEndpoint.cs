@@ -32,7 +32,9 @@ public static partial class WarmEndpoint
     private static readonly ReadOnlyMemory<byte> Newline = "\n"u8.ToArray();
     private static readonly TimeSpan ProgressEvery = TimeSpan.FromMilliseconds(250);
 
-    public static void Map(IEndpointRouteBuilder app, HoardOptions options, FetchEngine engine, AdminAuth admin, RequestBodyReader reader, SelfClient self, ILogger logger)
+    /// <param name="mirrorOf">Where a repository's git mirror lives (GitMirror.PathOf), for a pin to keep it.</param>
+    public static void Map(IEndpointRouteBuilder app, HoardOptions options, FetchEngine engine, AdminAuth admin, RequestBodyReader reader, SelfClient self,
+        Func<UpstreamSpec, string, string> mirrorOf, ILogger logger)
     {
         app.MapPost(Path, async (HttpContext ctx) =>
         {
@@ -65,7 +67,7 @@ public static partial class WarmEndpoint
             ctx.Response.ContentType = "application/x-ndjson";
             ctx.Response.Headers.CacheControl = "no-store";
             var pin = request.Pin ? new Func<WarmItem, Task>(item => PinAsync(item, self, engine, ctx.RequestAborted)) : null;
-            await RunAsync(ctx.Response.Body, request, new PackageWarmer(self, options), new ImageWarmer(self), new GitWarmer(self, options), pin, ctx.RequestAborted);
+            await RunAsync(ctx.Response.Body, request, new PackageWarmer(self, options), new ImageWarmer(self), new GitWarmer(self, options, mirrorOf), pin, ctx.RequestAborted);
         });
     }
 
@@ -76,7 +78,7 @@ public static partial class WarmEndpoint
         {
             return;
         }
-        if (engine.Pin(item.Name, item.Kind.ToString().ToLowerInvariant(), item.Digests, out var refusal, out _))
+        if (engine.Pin(item.Name, item.Kind.ToString().ToLowerInvariant(), item.Digests, out var refusal, out _, item.Mirrors))
         {
             item.Pinned = true;
         }

@@ -30,6 +30,13 @@ public sealed class WarmItem(int id, WarmKind kind, string name)
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, bool> _digests = new(StringComparer.Ordinal);
     private readonly System.Collections.Concurrent.ConcurrentQueue<(string Path, string? Accept)> _paths = new();
 
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, bool> _mirrors = new(StringComparer.Ordinal);
+
+    /// <summary>Git mirrors this item made or refreshed (by their id in the mirror space): a pin keeps them too.</summary>
+    public IReadOnlyCollection<string> Mirrors => _mirrors.Keys.ToList();
+
+    public void AddMirror(string id) => _mirrors.TryAdd(id, true);
+
     /// <summary>The stored digests of everything this item warmed (what a pin keeps).</summary>
     public IReadOnlyCollection<string> Digests => _digests.Keys.ToList();
 

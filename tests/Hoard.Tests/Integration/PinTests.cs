@@ -76,4 +76,58 @@ public sealed class PinTests
         Assert.Contains("never-pinned: 404", output, StringComparison.Ordinal);
         Assert.Empty(hoard.Service<Hoard.Core.Fetch.FetchEngine>().Pins());
     }
+
+    [Fact]
+    public async Task A_pinned_repository_keeps_its_mirror_and_bundle_through_eviction_and_clones_with_upstream_stopped()
+    {
+        using var temp = new TempDir();
+        await using var git = new GitUpstream();
+        await git.StartAsync();
+        await git.CreateRepositoryAsync("team/kept.git", commits: 2, bigFileBytes: 250_000);
+        await git.CreateRepositoryAsync("team/other.git", commits: 2, bigFileBytes: 250_000);
+        var root = temp.Sub("files");
+        for (var i = 0; i < 5; i++)
+        {
+            var data = new byte[400_000];
+            Random.Shared.NextBytes(data);
+            await File.WriteAllBytesAsync(Path.Combine(root, $"f{i}.bin"), data);
+        }
+        await using var nginx = new Nginx(root);
+        await nginx.StartAsync();
+        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o =>
+        {
+            o.Git.Add(new Hoard.Core.Configuration.UpstreamSpec("up", new Uri($"{git.BaseUrl}/")));
+            PipTests.SetFiles(o, "big=" + nginx.BaseUrl + "/");
+            o.AdminToken = Token;
+            o.MaxSizeBytes = 2_000_000;
+        });
+        var env = new Dictionary<string, string> { ["HOARD_ADMIN_TOKEN"] = Token };
+        var (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "pin", "--url", hoard.BaseUrl, "--git", $"{git.BaseUrl}/team/kept.git"], env);
+        Assert.True(code == 0, output);
+        Assert.Contains("; pinned", output, StringComparison.Ordinal);
+        (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "warm", "--url", hoard.BaseUrl, "--git", $"{git.BaseUrl}/team/other.git"], env);
+        Assert.True(code == 0, output);
+        var mirrors = hoard.Service<Hoard.Core.Git.GitMirror>().Space;
+        Assert.Equal(2, mirrors.Count);
+
+        // Two megabytes of files through a two-megabyte store: the unpinned mirror (the least recently used thing) goes,
+        // the pinned one and its bundle stay.
+        using var http = new HttpClient();
+        for (var i = 0; i < 5; i++)
+        {
+            Assert.NotEmpty(await http.GetByteArrayAsync($"{hoard.BaseUrl}/files/big/f{i}.bin"));
+            await hoard.SettledAsync();
+        }
+        await FetchEngineTests.WaitUntil(() => mirrors.Count == 1, TimeSpan.FromSeconds(10));
+        Assert.EndsWith("kept.git", Assert.Single(mirrors.Mirrors), StringComparison.Ordinal);
+        var pin = Assert.Single(hoard.Service<Hoard.Core.Fetch.FetchEngine>().Pins());
+        Assert.Equal(0, pin.Missing);
+        Assert.True(pin.Bytes > 250_000 * 2, $"the bundle and the mirror: {pin.Bytes}");
+
+        // Upstream gone: a clone is served from the pinned mirror.
+        await git.StopNginxAsync();
+        var clone = Path.Combine(temp.Path, "clone");
+        await GitUpstream.Git(temp.Path, "clone", "-q", $"{hoard.BaseUrl}/git/up/team/kept.git", clone);
+        Assert.True(File.Exists(Path.Combine(clone, "big.bin")));
+    }
 }

@@ -248,7 +248,7 @@ public sealed class PinIndexTests
                 index.Commit(Digest(i), 100, 1000 + i, [new EntryTemplate("k" + i, null, null, null)]);
             }
             // The two oldest are pinned: eviction down to 300 bytes takes the next oldest instead.
-            Assert.True(index.TryPin("keep", "package", [Digest(0), Digest(1)], 1000, 5000, out var refusal, out var bytes), refusal);
+            Assert.True(index.TryPin("keep", "package", [Digest(0), Digest(1)], [], 1000, 5000, out var refusal, out var bytes), refusal);
             Assert.Equal(200, bytes);
             Assert.Equal(200, index.PinnedBytes);
             var evicted = index.EvictTo(300);
@@ -258,9 +258,9 @@ public sealed class PinIndexTests
             Assert.Contains(index.Blobs, b => b.Digest == Digest(0) && b.Pinned);
 
             // A pin past the allowance is refused with the reason; one naming a blob not stored too.
-            Assert.False(index.TryPin("big", "image", [Digest(9)], 250, 5000, out refusal, out _));
+            Assert.False(index.TryPin("big", "image", [Digest(9)], [], 250, 5000, out refusal, out _));
             Assert.Contains("may hold at most", refusal, StringComparison.Ordinal);
-            Assert.False(index.TryPin("gone", "image", [Digest(2)], 1000, 5000, out refusal, out _));
+            Assert.False(index.TryPin("gone", "image", [Digest(2)], [], 1000, 5000, out refusal, out _));
             Assert.Contains("not stored", refusal, StringComparison.Ordinal);
         }
         using (var index = new CacheIndex(temp.Path, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance))
