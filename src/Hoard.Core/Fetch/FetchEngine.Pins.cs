@@ -26,6 +26,13 @@ public sealed partial class FetchEngine
         return true;
     }
 
+    /// <summary>
+    /// Before a pin fetches anything: why blobs of these digests and sizes could not join the pins (what other pins
+    /// already keep counts once), or null when they fit. The pin itself checks again, exactly, once they are stored.
+    /// </summary>
+    public string? PinRoomProblem(string name, IReadOnlyDictionary<string, long> planned) =>
+        _index.PinRoomProblem(name, planned, MaxPinnedBytes);
+
     public bool Unpin(string name)
     {
         if (!_index.Unpin(name))

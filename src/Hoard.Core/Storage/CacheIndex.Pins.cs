@@ -104,7 +104,7 @@ public sealed partial class CacheIndex
             var total = _pinCounts.Keys.Sum(d => _blobs.Get(d) is { IsEvicted: false } b ? b.Size : 0) + UnitsBytesLocked(_pins.Values.SelectMany(p => p.Units));
             if (total - released + added > maxPinnedBytes)
             {
-                refusal = $"it needs {Configuration.ValueParsers.FormatSize(added)} more pinned space; pins hold {Configuration.ValueParsers.FormatSize(total)} and may hold at most {Configuration.ValueParsers.FormatSize(maxPinnedBytes)} (raise --max-size, or unpin something)";
+                refusal = Refusal(added, total, maxPinnedBytes);
                 return false;
             }
             // Checked after the size: a pin too big for the store is also one whose first blobs the last ones evicted.
@@ -148,6 +148,22 @@ public sealed partial class CacheIndex
             return true;
         }
     }
+
+    /// <summary>Why blobs of these digests and sizes would not fit beside the other pins (null: they would).</summary>
+    public string? PinRoomProblem(string name, IReadOnlyDictionary<string, long> planned, long maxPinnedBytes)
+    {
+        lock (_pinLock)
+        {
+            var kept = _pins.Where(p => p.Key != name).SelectMany(p => p.Value.Digests).ToHashSet();
+            var total = _pinCounts.Keys.Where(kept.Contains).Sum(d => _blobs.Get(d) is { IsEvicted: false } b ? b.Size : 0)
+                + UnitsBytesLocked(_pins.Where(p => p.Key != name).SelectMany(p => p.Value.Units));
+            var added = planned.Where(p => !kept.Contains(Sha256Digest.Parse(p.Key))).Sum(p => p.Value);
+            return total + added > maxPinnedBytes ? Refusal(added, total, maxPinnedBytes) : null;
+        }
+    }
+
+    private static string Refusal(long added, long total, long maxPinnedBytes) =>
+        $"it needs {Configuration.ValueParsers.FormatSize(added)} more pinned space; pins hold {Configuration.ValueParsers.FormatSize(total)} and may hold at most {Configuration.ValueParsers.FormatSize(maxPinnedBytes)} (raise --max-size, or unpin something)";
 
     /// <summary>Removes a pin; its blobs no other pin names go back to the LRU list as most recently used.</summary>
     public bool Unpin(string name)

@@ -93,9 +93,9 @@ public sealed class ImageWarmer(SelfClient self)
             blobs.AddRange(layers.EnumerateArray().Select(l => (Digest(l), Size(l))).Where(l => l.Item1 is not null).Select(l => (l.Item1!, l.Item2)));
         }
         blobs.RemoveAll(b => !seen.Add(b.Digest));
-        foreach (var (_, size) in blobs)
+        if (!item.Plan(blobs.Select(b => ((string?)b.Digest[7..], b.Size))))
         {
-            item.AddTotal(size);
+            return;
         }
         foreach (var (digest, _) in blobs)
         {

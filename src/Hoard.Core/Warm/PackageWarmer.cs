@@ -51,9 +51,9 @@ public sealed class PackageWarmer(SelfClient self, HoardOptions options)
                 : $"no file of version {package.Version} matches{(package.Sha256.Count + package.Files.Count > 0 ? " the lock's hashes" : "")}{(request.PythonVersions.Count + request.Platforms.Count > 0 ? " the Python versions and platforms asked for" : "")}");
             return;
         }
-        foreach (var file in chosen)
+        if (!item.Plan(chosen.Select(f => (f.Sha256, f.Size ?? 0))))
         {
-            item.AddTotal(file.Size ?? 0);
+            return;
         }
         foreach (var file in chosen)
         {

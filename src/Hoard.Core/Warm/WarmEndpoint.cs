@@ -67,7 +67,7 @@ public static partial class WarmEndpoint
             ctx.Response.ContentType = "application/x-ndjson";
             ctx.Response.Headers.CacheControl = "no-store";
             var pin = request.Pin ? new Func<WarmItem, Task>(item => PinAsync(item, self, engine, ctx.RequestAborted)) : null;
-            await RunAsync(ctx.Response.Body, request, new PackageWarmer(self, options), new ImageWarmer(self), new GitWarmer(self, options, mirrorOf), pin, ctx.RequestAborted);
+            await RunAsync(ctx.Response.Body, request, new PackageWarmer(self, options), new ImageWarmer(self), new GitWarmer(self, options, mirrorOf), pin, request.Pin ? engine.PinRoomProblem : null, ctx.RequestAborted);
         });
     }
 
@@ -88,7 +88,8 @@ public static partial class WarmEndpoint
         }
     }
 
-    private static async Task RunAsync(Stream output, WarmRequest request, PackageWarmer packages, ImageWarmer images, GitWarmer git, Func<WarmItem, Task>? pin, CancellationToken ct)
+    private static async Task RunAsync(Stream output, WarmRequest request, PackageWarmer packages, ImageWarmer images, GitWarmer git, Func<WarmItem, Task>? pin,
+        Func<string, IReadOnlyDictionary<string, long>, string?>? roomCheck, CancellationToken ct)
     {
         var work = new List<(WarmItem Item, Func<WarmItem, Task> Run)>();
         foreach (var p in request.Packages)
@@ -102,6 +103,13 @@ public static partial class WarmEndpoint
         foreach (var repository in request.Git)
         {
             work.Add((new WarmItem(work.Count + 1, WarmKind.Git, repository), item => git.WarmAsync(repository, item, ct)));
+        }
+        if (pin is not null && roomCheck is not null)
+        {
+            foreach (var (item, _) in work)
+            {
+                item.RoomCheck = planned => roomCheck(item.Name, planned);
+            }
         }
         var events = Channel.CreateUnbounded<WarmEvent>(new UnboundedChannelOptions { SingleReader = false });
         var running = new System.Collections.Concurrent.ConcurrentDictionary<int, WarmItem>();

@@ -21,8 +21,35 @@ public sealed class WarmItem(int id, WarmKind kind, string name)
     public long Bytes => Interlocked.Read(ref _bytes);
     public bool Failed => Volatile.Read(ref _failed) > 0;
 
-    /// <summary>Adds to the bytes the item's artifacts are known to add up to.</summary>
-    public void AddTotal(long bytes) => Interlocked.Add(ref _total, bytes);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, long> _planned = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// For a pin: whether blobs of these digests and sizes (what the item is about to fetch, as upstream described
+    /// them) would still fit the pins' allowance; null when there is no such limit (a plain warm). The reason when not.
+    /// </summary>
+    public Func<IReadOnlyDictionary<string, long>, string?>? RoomCheck { get; set; }
+
+    /// <summary>
+    /// What the item is about to fetch (sha256 when known, and size): adds to the total the progress is drawn
+    /// against, and, for a pin, refuses before any byte is fetched when it cannot fit (false: the item failed).
+    /// </summary>
+    public bool Plan(IEnumerable<(string? Sha256, long Size)> artifacts)
+    {
+        foreach (var (sha, size) in artifacts)
+        {
+            Interlocked.Add(ref _total, size);
+            if (sha is { Length: 64 } && size > 0)
+            {
+                _planned[sha] = size;
+            }
+        }
+        if (RoomCheck?.Invoke(_planned) is { } refusal)
+        {
+            Fail("not pinned: " + refusal);
+            return false;
+        }
+        return true;
+    }
 
     /// <summary>Bytes of an artifact as they arrive.</summary>
     public void Received(long bytes) => Interlocked.Add(ref _bytes, bytes);

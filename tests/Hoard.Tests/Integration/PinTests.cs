@@ -130,4 +130,32 @@ public sealed class PinTests
         await GitUpstream.Git(temp.Path, "clone", "-q", $"{hoard.BaseUrl}/git/up/team/kept.git", clone);
         Assert.True(File.Exists(Path.Combine(clone, "big.bin")));
     }
+
+    [Fact]
+    public async Task An_image_too_big_to_pin_is_refused_before_a_byte_is_fetched()
+    {
+        using var temp = new TempDir();
+        await using var registry = new Registry();
+        await registry.StartAsync();
+        var layout = new OciImages(temp.Sub("layout"));
+        var single = layout.SinglePlatform("team/app", "v1", layerBytes: 600_000, layers: 2);
+        await Skopeo.PushAsync(layout, single, registry);
+        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o =>
+        {
+            OciTests.SetRegistry(o, registry);
+            o.AdminToken = Token;
+            o.MaxSizeBytes = 1_000_000; // pins may hold 800 kB; the image's two layers are 1.2 MB
+        });
+        var env = new Dictionary<string, string> { ["HOARD_ADMIN_TOKEN"] = Token };
+        var (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "pin", "--url", hoard.BaseUrl, "--image", $"{registry.Host}/team/app:v1"], env);
+        Assert.Equal(1, code);
+        Assert.Contains($"{registry.Host}/team/app:v1: FAILED: not pinned: it needs ", output, StringComparison.Ordinal);
+        Assert.True(output.Contains("may hold at most 781.3 KiB", StringComparison.Ordinal), output);
+        // The manifest was read (that is where the sizes are); no blob was asked of the registry.
+        foreach (var blob in single.Blobs)
+        {
+            Assert.Equal(0, registry.Count("GET", "/blobs/" + blob));
+        }
+        Assert.Empty(hoard.Service<Hoard.Core.Fetch.FetchEngine>().Pins());
+    }
 }
