@@ -185,4 +185,48 @@ public sealed class WarmTests
             Assert.Equal("HIT", response.Headers.GetValues("X-Hoard-Cache").Single());
         }
     }
+
+    [Fact]
+    public async Task An_interrupted_warm_leaves_its_download_running_and_a_second_run_fetches_nothing_twice()
+    {
+        using var temp = new TempDir();
+        var index = new PackageIndex(temp.Sub("index"));
+        var slow = index.AddWheel("slow", "1.0", extraBytes: 6_000_000);
+        var quick = index.AddWheel("quick", "1.0", extraBytes: 10_000);
+        index.WriteHtml();
+        await using var nginx = new Nginx(index.Root, "location /packages/slow { limit_rate 2m; }");
+        await nginx.StartAsync();
+        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o =>
+        {
+            PipTests.SetPypi(o, nginx.BaseUrl + "/simple/");
+            o.AdminToken = Token;
+        });
+        var requirements = Path.Combine(temp.Path, "requirements.txt");
+        File.WriteAllText(requirements, "slow==1.0\nquick==1.0\n");
+
+        // The first warm is killed (Ctrl-C, a CI job cancelled) while the slow wheel is still coming.
+        var psi = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { HoardProcess.Dll, "warm", "--url", hoard.BaseUrl, "-r", requirements })
+        {
+            psi.ArgumentList.Add(a);
+        }
+        psi.Environment["HOARD_ADMIN_TOKEN"] = Token;
+        using (var first = System.Diagnostics.Process.Start(psi)!)
+        {
+            var engine = hoard.Service<Hoard.Core.Fetch.FetchEngine>();
+            await FetchEngineTests.WaitUntil(() => engine.Downloads().Any(d => d.Key.EndsWith(slow.Filename, StringComparison.Ordinal) && d.Bytes > 0), TimeSpan.FromSeconds(20));
+            first.Kill(entireProcessTree: true);
+            await first.WaitForExitAsync();
+        }
+
+        // The download it started goes on without it; run again: what is stored or coming is not asked of upstream twice.
+        var (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "warm", "--url", hoard.BaseUrl, "-r", requirements], new Dictionary<string, string> { ["HOARD_ADMIN_TOKEN"] = Token });
+        Assert.True(code == 0, output);
+        Assert.Contains("0 item(s) failed", output, StringComparison.Ordinal);
+        Assert.Equal(1, nginx.Count("/packages/" + slow.Filename));
+        Assert.Equal(1, nginx.Count("/packages/" + quick.Filename));
+        using var http = new HttpClient();
+        using var stored = await http.GetAsync($"{hoard.BaseUrl}/simple/slow/{slow.Filename}");
+        Assert.Equal("HIT", stored.Headers.GetValues("X-Hoard-Cache").Single());
+    }
 }
