@@ -6,7 +6,7 @@ namespace Hoard.Core.Warm;
 /// that is not configured); otherwise the reference is Docker Hub's, as docker reads it: "alpine" is
 /// docker.io/library/alpine:latest.
 /// </summary>
-public sealed record ImageReference(string Name, string Reference)
+public sealed partial record ImageReference(string Name, string Reference)
 {
     public static ImageReference? Parse(string text)
     {
@@ -18,7 +18,8 @@ public sealed record ImageReference(string Name, string Reference)
                 value = value[scheme.Length..];
             }
         }
-        if (value.Length is 0 or > 512 || value.Any(c => char.IsWhiteSpace(c) || c is '?' or '#' or '\\'))
+        // Only what a reference may hold: the path is built from it, so nothing that a URL would decode or normalise.
+        if (value.Length is 0 or > 512 || value.Any(c => !(char.IsAsciiLetterOrDigit(c) || c is '.' or '-' or '_' or '/' or ':' or '@')))
         {
             return null;
         }
@@ -43,9 +44,19 @@ public sealed record ImageReference(string Name, string Reference)
         }
         var first = segments[0];
         var hasRegistry = segments.Length > 1 && (first.Contains('.', StringComparison.Ordinal) || first.Contains(':', StringComparison.Ordinal) || first == "localhost");
+        if ((digest is not null && !DigestPattern().IsMatch(digest)) || (tag is not null && !TagPattern().IsMatch(tag)))
+        {
+            return null;
+        }
         var name = hasRegistry ? value : "docker.io/" + (segments.Length == 1 ? "library/" + value : value);
         return new ImageReference(name, digest ?? (string.IsNullOrEmpty(tag) ? "latest" : tag));
     }
+
+    [System.Text.RegularExpressions.GeneratedRegex("^sha256:[a-f0-9]{64}$")]
+    private static partial System.Text.RegularExpressions.Regex DigestPattern();
+
+    [System.Text.RegularExpressions.GeneratedRegex("^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")]
+    private static partial System.Text.RegularExpressions.Regex TagPattern();
 
     public override string ToString() => Reference.StartsWith("sha256:", StringComparison.Ordinal) ? $"{Name}@{Reference}" : $"{Name}:{Reference}";
 }

@@ -93,8 +93,8 @@ public sealed class WarmParsingTests
     [InlineData("alpine", "docker.io/library/alpine", "latest")]
     [InlineData("team/app:1.4", "docker.io/team/app", "1.4")]
     [InlineData("docker://registry.example:5000/team/app:v2", "registry.example:5000/team/app", "v2")]
-    [InlineData("localhost/app@sha256:0123", "localhost/app", "sha256:0123")]
-    [InlineData("ghcr.io/org/tool:1@sha256:0123", "ghcr.io/org/tool", "sha256:0123")]
+    [InlineData("localhost/app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "localhost/app", "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")]
+    [InlineData("ghcr.io/org/tool:1@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "ghcr.io/org/tool", "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")]
     public void Image_references_are_read_as_docker_reads_them(string text, string name, string reference)
     {
         var parsed = ImageReference.Parse(text);
@@ -106,6 +106,10 @@ public sealed class WarmParsingTests
     [InlineData("a/../b")]
     [InlineData("a b")]
     [InlineData("x?y=1")]
+    [InlineData("team/%2e%2e/app")]
+    [InlineData("app@sha256:../../_hoard/pins")]
+    [InlineData("app:v1/../../x")]
+    [InlineData("app:-bad")]
     public void Bad_image_references_are_refused(string text) => Assert.Null(ImageReference.Parse(text));
 
     [Fact]
