@@ -172,20 +172,31 @@ public sealed partial class GitMirrorSpace(string root, TimeProvider time, ILogg
     /// <summary>Mirrors a pin keeps (`hoard pin --git`): replaced whole by the engine whenever pins change.</summary>
     private HashSet<string> _pinned = new(StringComparer.Ordinal);
 
-    public void SetPinned(IReadOnlyCollection<string> ids)
+    public void SetPinned(IReadOnlyCollection<string> names)
     {
+        var ids = names.Select(IdOf).OfType<string>().ToHashSet(StringComparer.Ordinal);
         lock (_lock)
         {
-            _pinned = new HashSet<string>(ids, StringComparer.Ordinal);
+            _pinned = ids;
         }
     }
 
-    public long BytesOf(string id)
+    public long BytesOf(string name)
     {
         lock (_lock)
         {
-            return _mirrors.TryGetValue(id, out var m) ? m.Bytes : 0;
+            return IdOf(name) is { } id && _mirrors.TryGetValue(id, out var m) ? m.Bytes : 0;
         }
+    }
+
+    /// <summary>Relative to the mirrors' root ("up/team/app.git"): pins name mirrors so, not by absolute path.</summary>
+    public string NameOf(string id) => Path.GetRelativePath(root, id);
+
+    /// <summary>The mirror's directory for a name, or null for one that would lie outside the root (a tampered row).</summary>
+    private string? IdOf(string name)
+    {
+        var id = Path.GetFullPath(Path.Combine(root, name));
+        return id.StartsWith(Path.GetFullPath(root) + Path.DirectorySeparatorChar, StringComparison.Ordinal) ? id : null;
     }
 
     public (string Id, long LastUsedMs)? LeastRecentlyUsed()

@@ -21,6 +21,10 @@ public static partial class HoardApp
 {
     /// <param name="time">The clock Hoard's TTLs, backoffs and idle timeouts run on (a test may pass a fake one); null: the system's.</param>
     /// <exception cref="DataDirInUseException">another process serves the same data dir</exception>
+    /// <summary>A repository's mirror by the name pins record it under (relative to the mirrors' root).</summary>
+    private static Func<UpstreamSpec, string, string> MirrorNameOf(Git.GitMirror mirrors) =>
+        (upstream, repository) => mirrors.Space.NameOf(mirrors.PathOf(upstream, repository));
+
     public static WebApplication Build(HoardOptions options, Action<ILoggingBuilder>? configureLogging = null, TimeProvider? time = null)
     {
         Directory.CreateDirectory(options.DataDir);
@@ -134,7 +138,7 @@ public static partial class HoardApp
         app.Services.GetRequiredService<Oci.OciFrontEnd>().Map(app);
         app.Services.GetRequiredService<Git.GitFrontEnd>().Map(app);
         Warm.WarmEndpoint.Map(app, options, app.Services.GetRequiredService<FetchEngine>(), app.Services.GetRequiredService<AdminAuth>(), app.Services.GetRequiredService<RequestBodyReader>(),
-            app.Services.GetRequiredService<Warm.SelfClient>(), app.Services.GetRequiredService<Git.GitMirror>().PathOf,
+            app.Services.GetRequiredService<Warm.SelfClient>(), MirrorNameOf(app.Services.GetRequiredService<Git.GitMirror>()),
             app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Hoard.Warm"));
         Warm.PinEndpoint.Map(app, app.Services.GetRequiredService<FetchEngine>(), app.Services.GetRequiredService<AdminAuth>());
         if (options.ClusterRedis is not null)

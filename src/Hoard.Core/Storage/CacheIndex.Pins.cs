@@ -17,12 +17,12 @@ public sealed partial class CacheIndex
     private readonly Dictionary<string, (string Kind, long Created, Sha256Digest[] Digests, string[] Units)> _pins = new(StringComparer.Ordinal);
 
     /// <summary>
-    /// The bytes of a unit outside the blob store a pin may keep (a git mirror, by its id), set by the engine with
+    /// The bytes of a unit outside the blob store a pin may keep (a git mirror, by its name in the mirror space), set by the engine with
     /// the space that holds them; null: units count as nothing.
     /// </summary>
     internal Func<string, long>? UnitBytes { get; set; }
 
-    /// <summary>Every unit some pin keeps (a git mirror's id).</summary>
+    /// <summary>Every unit some pin keeps (a git mirror, by its name in the mirror space).</summary>
     public IReadOnlyCollection<string> PinnedUnits
     {
         get

@@ -15,9 +15,15 @@ public interface IEvictableSpace
     /// <summary>Removes the unit unless something started using it; false then.</summary>
     bool TryEvict(string id);
 
-    /// <summary>The units pins keep (a pinned repository's mirror): never offered by <see cref="LeastRecentlyUsed"/>.</summary>
-    void SetPinned(IReadOnlyCollection<string> ids);
+    /// <summary>
+    /// The units pins keep (a pinned repository's mirror), by <see cref="NameOf"/>: never offered by
+    /// <see cref="LeastRecentlyUsed"/>.
+    /// </summary>
+    void SetPinned(IReadOnlyCollection<string> names);
 
-    /// <summary>The bytes one unit takes (0 when there is no such unit).</summary>
-    long BytesOf(string id);
+    /// <summary>The bytes one unit takes, by <see cref="NameOf"/> (0 when there is no such unit).</summary>
+    long BytesOf(string name);
+
+    /// <summary>A unit's name that stays the same wherever the data directory is mounted (what pins record).</summary>
+    string NameOf(string id);
 }

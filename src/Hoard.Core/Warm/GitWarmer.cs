@@ -7,7 +7,7 @@ namespace Hoard.Core.Warm;
 /// Warms a repository given by its upstream URL: discovery (upstream accepts the request and the mirror learns the
 /// refs), then the clone bundle, which makes or refreshes the local mirror and stores the bundle clones start from.
 /// </summary>
-/// <param name="mirrorOf">Where a repository's mirror lives (its id in the mirror space), for a pin to keep it.</param>
+/// <param name="mirrorOf">The name of a repository's mirror in the mirror space (IEvictableSpace.NameOf), for a pin to keep it.</param>
 public sealed class GitWarmer(SelfClient self, HoardOptions options, Func<UpstreamSpec, string, string> mirrorOf)
 {
     public async Task WarmAsync(string url, WarmItem item, CancellationToken ct)
