@@ -108,7 +108,13 @@ public static class WarmCommand
                         await Console.Error.WriteLineAsync("hoard: --all-nodes: " + problem);
                         return 1;
                     }
-                    nodes = [client.Node, .. others.Where(o => !SameNode(o, client.Node))];
+                    // The addresses come from the cluster's Redis: the admin token goes only to nodes reached the way
+                    // --url is (an https node is not asked over http).
+                    foreach (var other in others.Where(o => !SameNode(o, client.Node) && o.Scheme != client.Node.Scheme))
+                    {
+                        await Console.Error.WriteLineAsync($"hoard: {other}: not warmed: the cluster lists it over {other.Scheme}, and --url is {client.Node.Scheme}");
+                    }
+                    nodes = [client.Node, .. others.Where(o => !SameNode(o, client.Node) && o.Scheme == client.Node.Scheme)];
                 }
                 var failed = problems.Any(p => !p.Why.StartsWith("not from an index", StringComparison.Ordinal));
                 foreach (var node in nodes)

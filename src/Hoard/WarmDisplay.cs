@@ -21,6 +21,12 @@ public sealed class WarmDisplay
 
     public static WarmDisplay Create(string? node) => new(node, AnsiConsole.Console);
 
+    /// <summary>
+    /// Text from the node (names, errors that may quote an upstream) without control characters: nothing upstream
+    /// wrote can move the cursor or recolour the user's terminal.
+    /// </summary>
+    private static string Clean(string? text) => string.Concat((text ?? "").Select(c => char.IsControl(c) ? ' ' : c));
+
     private string Prefix => _node is null ? "" : _node + ": ";
 
     /// <summary>Draws events until the summary; returns it (null if the stream ended without one).</summary>
@@ -41,7 +47,7 @@ public sealed class WarmDisplay
                         switch (e.Type)
                         {
                             case "item":
-                                tasks[e.Id] = progress.AddTask(Markup.Escape(Prefix + e.Name), maxValue: 1).IsIndeterminate(true);
+                                tasks[e.Id] = progress.AddTask(Markup.Escape(Prefix + Clean(e.Name)), maxValue: 1).IsIndeterminate(true);
                                 break;
                             case "progress" when tasks.TryGetValue(e.Id, out var task):
                                 if (e.Total is { } total && total >= e.Bytes)
@@ -55,7 +61,7 @@ public sealed class WarmDisplay
                                 {
                                     task.MaxValue(Math.Max(1, e.Bytes)).Value(Math.Max(1, e.Bytes)).IsIndeterminate(false);
                                 }
-                                task.Description = Markup.Escape(Prefix + e.Name) + (e.Error is not null ? " [red]failed[/]" : e.Pinned == true ? " [green]pinned[/]" : " [green]done[/]");
+                                task.Description = Markup.Escape(Prefix + Clean(e.Name)) + (e.Error is not null ? " [red]failed[/]" : e.Pinned == true ? " [green]pinned[/]" : " [green]done[/]");
                                 task.StopTask();
                                 if (e.Error is not null)
                                 {
@@ -70,7 +76,7 @@ public sealed class WarmDisplay
                 });
             foreach (var f in failures)
             {
-                _console.MarkupLine($"[red]failed[/] {Markup.Escape(Prefix + f.Name)}: {Markup.Escape(f.Error ?? "")}");
+                _console.MarkupLine($"[red]failed[/] {Markup.Escape(Prefix + Clean(f.Name))}: {Markup.Escape(Clean(f.Error))}");
             }
         }
         else
@@ -92,8 +98,8 @@ public sealed class WarmDisplay
     }
 
     private string Line(WarmEvent e) => e.Error is null
-        ? $"{Prefix}{e.Name}: {Counts(e)}{(e.Pinned == true ? "; pinned" : "")}"
-        : $"{Prefix}{e.Name}: FAILED: {e.Error} ({Counts(e)})";
+        ? $"{Prefix}{Clean(e.Name)}: {Counts(e)}{(e.Pinned == true ? "; pinned" : "")}"
+        : $"{Prefix}{Clean(e.Name)}: FAILED: {Clean(e.Error)} ({Counts(e)})";
 
     private static string Counts(WarmEvent e) =>
         $"{e.Fetched} fetched ({ValueParsers.FormatSize(e.FetchedBytes)}), {e.Cached} already cached, {e.Failed} failed";

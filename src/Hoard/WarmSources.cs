@@ -36,11 +36,13 @@ public static partial class WarmSources
         }
         var lineNumber = 0;
         var logical = "";
-        foreach (var raw in File.ReadAllLines(full))
+        // An empty line after the last: a final line ending in a backslash is still read.
+        foreach (var raw in File.ReadAllLines(full).Append(""))
         {
             lineNumber++;
             var line = raw;
-            if (line.EndsWith('\\'))
+            // pip joins a line ending in a backslash with the next, except a comment line.
+            if (line.EndsWith('\\') && !line.TrimStart().StartsWith('#'))
             {
                 logical += line[..^1] + " ";
                 continue;
@@ -58,9 +60,9 @@ public static partial class WarmSources
                 continue;
             }
             var where = $"{path}:{lineNumber}";
-            if (line.StartsWith("-r ", StringComparison.Ordinal) || line.StartsWith("--requirement", StringComparison.Ordinal))
+            if (line.StartsWith("-r", StringComparison.Ordinal) || line.StartsWith("--requirement", StringComparison.Ordinal))
             {
-                var included = line[(line.StartsWith("-r ", StringComparison.Ordinal) ? 3 : "--requirement".Length)..].TrimStart('=', ' ').Trim();
+                var included = line[(line.StartsWith("-r", StringComparison.Ordinal) ? 2 : "--requirement".Length)..].TrimStart('=', ' ').Trim();
                 packages.AddRange(Requirements(Path.Combine(Path.GetDirectoryName(full)!, included), problems, seen));
                 continue;
             }
@@ -135,9 +137,13 @@ public static partial class WarmSources
             {
                 files.AddRange(wheels switch { TomlTableArray a => a, TomlArray a => a.OfType<TomlTable>(), _ => [] });
             }
+            if (IsLocalSource(entry))
+            {
+                continue; // built from a directory, VCS or URL, not downloaded from an index
+            }
             if (name is null || version is null || files.Count == 0)
             {
-                if (name is not null && !IsLocalSource(entry))
+                if (name is not null)
                 {
                     problems.Add(new Problem($"{path}: {name}", "lists no version or no sdist/wheels: nothing to warm"));
                 }

@@ -15,6 +15,7 @@ public sealed partial class FetchEngine
         {
             _evictor.Mirrors = value;
             _index.UnitBytes = value is null ? null : value.BytesOf;
+            _index.UnitsChanged = value is null ? null : value.SetPinned;
             value?.SetPinned(_index.PinnedUnits);
         }
     }

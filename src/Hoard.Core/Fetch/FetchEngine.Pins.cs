@@ -17,14 +17,7 @@ public sealed partial class FetchEngine
     /// reason when they are not all stored or do not fit.
     /// </summary>
     public bool Pin(string name, string kind, IReadOnlyCollection<string> digests, out string? refusal, out long bytes, IReadOnlyCollection<string>? mirrors = null)
-    {
-        if (!_index.TryPin(name, kind, digests, mirrors ?? [], MaxPinnedBytes, _time.GetUtcNow().ToUnixTimeMilliseconds(), out refusal, out bytes))
-        {
-            return false;
-        }
-        Mirrors?.SetPinned(_index.PinnedUnits);
-        return true;
-    }
+        => _index.TryPin(name, kind, digests, mirrors ?? [], MaxPinnedBytes, _time.GetUtcNow().ToUnixTimeMilliseconds(), out refusal, out bytes);
 
     /// <summary>
     /// Before a pin fetches anything: why blobs of these digests and sizes could not join the pins (what other pins
@@ -33,15 +26,7 @@ public sealed partial class FetchEngine
     public string? PinRoomProblem(string name, IReadOnlyDictionary<string, long> planned) =>
         _index.PinRoomProblem(name, planned, MaxPinnedBytes);
 
-    public bool Unpin(string name)
-    {
-        if (!_index.Unpin(name))
-        {
-            return false;
-        }
-        Mirrors?.SetPinned(_index.PinnedUnits);
-        return true;
-    }
+    public bool Unpin(string name) => _index.Unpin(name);
 
     public List<PinInfo> Pins() => _index.Pins().Select(p => new PinInfo(p.Name, p.Kind, p.CreatedUnixSeconds, p.Blobs, p.Missing, p.Bytes)).ToList();
 

@@ -222,7 +222,8 @@ public sealed partial class GitMirrorSpace(string root, TimeProvider time, ILogg
         long bytes;
         lock (_lock)
         {
-            if (!_mirrors.TryGetValue(id, out var m) || m.Leases > 0)
+            // Pinned since the evictor chose it (it chose before evicting the blobs used before it): kept.
+            if (!_mirrors.TryGetValue(id, out var m) || m.Leases > 0 || _pinned.Contains(id))
             {
                 return false;
             }

@@ -29,8 +29,27 @@ public sealed partial class CacheIndex
         {
             lock (_pinLock)
             {
-                return _pins.Values.SelectMany(p => p.Units).Distinct(StringComparer.Ordinal).ToList();
+                return PinnedUnitsLocked();
             }
+        }
+    }
+
+    /// <summary>
+    /// Told the pinned units whenever pins change, under the pins' lock (so two changes can never land in the wrong
+    /// order): the space that holds them stops offering them for eviction.
+    /// </summary>
+    internal Action<IReadOnlyCollection<string>>? UnitsChanged { get; set; }
+
+    private List<string> PinnedUnitsLocked() => _pins.Values.SelectMany(p => p.Units).Distinct(StringComparer.Ordinal).ToList();
+
+    private void DeletePinRows(string name)
+    {
+        lock (_writeLock)
+        {
+            using var cmd = _db.CreateCommand();
+            cmd.CommandText = "DELETE FROM pins WHERE name = $n; DELETE FROM pin_units WHERE name = $n;";
+            cmd.Parameters.AddWithValue("$n", name);
+            cmd.ExecuteNonQuery();
         }
     }
 
@@ -144,6 +163,16 @@ public sealed partial class CacheIndex
             }
             RemovePinLocked(name);
             ApplyPinLocked(name, kind, nowMs / 1000, values, unitIds);
+            // Eviction does not take this lock: a blob may have gone between the check above and its flag. Flagged
+            // now, none can go any more; one already gone fails the pin rather than leave it quietly incomplete.
+            if (values.Any(d => _blobs.Get(d) is not { IsEvicted: false, Pinned: true }))
+            {
+                RemovePinLocked(name);
+                DeletePinRows(name);
+                refusal = "a blob was evicted while it was pinned: run it again";
+                return false;
+            }
+            UnitsChanged?.Invoke(PinnedUnitsLocked());
             refusal = null;
             return true;
         }
@@ -174,14 +203,9 @@ public sealed partial class CacheIndex
             {
                 return false;
             }
-            lock (_writeLock)
-            {
-                using var cmd = _db.CreateCommand();
-                cmd.CommandText = "DELETE FROM pins WHERE name = $n; DELETE FROM pin_units WHERE name = $n;";
-                cmd.Parameters.AddWithValue("$n", name);
-                cmd.ExecuteNonQuery();
-            }
+            DeletePinRows(name);
             RemovePinLocked(name);
+            UnitsChanged?.Invoke(PinnedUnitsLocked());
             return true;
         }
     }
@@ -233,12 +257,17 @@ public sealed partial class CacheIndex
             if (_pinCounts.GetValueOrDefault(d) <= 1)
             {
                 _pinCounts.TryRemove(d, out _);
-                if (_blobs.Get(d) is { } blob)
+                // Under the digest's lock, looked up there: a commit of the same digest (which reads the pin count
+                // and sets the flag under this lock) is wholly before or after, so no blob keeps a stale flag off the list.
+                lock (_digestLocks[d.FirstByte])
                 {
-                    blob.Pinned = false;
-                    if (!blob.IsEvicted)
+                    if (_blobs.Get(d) is { } blob)
                     {
-                        LruAdd(blob);
+                        blob.Pinned = false;
+                        if (!blob.IsEvicted)
+                        {
+                            LruAdd(blob);
+                        }
                     }
                 }
             }

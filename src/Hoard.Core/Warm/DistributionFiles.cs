@@ -70,8 +70,48 @@ public static partial class DistributionFiles
     /// <summary>Whether a wheel with these tags installs on one of the Pythons and platforms asked for (empty: any).</summary>
     public static bool WheelFits(string[] python, string[] abi, string[] platform, IReadOnlyList<string> pythonVersions, IReadOnlyList<string> platforms)
     {
-        var platformOk = platforms.Count == 0 || platform.Contains("any") || platform.Any(p => platforms.Contains(p, StringComparer.OrdinalIgnoreCase));
+        var platformOk = platforms.Count == 0 || platform.Contains("any") || platform.Any(p => platforms.Any(want => PlatformFits(p, want)));
         return platformOk && (pythonVersions.Count == 0 || pythonVersions.Any(v => PythonFits(python, abi, v)));
+    }
+
+    [GeneratedRegex(@"^(?<kind>manylinux|musllinux|macosx)_(?<major>\d+)_(?<minor>\d+)_(?<arch>.+)$")]
+    private static partial Regex VersionedPlatform();
+
+    /// <summary>
+    /// Whether a wheel's platform tag installs where <paramref name="wanted"/> does, as pip reads --platform: a glibc,
+    /// musl or macOS version also takes wheels built for older ones (manylinux_2_28_x86_64 takes manylinux_2_17 and
+    /// its alias manylinux2014), and macOS takes universal2 wheels of either architecture.
+    /// </summary>
+    public static bool PlatformFits(string tag, string wanted)
+    {
+        if (string.Equals(tag, wanted, StringComparison.OrdinalIgnoreCase))
+        {
+            return true;
+        }
+        if (Versioned(wanted) is not { } want || Versioned(tag) is not { } have || have.Kind != want.Kind)
+        {
+            return false;
+        }
+        var archFits = have.Arch == want.Arch
+            || (want.Kind == "macosx" && (have.Arch == "universal2" || (want.Arch == "x86_64" && have.Arch is "intel" or "universal")));
+        return archFits && (have.Major < want.Major || (have.Major == want.Major && have.Minor <= want.Minor));
+    }
+
+    /// <summary>A versioned platform tag, with the legacy manylinux names as the glibc versions they stand for.</summary>
+    private static (string Kind, int Major, int Minor, string Arch)? Versioned(string tag)
+    {
+        tag = tag.ToLowerInvariant();
+        foreach (var (legacy, minor) in new[] { ("manylinux2014_", 17), ("manylinux2010_", 12), ("manylinux1_", 5) })
+        {
+            if (tag.StartsWith(legacy, StringComparison.Ordinal))
+            {
+                return ("manylinux", 2, minor, tag[legacy.Length..]);
+            }
+        }
+        var m = VersionedPlatform().Match(tag);
+        return m.Success && int.TryParse(m.Groups["major"].Value, out var major) && int.TryParse(m.Groups["minor"].Value, out var minorVersion)
+            ? (m.Groups["kind"].Value, major, minorVersion, m.Groups["arch"].Value)
+            : null;
     }
 
     /// <summary>pip's tag order for CPython X.Y: cpXY (any ABI), cp3Z-abi3 for Z ≤ Y, py3, pyXY and py3Z for Z ≤ Y.</summary>

@@ -55,7 +55,21 @@ public sealed class SelfClient : IDisposable
         return builder.Uri;
     }
 
-    private HttpClient Http => _http ??= new HttpClient(new SocketsHttpHandler
+    private HttpClient Http => _http ?? InitHttp();
+
+    /// <summary>The first warm makes the client; several items starting at once must not each make (and leak) one.</summary>
+    private HttpClient InitHttp()
+    {
+        var made = MakeHttp();
+        if (Interlocked.CompareExchange(ref _http, made, null) is { } other)
+        {
+            made.Dispose();
+            return other;
+        }
+        return made;
+    }
+
+    private HttpClient MakeHttp() => new HttpClient(new SocketsHttpHandler
     {
         // Only this node's own certificate is accepted: the connection goes to our own listener.
         SslOptions = { RemoteCertificateValidationCallback = (_, cert, _, _) => cert is not null && cert.GetCertHashString() == _certificate().Current.GetCertHashString() },
@@ -201,7 +215,16 @@ public sealed class SelfClient : IDisposable
     /// <summary>The first line of an error answer (Hoard's errors are one line of text or an OCI error document).</summary>
     private static async Task<string> ReadErrorAsync(HttpResponseMessage response, CancellationToken ct)
     {
-        var text = await response.Content.ReadAsStringAsync(ct);
+        // At most 4 KB of it: an error relayed from a hostile or broken upstream may be any size.
+        await using var body = await response.Content.ReadAsStreamAsync(ct);
+        var buffer = new byte[4096];
+        var length = 0;
+        int n;
+        while (length < buffer.Length && (n = await body.ReadAsync(buffer.AsMemory(length), ct)) > 0)
+        {
+            length += n;
+        }
+        var text = System.Text.Encoding.UTF8.GetString(buffer, 0, length);
         if (text.StartsWith("{\"errors\"", StringComparison.Ordinal))
         {
             // The registry API's error document: its first message is the reason.

@@ -145,10 +145,17 @@ public static partial class WarmEndpoint
 
         var done = new List<WarmEvent>();
         var lastBytes = new Dictionary<int, long>();
+        Task<bool>? wait = null;
         while (true)
         {
-            var wait = events.Reader.WaitToReadAsync(ct).AsTask();
-            var finished = await Task.WhenAny(wait, Task.Delay(ProgressEvery, ct)) == wait && !await wait;
+            // One wait for the next event, kept across progress ticks (a new one per tick would pile up waiters).
+            wait ??= events.Reader.WaitToReadAsync(ct).AsTask();
+            var finished = false;
+            if (await Task.WhenAny(wait, Task.Delay(ProgressEvery, ct)) == wait)
+            {
+                finished = !await wait;
+                wait = null;
+            }
             while (events.Reader.TryRead(out var e))
             {
                 if (e.Type == "done")

@@ -38,9 +38,9 @@ public sealed class WarmItem(int id, WarmKind kind, string name)
         foreach (var (sha, size) in artifacts)
         {
             Interlocked.Add(ref _total, size);
-            if (sha is { Length: 64 } && size > 0)
+            if (sha is { Length: 64 } && sha.All(char.IsAsciiHexDigit) && size > 0)
             {
-                _planned[sha] = size;
+                _planned[sha.ToLowerInvariant()] = size;
             }
         }
         if (RoomCheck?.Invoke(_planned) is { } refusal)

@@ -14,25 +14,28 @@ public sealed class WarmParsingTests
         var hash = new string('a', 64);
         File.WriteAllText(Path.Combine(temp.Path, "requirements.txt"), $"""
             --index-url https://index.example/simple
-            -r base.txt
+            -rbase.txt
             certifi==2024.2.2 \
                 --hash=sha256:{hash} \
                 --hash=sha256:{new string('B', 64)}
             requests[socks]==2.31.0  # via app
+            # a comment that ends in a backslash is not joined \
+            six==1.16.0
             loose>=1.0
             ranged==1.0,<2
             -e ./src/app
             https://host.example/pkg.whl
             --what
+            last==1.0 \
             """);
         var problems = new List<Hoard.WarmSources.Problem>();
         var packages = Hoard.WarmSources.Requirements(Path.Combine(temp.Path, "requirements.txt"), problems);
-        Assert.Equal(["idna==3.7", "certifi==2024.2.2", "requests==2.31.0"], packages.Select(p => $"{p.Project}=={p.Version}"));
+        Assert.Equal(["idna==3.7", "certifi==2024.2.2", "requests==2.31.0", "six==1.16.0", "last==1.0"], packages.Select(p => $"{p.Project}=={p.Version}"));
         Assert.Equal([hash, new string('b', 64)], packages[1].Sha256);
         Assert.Empty(packages[2].Sha256);
         Assert.Equal(5, problems.Count);
-        Assert.Contains(problems, p => p.Where.EndsWith(":7", StringComparison.Ordinal) && p.Why.Contains("'loose' is not pinned", StringComparison.Ordinal));
-        Assert.Contains(problems, p => p.Where.EndsWith(":8", StringComparison.Ordinal) && p.Why.Contains("'ranged' is not pinned", StringComparison.Ordinal));
+        Assert.Contains(problems, p => p.Where.EndsWith(":9", StringComparison.Ordinal) && p.Why.Contains("'loose' is not pinned", StringComparison.Ordinal));
+        Assert.Contains(problems, p => p.Where.EndsWith(":10", StringComparison.Ordinal) && p.Why.Contains("'ranged' is not pinned", StringComparison.Ordinal));
         Assert.Equal(2, problems.Count(p => p.Why.StartsWith("not from an index", StringComparison.Ordinal)));
         Assert.Contains(problems, p => p.Why == "unknown option '--what' ignored");
     }
@@ -111,6 +114,23 @@ public sealed class WarmParsingTests
     [InlineData("app:v1/../../x")]
     [InlineData("app:-bad")]
     public void Bad_image_references_are_refused(string text) => Assert.Null(ImageReference.Parse(text));
+
+    [Theory]
+    [InlineData("manylinux_2_17_x86_64", "manylinux_2_28_x86_64", true)]
+    [InlineData("manylinux2014_x86_64", "manylinux_2_28_x86_64", true)]
+    [InlineData("manylinux1_x86_64", "manylinux2014_x86_64", true)]
+    [InlineData("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", false)]
+    [InlineData("manylinux_2_17_aarch64", "manylinux_2_28_x86_64", false)]
+    [InlineData("musllinux_1_1_x86_64", "musllinux_1_2_x86_64", true)]
+    [InlineData("manylinux_2_17_x86_64", "musllinux_1_2_x86_64", false)]
+    [InlineData("macosx_11_0_arm64", "macosx_14_0_arm64", true)]
+    [InlineData("macosx_10_9_universal2", "macosx_14_0_arm64", true)]
+    [InlineData("macosx_10_9_x86_64", "macosx_14_0_arm64", false)]
+    [InlineData("macosx_15_0_arm64", "macosx_14_0_arm64", false)]
+    [InlineData("win_amd64", "win_amd64", true)]
+    [InlineData("win32", "win_amd64", false)]
+    public void Platform_tags_fit_as_pip_reads_platform(string tag, string wanted, bool fits) =>
+        Assert.Equal(fits, DistributionFiles.PlatformFits(tag, wanted));
 
     [Fact]
     public void A_pin_means_its_version_files_filtered_like_pip_download()
