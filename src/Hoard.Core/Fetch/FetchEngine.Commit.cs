@@ -17,7 +17,11 @@ public sealed partial class FetchEngine : IFillHost
 
     void IFillHost.MakeRoom(long written) => MakeRoom(written);
 
-    void IFillHost.Committed() => EvictIfNeeded();
+    void IFillHost.Committed()
+    {
+        _index.FollowMovedPins();
+        EvictIfNeeded();
+    }
 
     void IFillHost.StorageDegraded() => Interlocked.Exchange(ref _storageDegradedUntilMs, NowMs + 30_000);
 

@@ -32,6 +32,7 @@ public sealed partial class FetchEngine
         finally
         {
             target.Blob.Release();
+            _index.FollowMovedPins(); // a pinned tag moved to this manifest: its pin follows
         }
     }
 

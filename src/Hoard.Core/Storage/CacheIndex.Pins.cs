@@ -53,6 +53,46 @@ public sealed partial class CacheIndex
         }
     }
 
+    private readonly System.Collections.Concurrent.ConcurrentQueue<(Sha256Digest Old, Sha256Digest New)> _movedPins = new();
+
+    /// <summary>
+    /// Pins follow their keys: a pin naming a blob whose key now leads to another (a project page after a new
+    /// release, a tag moved upstream) names the new blob too, so what the key serves stays when upstream is down. The
+    /// old blob stays pinned (another key, a manifest's digest, may still lead to it). Call with no lock held.
+    /// </summary>
+    public void FollowMovedPins()
+    {
+        if (_movedPins.IsEmpty)
+        {
+            return;
+        }
+        lock (_pinLock)
+        {
+            while (_movedPins.TryDequeue(out var moved))
+            {
+                foreach (var (name, pin) in _pins.Where(p => p.Value.Digests.Contains(moved.Old) && !p.Value.Digests.Contains(moved.New)).ToList())
+                {
+                    var digests = pin.Digests.Append(moved.New).ToArray();
+                    var packed = new byte[digests.Length * 32];
+                    for (var i = 0; i < digests.Length; i++)
+                    {
+                        digests[i].WriteTo(packed.AsSpan(i * 32, 32));
+                    }
+                    lock (_writeLock)
+                    {
+                        using var cmd = _db.CreateCommand();
+                        cmd.CommandText = "UPDATE pins SET digests = $d WHERE name = $n";
+                        cmd.Parameters.AddWithValue("$n", name);
+                        cmd.Parameters.Add("$d", SqliteType.Blob).Value = packed;
+                        cmd.ExecuteNonQuery();
+                    }
+                    RemovePinLocked(name);
+                    ApplyPinLocked(name, pin.Kind, pin.Created, digests, pin.Units);
+                }
+            }
+        }
+    }
+
     private long UnitsBytesLocked(IEnumerable<string> units) => UnitBytes is { } of ? units.Distinct(StringComparer.Ordinal).Sum(of) : 0;
     /// <summary>Pins naming each digest; written under _pinLock, read without it by a commit (which holds locks a pin takes after _pinLock).</summary>
     private readonly System.Collections.Concurrent.ConcurrentDictionary<Sha256Digest, int> _pinCounts = new();

@@ -214,6 +214,12 @@ public sealed partial class CacheIndex : IDisposable
         if (_keys.Set(record) is { } replaced && !ReferenceEquals(replaced, record))
         {
             Detach(replaced);
+            // A pinned blob's key moved to new content (a project page or a tag revalidated): the pin follows it,
+            // once the locks held here are released (FollowMovedPins takes the pins' lock first).
+            if ((replaced as BlobRecord ?? (replaced as AliasRecord)?.Blob) is { Pinned: true } moved && !ReferenceEquals(moved, blob))
+            {
+                _movedPins.Enqueue((moved.DigestValue, blob.DigestValue));
+            }
         }
     }
 

@@ -1,3 +1,4 @@
+using Hoard.Core.Storage;
 using Hoard.Tests.Infrastructure;
 
 namespace Hoard.Tests.Integration;
@@ -157,5 +158,45 @@ public sealed class PinTests
             Assert.Equal(0, registry.Count("GET", "/blobs/" + blob));
         }
         Assert.Empty(hoard.Service<Hoard.Core.Fetch.FetchEngine>().Pins());
+    }
+
+    [Fact]
+    public async Task A_pin_follows_its_project_page_to_a_new_release_so_pip_still_finds_the_pinned_version_offline()
+    {
+        using var temp = new TempDir();
+        var index = new PackageIndex(temp.Sub("index"));
+        var keep = index.AddWheel("keep", "1.0", extraBytes: 100_000);
+        index.WriteHtml();
+        await using var nginx = new Nginx(index.Root);
+        await nginx.StartAsync();
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var hoard = await HoardHost.StartAsync(temp.Sub("data"), o =>
+        {
+            PipTests.SetPypi(o, nginx.BaseUrl + "/simple/");
+            o.AdminToken = Token;
+            o.IndexTtl = TimeSpan.FromMinutes(5);
+        }, time);
+        var env = new Dictionary<string, string> { ["HOARD_ADMIN_TOKEN"] = Token };
+        var (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "pin", "--url", hoard.BaseUrl, "--package", "keep==1.0"], env);
+        Assert.True(code == 0, output);
+        var engine = hoard.Service<Hoard.Core.Fetch.FetchEngine>();
+        Assert.Equal(3, engine.Pins().Single().Blobs); // page, metadata, wheel
+
+        // keep 2.0 is released; past the TTL the page is fetched again and is new content: the pin follows the page.
+        index.AddWheel("keep", "2.0");
+        index.WriteHtml();
+        time.Advance(TimeSpan.FromMinutes(6));
+        using var http = new HttpClient();
+        Assert.Contains("keep-2.0-py3-none-any.whl", await http.GetStringAsync(hoard.BaseUrl + "/simple/keep/"), StringComparison.Ordinal);
+        await FetchEngineTests.WaitUntil(() => engine.Pins().Single().Blobs == 4, TimeSpan.FromSeconds(5));
+        Assert.Equal(0, engine.Pins().Single().Missing);
+
+        // Everything unpinned is evicted; upstream goes away; pip still finds keep 1.0 on the current page.
+        hoard.Service<CacheIndex>().EvictTo(0);
+        await nginx.DisposeAsync();
+        var downloads = temp.Sub("pip");
+        (code, output) = await Pip.DownloadAsync(hoard.BaseUrl + "/simple/", downloads, "keep==1.0");
+        Assert.True(code == 0, output);
+        Assert.True(File.Exists(Path.Combine(downloads, keep.Filename)), output);
     }
 }
