@@ -13,11 +13,11 @@ public sealed partial class FetchEngine
     public long MaxPinnedBytes => _options.MaxSizeBytes / 100 * 80;
 
     /// <summary>
-    /// Pins these stored digests (and git mirrors, by their <see cref="Mirrors"/> id) under a name; false and the
+    /// Pins these stored digests (and git mirrors, by their name in <see cref="Mirrors"/>) under a name; false and the
     /// reason when they are not all stored or do not fit.
     /// </summary>
-    public bool Pin(string name, string kind, IReadOnlyCollection<string> digests, out string? refusal, out long bytes, IReadOnlyCollection<string>? mirrors = null)
-        => _index.TryPin(name, kind, digests, mirrors ?? [], MaxPinnedBytes, _time.GetUtcNow().ToUnixTimeMilliseconds(), out refusal, out bytes);
+    public bool Pin(string name, string kind, IReadOnlyCollection<string> digests, out string? refusal, out long bytes, IReadOnlyCollection<string>? mirrors = null) =>
+        _index.TryPin(name, kind, digests, mirrors ?? [], MaxPinnedBytes, NowMs, out refusal, out bytes);
 
     /// <summary>
     /// Before a pin fetches anything: why blobs of these digests and sizes could not join the pins (what other pins

@@ -16,6 +16,12 @@ public sealed partial class CacheIndex
     private readonly Lock _pinLock = new();
     private readonly Dictionary<string, (string Kind, long Created, Sha256Digest[] Digests, string[] Units)> _pins = new(StringComparer.Ordinal);
 
+    /// <summary>Pins naming each digest; written under _pinLock, read without it by a commit (which holds locks a pin takes after _pinLock).</summary>
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<Sha256Digest, int> _pinCounts = new();
+
+    /// <summary>Pinned blobs whose key moved to another blob, queued under the index's locks (see <see cref="FollowMovedPins"/>).</summary>
+    private readonly System.Collections.Concurrent.ConcurrentQueue<(Sha256Digest Old, Sha256Digest New)> _movedPins = new();
+
     /// <summary>
     /// The bytes of a unit outside the blob store a pin may keep (a git mirror, by its name in the mirror space), set by the engine with
     /// the space that holds them; null: units count as nothing.
@@ -53,8 +59,6 @@ public sealed partial class CacheIndex
         }
     }
 
-    private readonly System.Collections.Concurrent.ConcurrentQueue<(Sha256Digest Old, Sha256Digest New)> _movedPins = new();
-
     /// <summary>
     /// Pins follow their keys: a pin naming a blob whose key now leads to another (a project page after a new
     /// release, a tag moved upstream) names the new blob too, so what the key serves stays when upstream is down. The
@@ -73,17 +77,12 @@ public sealed partial class CacheIndex
                 foreach (var (name, pin) in _pins.Where(p => p.Value.Digests.Contains(moved.Old) && !p.Value.Digests.Contains(moved.New)).ToList())
                 {
                     var digests = pin.Digests.Append(moved.New).ToArray();
-                    var packed = new byte[digests.Length * 32];
-                    for (var i = 0; i < digests.Length; i++)
-                    {
-                        digests[i].WriteTo(packed.AsSpan(i * 32, 32));
-                    }
                     lock (_writeLock)
                     {
                         using var cmd = _db.CreateCommand();
                         cmd.CommandText = "UPDATE pins SET digests = $d WHERE name = $n";
                         cmd.Parameters.AddWithValue("$n", name);
-                        cmd.Parameters.Add("$d", SqliteType.Blob).Value = packed;
+                        cmd.Parameters.Add("$d", SqliteType.Blob).Value = Pack(digests);
                         cmd.ExecuteNonQuery();
                     }
                     RemovePinLocked(name);
@@ -94,8 +93,33 @@ public sealed partial class CacheIndex
     }
 
     private long UnitsBytesLocked(IEnumerable<string> units) => UnitBytes is { } of ? units.Distinct(StringComparer.Ordinal).Sum(of) : 0;
-    /// <summary>Pins naming each digest; written under _pinLock, read without it by a commit (which holds locks a pin takes after _pinLock).</summary>
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<Sha256Digest, int> _pinCounts = new();
+
+    /// <summary>A blob's bytes while it is stored, 0 once it is not.</summary>
+    private long StoredSize(Sha256Digest digest) => _blobs.Get(digest) is { IsEvicted: false } b ? b.Size : 0;
+
+    /// <summary>What all pins keep: their distinct stored blobs and units.</summary>
+    private long PinnedBytesLocked() => _pinCounts.Keys.Sum(StoredSize) + UnitsBytesLocked(_pins.Values.SelectMany(p => p.Units));
+
+    /// <summary>Digests as the pins table stores them: 32 bytes each, one after another.</summary>
+    private static byte[] Pack(Sha256Digest[] digests)
+    {
+        var packed = new byte[digests.Length * 32];
+        for (var i = 0; i < digests.Length; i++)
+        {
+            digests[i].WriteTo(packed.AsSpan(i * 32, 32));
+        }
+        return packed;
+    }
+
+    private static Sha256Digest[] Unpack(byte[] packed)
+    {
+        var digests = new Sha256Digest[packed.Length / 32];
+        for (var i = 0; i < digests.Length; i++)
+        {
+            digests[i] = Sha256Digest.FromBytes(packed.AsSpan(i * 32, 32));
+        }
+        return digests;
+    }
 
     private void OpenPins()
     {
@@ -118,13 +142,7 @@ public sealed partial class CacheIndex
         using var r = cmd.ExecuteReader();
         while (r.Read())
         {
-            var bytes = (byte[])r.GetValue(3);
-            var digests = new Sha256Digest[bytes.Length / 32];
-            for (var i = 0; i < digests.Length; i++)
-            {
-                digests[i] = Sha256Digest.FromBytes(bytes.AsSpan(i * 32, 32));
-            }
-            ApplyPinLocked(r.GetString(0), r.GetString(1), r.GetInt64(2), digests, [.. units.GetValueOrDefault(r.GetString(0)) ?? []]);
+            ApplyPinLocked(r.GetString(0), r.GetString(1), r.GetInt64(2), Unpack((byte[])r.GetValue(3)), [.. units.GetValueOrDefault(r.GetString(0)) ?? []]);
         }
     }
 
@@ -135,7 +153,7 @@ public sealed partial class CacheIndex
         {
             lock (_pinLock)
             {
-                return _pinCounts.Keys.Sum(d => _blobs.Get(d) is { IsEvicted: false } b ? b.Size : 0) + UnitsBytesLocked(_pins.Values.SelectMany(p => p.Units));
+                return PinnedBytesLocked();
             }
         }
     }
@@ -151,16 +169,16 @@ public sealed partial class CacheIndex
         lock (_pinLock)
         {
             var missing = values.Count(d => _blobs.Get(d) is not { IsEvicted: false });
-            bytes = values.Sum(d => _blobs.Get(d) is { IsEvicted: false } b ? b.Size : 0);
+            bytes = values.Sum(StoredSize);
             var previous = _pins.TryGetValue(name, out var old) ? old.Digests : [];
             var previousUnits = old.Units ?? [];
             var otherUnits = _pins.Where(p => p.Key != name).SelectMany(p => p.Value.Units).ToHashSet(StringComparer.Ordinal);
             bytes += UnitsBytesLocked(unitIds);
-            var added = values.Except(previous).Where(d => !_pinCounts.ContainsKey(d)).Sum(d => _blobs.Get(d) is { IsEvicted: false } b ? b.Size : 0)
+            var added = values.Except(previous).Where(d => !_pinCounts.ContainsKey(d)).Sum(StoredSize)
                 + UnitsBytesLocked(unitIds.Where(u => !otherUnits.Contains(u) && !previousUnits.Contains(u)));
-            var released = previous.Except(values).Where(d => _pinCounts.GetValueOrDefault(d) == 1).Sum(d => _blobs.Get(d) is { IsEvicted: false } b ? b.Size : 0)
+            var released = previous.Except(values).Where(d => _pinCounts.GetValueOrDefault(d) == 1).Sum(StoredSize)
                 + UnitsBytesLocked(previousUnits.Where(u => !otherUnits.Contains(u) && !unitIds.Contains(u)));
-            var total = _pinCounts.Keys.Sum(d => _blobs.Get(d) is { IsEvicted: false } b ? b.Size : 0) + UnitsBytesLocked(_pins.Values.SelectMany(p => p.Units));
+            var total = PinnedBytesLocked();
             if (total - released + added > maxPinnedBytes)
             {
                 refusal = Refusal(added, total, maxPinnedBytes);
@@ -172,11 +190,6 @@ public sealed partial class CacheIndex
                 refusal = $"{missing} of its {values.Length} blobs are not stored (evicted while it was fetched?): run it again";
                 return false;
             }
-            var packed = new byte[values.Length * 32];
-            for (var i = 0; i < values.Length; i++)
-            {
-                values[i].WriteTo(packed.AsSpan(i * 32, 32));
-            }
             lock (_writeLock)
             {
                 using var tx = _db.BeginTransaction();
@@ -187,7 +200,7 @@ public sealed partial class CacheIndex
                     cmd.Parameters.AddWithValue("$n", name);
                     cmd.Parameters.AddWithValue("$k", kind);
                     cmd.Parameters.AddWithValue("$c", nowMs / 1000);
-                    cmd.Parameters.Add("$d", SqliteType.Blob).Value = packed;
+                    cmd.Parameters.Add("$d", SqliteType.Blob).Value = Pack(values);
                     cmd.ExecuteNonQuery();
                 }
                 foreach (var unit in unitIds)
@@ -224,7 +237,7 @@ public sealed partial class CacheIndex
         lock (_pinLock)
         {
             var kept = _pins.Where(p => p.Key != name).SelectMany(p => p.Value.Digests).ToHashSet();
-            var total = _pinCounts.Keys.Where(kept.Contains).Sum(d => _blobs.Get(d) is { IsEvicted: false } b ? b.Size : 0)
+            var total = _pinCounts.Keys.Where(kept.Contains).Sum(StoredSize)
                 + UnitsBytesLocked(_pins.Where(p => p.Key != name).SelectMany(p => p.Value.Units));
             var added = planned.Where(p => !kept.Contains(Sha256Digest.Parse(p.Key))).Sum(p => p.Value);
             return total + added > maxPinnedBytes ? Refusal(added, total, maxPinnedBytes) : null;

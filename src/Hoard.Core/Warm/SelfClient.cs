@@ -82,7 +82,23 @@ public sealed class SelfClient : IDisposable
     };
 
     /// <summary>GETs a path of this node; reads the body (reporting bytes as they come) unless it was already stored.</summary>
-    public async Task<SelfAnswer> GetAsync(string pathAndQuery, string? accept, Action<long>? progress, CancellationToken ct)
+    public Task<SelfAnswer> GetAsync(string pathAndQuery, string? accept, Action<long>? progress, CancellationToken ct) =>
+        SendAsync(pathAndQuery, accept, progress, keep: null, long.MaxValue, ct);
+
+    /// <summary>GETs a small document (a page, a manifest) whole; bodies over <paramref name="limit"/> are an error.</summary>
+    public async Task<(SelfAnswer Answer, byte[]? Body)> GetDocumentAsync(string pathAndQuery, string? accept, int limit, CancellationToken ct)
+    {
+        using var copy = new MemoryStream();
+        var answer = await SendAsync(pathAndQuery, accept, null, copy, limit, ct);
+        return (answer, answer.Ok ? copy.ToArray() : null);
+    }
+
+    /// <summary>
+    /// One GET: an error answer becomes its status and first line; a hit not being kept is dropped after its headers;
+    /// otherwise the body is read to its end (so a download's verification is known), into <paramref name="keep"/> when
+    /// given, at most <paramref name="limit"/> bytes of it.
+    /// </summary>
+    private async Task<SelfAnswer> SendAsync(string pathAndQuery, string? accept, Action<long>? progress, MemoryStream? keep, long limit, CancellationToken ct)
     {
         using var request = new HttpRequestMessage(HttpMethod.Get, new Uri(BaseUrl, pathAndQuery));
         if (accept is not null)
@@ -96,74 +112,37 @@ public sealed class SelfClient : IDisposable
             var status = (int)response.StatusCode;
             if (!response.IsSuccessStatusCode)
             {
-                var text = await ReadErrorAsync(response, ct);
-                return new SelfAnswer(status, outcome, 0, $"{status}: {text}");
+                return new SelfAnswer(status, outcome, 0, $"{status}: {await ReadErrorAsync(response, ct)}");
             }
             var digest = DigestOf(response);
-            if (outcome is "HIT")
+            if (outcome is "HIT" && keep is null)
             {
                 return new SelfAnswer(status, outcome, response.Content.Headers.ContentLength ?? 0, null, digest);
             }
+            if (response.Content.Headers.ContentLength > limit)
+            {
+                return new SelfAnswer(502, outcome, 0, $"larger than {limit} bytes");
+            }
             await using var body = await response.Content.ReadAsStreamAsync(ct);
-            var buffer = new byte[81_920];
+            var buffer = new byte[keep is null ? 81_920 : 16_384];
             long total = 0;
             int n;
             while ((n = await body.ReadAsync(buffer, ct)) > 0)
             {
                 total += n;
+                if (total > limit)
+                {
+                    return new SelfAnswer(502, outcome, 0, $"larger than {limit} bytes");
+                }
+                keep?.Write(buffer, 0, n);
                 progress?.Invoke(n);
             }
             return new SelfAnswer(status, outcome, total, null, digest);
         }
-        catch (HttpRequestException e)
+        catch (Exception e) when (e is HttpRequestException or IOException)
         {
             // A body cut off: the node aborts a response whose download failed (upstream broke, digest mismatch).
             return new SelfAnswer(502, null, 0, "the download failed: " + e.Message);
-        }
-        catch (IOException e)
-        {
-            return new SelfAnswer(502, null, 0, "the download failed: " + e.Message);
-        }
-    }
-
-    /// <summary>GETs a small document (a page, a manifest) whole; bodies over <paramref name="limit"/> are an error.</summary>
-    public async Task<(SelfAnswer Answer, byte[]? Body)> GetDocumentAsync(string pathAndQuery, string? accept, int limit, CancellationToken ct)
-    {
-        using var request = new HttpRequestMessage(HttpMethod.Get, new Uri(BaseUrl, pathAndQuery));
-        if (accept is not null)
-        {
-            request.Headers.TryAddWithoutValidation("Accept", accept);
-        }
-        try
-        {
-            using var response = await Http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, ct);
-            var outcome = response.Headers.TryGetValues("X-Hoard-Cache", out var values) ? values.FirstOrDefault() : null;
-            var status = (int)response.StatusCode;
-            if (!response.IsSuccessStatusCode)
-            {
-                return (new SelfAnswer(status, outcome, 0, $"{status}: {await ReadErrorAsync(response, ct)}"), null);
-            }
-            if (response.Content.Headers.ContentLength > limit)
-            {
-                return (new SelfAnswer(502, outcome, 0, $"larger than {limit} bytes"), null);
-            }
-            await using var body = await response.Content.ReadAsStreamAsync(ct);
-            using var copy = new MemoryStream();
-            var buffer = new byte[16_384];
-            int n;
-            while ((n = await body.ReadAsync(buffer, ct)) > 0)
-            {
-                if (copy.Length + n > limit)
-                {
-                    return (new SelfAnswer(502, outcome, 0, $"larger than {limit} bytes"), null);
-                }
-                copy.Write(buffer, 0, n);
-            }
-            return (new SelfAnswer(status, outcome, copy.Length, null, DigestOf(response)), copy.ToArray());
-        }
-        catch (Exception e) when (e is HttpRequestException or IOException)
-        {
-            return (new SelfAnswer(502, null, 0, "the request failed: " + e.Message), null);
         }
     }
 

@@ -25,6 +25,10 @@ public sealed class HoardProcess : IAsyncDisposable
 
     public static string Dll => Path.Combine(AppContext.BaseDirectory, "hoard.dll");
 
+    /// <summary>Runs a `hoard` command (warm, pin, status...) with this admin token in HOARD_ADMIN_TOKEN (empty: none).</summary>
+    public static Task<(int Code, string Output)> RunCliAsync(string adminToken, params string[] args) =>
+        Pip.RunAsync("dotnet", [Dll, .. args], new Dictionary<string, string> { ["HOARD_ADMIN_TOKEN"] = adminToken });
+
     /// <summary>Peak resident memory (VmHWM in /proc/PID/status), in bytes: what the process really took at its worst.</summary>
     public long PeakResidentBytes
     {

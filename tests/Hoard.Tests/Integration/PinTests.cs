@@ -28,9 +28,8 @@ public sealed class PinTests
             o.AdminToken = Token;
             o.MaxSizeBytes = 2_000_000;
         });
-        var env = new Dictionary<string, string> { ["HOARD_ADMIN_TOKEN"] = Token };
 
-        var (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "pin", "--url", hoard.BaseUrl, "--package", "keep==1.0"], env);
+        var (code, output) = await HoardProcess.RunCliAsync(Token, "pin", "--url", hoard.BaseUrl, "--package", "keep==1.0");
         Assert.True(code == 0, output);
         Assert.Contains("keep==1.0: 1 fetched", output, StringComparison.Ordinal);
         Assert.Contains("; pinned", output, StringComparison.Ordinal);
@@ -50,14 +49,14 @@ public sealed class PinTests
         }
 
         // Listed with its size by hoard status (names with the token) and /_hoard/status.
-        (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "status", "--url", hoard.BaseUrl], env);
+        (code, output) = await HoardProcess.RunCliAsync(Token, "status", "--url", hoard.BaseUrl);
         Assert.True(code == 0, output);
         Assert.Contains("pins: 1, keeping ", output, StringComparison.Ordinal);
         Assert.Contains("  pinned package keep==1.0: ", output, StringComparison.Ordinal);
         Assert.Contains(" in 3 blobs", output, StringComparison.Ordinal); // the page, the metadata file, the wheel
 
         // A pin that cannot fit is refused with the reason, and nothing else loses its pin.
-        (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "pin", "--url", hoard.BaseUrl, "--package", "huge==1.0"], env);
+        (code, output) = await HoardProcess.RunCliAsync(Token, "pin", "--url", hoard.BaseUrl, "--package", "huge==1.0");
         Assert.Equal(1, code);
         var engine = hoard.Service<Hoard.Core.Fetch.FetchEngine>();
         Assert.True(output.Contains("huge==1.0: FAILED: not pinned: it needs ", StringComparison.Ordinal), $"{output} max {engine.MaxPinnedBytes} pinned {engine.PinnedBytes} " + string.Join(", ", engine.Pins()) + " blobs " + string.Join(", ", engine.StoredDigests()));
@@ -71,7 +70,7 @@ public sealed class PinTests
         Assert.True(File.Exists(Path.Combine(downloads, keep.Filename)), output);
 
         // Unpinned: back in line for eviction like anything else.
-        (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "unpin", "--url", hoard.BaseUrl, "keep==1.0", "never-pinned"], env);
+        (code, output) = await HoardProcess.RunCliAsync(Token, "unpin", "--url", hoard.BaseUrl, "keep==1.0", "never-pinned");
         Assert.Equal(1, code);
         Assert.Contains("unpinned keep==1.0", output, StringComparison.Ordinal);
         Assert.Contains("never-pinned: 404", output, StringComparison.Ordinal);
@@ -102,11 +101,10 @@ public sealed class PinTests
             o.AdminToken = Token;
             o.MaxSizeBytes = 2_000_000;
         });
-        var env = new Dictionary<string, string> { ["HOARD_ADMIN_TOKEN"] = Token };
-        var (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "pin", "--url", hoard.BaseUrl, "--git", $"{git.BaseUrl}/team/kept.git"], env);
+        var (code, output) = await HoardProcess.RunCliAsync(Token, "pin", "--url", hoard.BaseUrl, "--git", $"{git.BaseUrl}/team/kept.git");
         Assert.True(code == 0, output);
         Assert.Contains("; pinned", output, StringComparison.Ordinal);
-        (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "warm", "--url", hoard.BaseUrl, "--git", $"{git.BaseUrl}/team/other.git"], env);
+        (code, output) = await HoardProcess.RunCliAsync(Token, "warm", "--url", hoard.BaseUrl, "--git", $"{git.BaseUrl}/team/other.git");
         Assert.True(code == 0, output);
         var mirrors = hoard.Service<Hoard.Core.Git.GitMirror>().Space;
         Assert.Equal(2, mirrors.Count);
@@ -147,8 +145,7 @@ public sealed class PinTests
             o.AdminToken = Token;
             o.MaxSizeBytes = 1_000_000; // pins may hold 800 kB; the image's two layers are 1.2 MB
         });
-        var env = new Dictionary<string, string> { ["HOARD_ADMIN_TOKEN"] = Token };
-        var (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "pin", "--url", hoard.BaseUrl, "--image", $"{registry.Host}/team/app:v1"], env);
+        var (code, output) = await HoardProcess.RunCliAsync(Token, "pin", "--url", hoard.BaseUrl, "--image", $"{registry.Host}/team/app:v1");
         Assert.Equal(1, code);
         Assert.Contains($"{registry.Host}/team/app:v1: FAILED: not pinned: it needs ", output, StringComparison.Ordinal);
         Assert.True(output.Contains("may hold at most 781.3 KiB", StringComparison.Ordinal), output);
@@ -176,8 +173,7 @@ public sealed class PinTests
             o.AdminToken = Token;
             o.IndexTtl = TimeSpan.FromMinutes(5);
         }, time);
-        var env = new Dictionary<string, string> { ["HOARD_ADMIN_TOKEN"] = Token };
-        var (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "pin", "--url", hoard.BaseUrl, "--package", "keep==1.0"], env);
+        var (code, output) = await HoardProcess.RunCliAsync(Token, "pin", "--url", hoard.BaseUrl, "--package", "keep==1.0");
         Assert.True(code == 0, output);
         var engine = hoard.Service<Hoard.Core.Fetch.FetchEngine>();
         Assert.Equal(3, engine.Pins().Single().Blobs); // page, metadata, wheel

@@ -47,9 +47,8 @@ public sealed class WarmTests
             beta_pkg==1.0 \
                 --hash=sha256:{beta.Sha256}
             """);
-        var env = new Dictionary<string, string> { ["HOARD_ADMIN_TOKEN"] = Token };
-        string[] warm = [HoardProcess.Dll, "warm", "--url", hoard.BaseUrl, "-r", requirements, "--image", $"{registry.Host}/team/multi:v2", "--image", $"{registry.Host}/team/app:v1", "--git", $"{git.BaseUrl}/team/tool.git"];
-        var (code, output) = await Pip.RunAsync("dotnet", warm, env);
+        string[] warm = ["warm", "--url", hoard.BaseUrl, "-r", requirements, "--image", $"{registry.Host}/team/multi:v2", "--image", $"{registry.Host}/team/app:v1", "--git", $"{git.BaseUrl}/team/tool.git"];
+        var (code, output) = await HoardProcess.RunCliAsync(Token, warm);
         Assert.True(code == 0, output);
         // 2 wheels, the multi-platform image (index, 2 manifests, their configs and layers), the single one, 1 bundle.
         var blobs = multi.Blobs.Count + single.Blobs.Count;
@@ -66,7 +65,7 @@ public sealed class WarmTests
         }
 
         // Run again: nothing is fetched twice.
-        (code, output) = await Pip.RunAsync("dotnet", warm, env);
+        (code, output) = await HoardProcess.RunCliAsync(Token, warm);
         Assert.True(code == 0, output);
         Assert.Contains("warm: 0 fetched (0 B), ", output, StringComparison.Ordinal);
         Assert.Equal(1, nginx.Count("/packages/" + alpha.Filename));
@@ -119,8 +118,7 @@ public sealed class WarmTests
         });
         var requirements = Path.Combine(temp.Path, "requirements.txt");
         File.WriteAllText(requirements, "alpha==1.0\nalpha-missing==1.0\nunpinned>=2\nalpha==9.9\n-e ./local\n");
-        var env = new Dictionary<string, string> { ["HOARD_ADMIN_TOKEN"] = Token };
-        var (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "warm", "--url", hoard.BaseUrl, "-r", requirements, "--image", "docker.example:5000/x:1", "--git", "http://elsewhere.example/r.git"], env);
+        var (code, output) = await HoardProcess.RunCliAsync(Token, "warm", "--url", hoard.BaseUrl, "-r", requirements, "--image", "docker.example:5000/x:1", "--git", "http://elsewhere.example/r.git");
         Assert.Equal(1, code);
         Assert.Contains("alpha==1.0: 1 fetched", output, StringComparison.Ordinal);
         Assert.Contains(":3: 'unpinned' is not pinned with ==", output, StringComparison.Ordinal);
@@ -134,10 +132,10 @@ public sealed class WarmTests
         Assert.Contains("4 item(s) failed", output, StringComparison.Ordinal);
 
         // Without the token: refused, and nothing fetched.
-        (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "warm", "--url", hoard.BaseUrl, "-r", requirements], new Dictionary<string, string> { ["HOARD_ADMIN_TOKEN"] = "wrong" });
+        (code, output) = await HoardProcess.RunCliAsync("wrong", "warm", "--url", hoard.BaseUrl, "-r", requirements);
         Assert.Equal(1, code);
         Assert.Contains("401", output, StringComparison.Ordinal);
-        (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "warm", "--url", hoard.BaseUrl, "-r", requirements], new Dictionary<string, string> { ["HOARD_ADMIN_TOKEN"] = "" });
+        (code, output) = await HoardProcess.RunCliAsync("", "warm", "--url", hoard.BaseUrl, "-r", requirements);
         Assert.Equal(2, code);
         Assert.Contains("admin token", output, StringComparison.Ordinal);
     }
@@ -164,8 +162,7 @@ public sealed class WarmTests
         });
         var requirements = Path.Combine(temp.Path, "requirements.txt");
         File.WriteAllText(requirements, "alpha==1.0\n");
-        var env = new Dictionary<string, string> { ["HOARD_ADMIN_TOKEN"] = Token };
-        var (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "warm", "--url", nodes[1].BaseUrl, "--all-nodes", "-r", requirements, "--image", $"{registry.Host}/team/app:v1"], env);
+        var (code, output) = await HoardProcess.RunCliAsync(Token, "warm", "--url", nodes[1].BaseUrl, "--all-nodes", "-r", requirements, "--image", $"{registry.Host}/team/app:v1");
         Assert.True(code == 0, output);
         // One summary per node, each named; the node asked first fetches, the others get the bytes from peers.
         for (var i = 0; i < 3; i++)
@@ -220,7 +217,7 @@ public sealed class WarmTests
         }
 
         // The download it started goes on without it; run again: what is stored or coming is not asked of upstream twice.
-        var (code, output) = await Pip.RunAsync("dotnet", [HoardProcess.Dll, "warm", "--url", hoard.BaseUrl, "-r", requirements], new Dictionary<string, string> { ["HOARD_ADMIN_TOKEN"] = Token });
+        var (code, output) = await HoardProcess.RunCliAsync(Token, "warm", "--url", hoard.BaseUrl, "-r", requirements);
         Assert.True(code == 0, output);
         Assert.Contains("0 item(s) failed", output, StringComparison.Ordinal);
         Assert.Equal(1, nginx.Count("/packages/" + slow.Filename));
